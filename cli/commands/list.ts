@@ -1,0 +1,17 @@
+import type { Command } from 'commander';
+import { listRestorePoints } from '../../engine/index.js';
+import { formatBytes } from '../../store/size.js';
+import { printJson, printLines, table } from '../output.js';
+import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+
+export function register(program: Command): void {
+  withStore(program.command('list').description('list restore points, newest first'))
+    .option('--json', 'machine-readable output')
+    .action(async (options: StoreOptions & { json?: boolean }) => {
+      const entries = await listRestorePoints(await openStoreFrom(options));
+      if (options.json) return printJson(entries);
+      if (entries.length === 0) return printLines(['no restore points']);
+      const rows = entries.map((e) => [e.id, e.name, e.time, e.disks.map((d) => `${d.label}:${formatBytes(d.size)}`).join(','), formatBytes(e.bytesNew), e.held ? 'held' : '']);
+      printLines(table([['ID', 'NAME', 'TIME', 'DISKS', 'NEW', 'HOLD'], ...rows]));
+    });
+}

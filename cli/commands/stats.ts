@@ -1,0 +1,23 @@
+import type { Command } from 'commander';
+import { stats } from '../../engine/index.js';
+import { formatBytes } from '../../store/size.js';
+import { printJson, printLines } from '../output.js';
+import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+
+export function register(program: Command): void {
+  withStore(program.command('stats').description('sizes, dedup and compression of the store'))
+    .option('--json', 'machine-readable output')
+    .action(async (options: StoreOptions & { json?: boolean }) => {
+      const s = await stats(await openStoreFrom(options));
+      if (options.json) return printJson(s);
+      printLines([
+        `restore points     ${s.restorePoints}`,
+        `chunk size         ${formatBytes(s.chunkSize)}`,
+        `logical bytes      ${formatBytes(s.logicalBytes)} (${formatBytes(s.dataBytes)} in non-zero chunks)`,
+        `unique chunks      ${s.uniqueChunks} (${formatBytes(s.uniqueBytes)})`,
+        `stored bytes       ${formatBytes(s.storedBytes)} in ${s.packs} packs (${formatBytes(s.packBytes)} on disk)`,
+        `dedup ratio        ${s.dedupRatio.toFixed(2)}`,
+        `compression ratio  ${s.compressionRatio.toFixed(2)}`,
+      ]);
+    });
+}

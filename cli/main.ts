@@ -1,0 +1,33 @@
+/** Dispatch only: each command lives in commands/<verb>.ts; errors become exit codes here. */
+import { Command, CommanderError } from 'commander';
+import { reportError } from './output.js';
+import { register as init } from './commands/init.js';
+import { register as backup } from './commands/backup.js';
+import { register as list } from './commands/list.js';
+import { register as restore } from './commands/restore.js';
+import { register as verify } from './commands/verify.js';
+import { register as stats } from './commands/stats.js';
+
+const COMMANDS = [init, backup, list, restore, verify, stats];
+
+export function buildProgram(): Command {
+  const program = new Command('chunkvault')
+    .description('deduplicating block store for VM disks and snapshot extents')
+    .option('--debug', 'print stack traces')
+    .exitOverride()
+    .showHelpAfterError();
+  for (const register of COMMANDS) register(program);
+  for (const command of program.commands) command.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    return reportError(err, argv.includes('--debug'));
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Backup: source extents -> chunk slots -> workers (read, hash, zero check, LZ4) ->
+ * main thread (dedup, append to pack, record id in the map) -> commit.
+ * Commit order (invariant 1): packs fsynced, index batch (synced), maps fsynced, catalog last.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Store } from '../store/store.js';
+import type { ChunkIndex } from '../store/index-db.js';
+import type { ChunkMapWriter } from '../store/chunk-map.js';
+import { slotCount } from '../store/chunk-map.js';
+import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
+import { newRestorePointId, type BackupKind, type BackupStats, type RestorePoint } from '../store/catalog.js';
+import type { ChunkLocation, PackWriter } from '../store/pack.js';
+import { decodeRecordHeader } from '../store/pack.js';
+import { NoSpaceError } from './errors.js';
+import { WorkerPool, pipeline } from './pool.js';
+import { groupTasks, planSlots, type DiskLayout, type UnreadRun } from './plan.js';
+import { SlotOutcome, type BackupResult } from './tasks.js';
+
+const TASK_BYTES = 4 * 1024 * 1024;
+
+export interface BackupDisk {
+  label: string;
+  path: string;
+  layout: DiskLayout;
+  /** The parent's map of the same disk, when there is one. */
+  parentMap: Buffer | null;
+}
+
+export interface BackupOptions {
+  name: string;
+  time: string;
+  kind: BackupKind;
+  parent: RestorePoint | null;
+  threads?: number;
+  onProgress?: (progress: BackupProgress) => void;
+}
+
+export interface BackupProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  bytesRead: number;
+  bytesNew: number;
+  chunksTotal: number;
+  chunksNew: number;
+}
+
+/** Everything one backup run accumulates before its commit. */
+class BackupRun {
+  readonly stats: BackupStats = { bytesRead: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0 };
+  /** Chunks written by this run, not yet in the index: dedup within the backup. */
+  readonly pending = new Map<string, [Buffer, ChunkLocation]>();
+  bytesDone = 0;
+
+  constructor(
+    readonly index: ChunkIndex,
+    readonly packs: PackWriter,
+    readonly bytesTotal: number,
+    readonly onProgress?: (progress: BackupProgress) => void,
+  ) {}
+
+  report(): void {
+    this.onProgress?.({
+      bytesDone: this.bytesDone,
+      bytesTotal: this.bytesTotal,
+      bytesRead: this.stats.bytesRead,
+      bytesNew: this.stats.bytesNew,
+      chunksTotal: this.stats.chunksTotal,
+      chunksNew: this.stats.chunksNew,
+    });
+  }
+
+  /** Stores the records of a worker result that neither this run nor the index has yet. */
+  async storeNewChunks(result: BackupResult): Promise<void> {
+    const bytes = Buffer.from(result.buffer);
+    const candidates: { id: Buffer; hex: string; record: Buffer; header: ReturnType<typeof decodeRecordHeader> }[] = [];
+    const seen = new Set<string>();
+    result.slots.forEach((slot, i) => {
+      if (slot.outcome !== SlotOutcome.Record) return;
+      const id = bytes.subarray(i * ID_BYTES, (i + 1) * ID_BYTES);
+      const hex = id.toString('hex');
+      if (this.pending.has(hex) || seen.has(hex)) return;
+      seen.add(hex);
+      const record = bytes.subarray(slot.recordOffset, slot.recordOffset + slot.recordLength);
+      candidates.push({ id: Buffer.from(id), hex, record, header: decodeRecordHeader(record) });
+    });
+    const known = await this.index.getMany(candidates.map((c) => c.id));
+    const fresh = candidates.filter((_, i) => known[i] === undefined);
+    if (fresh.length === 0) return;
+    const { pack, offset } = await this.packs.append(fresh.map((c) => c.record));
+    let at = offset;
+    for (const { id, hex, record, header } of fresh) {
+      this.pending.set(hex, [id, { pack, offset: at, storedLength: header!.storedLength, rawLength: header!.rawLength, codec: header!.codec }]);
+      at += record.byteLength;
+      this.stats.bytesNew += record.byteLength;
+      this.stats.chunksNew++;
+    }
+  }
+}
+
+async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, map: ChunkMapWriter, chunkSize: number): Promise<void> {
+  const slotsPerTask = Math.max(1, Math.floor(TASK_BYTES / chunkSize));
+  const slotBytes = (first: number, count: number): number =>
+    Math.max(0, Math.min((first + count) * chunkSize, disk.layout.size) - first * chunkSize);
+  await pipeline(
+    groupTasks(planSlots(disk.layout), slotsPerTask),
+    pool.window,
+    async (unit) => (Array.isArray(unit) ? pool.backup({ op: 'backup', path: disk.path, slots: unit, parentIds: parentIds(disk, unit[0].slot, unit.length) }) : null),
+    async (result, unit) => {
+      if (Array.isArray(unit)) {
+        await run.storeNewChunks(result!);
+        await map.write(unit[0].slot, Buffer.from(result!.buffer, 0, unit.length * ID_BYTES));
+        run.stats.bytesRead += result!.bytesRead;
+        run.stats.chunksZero += result!.slots.filter((s) => s.outcome === SlotOutcome.Zero).length;
+      } else {
+        await recordUnreadRun(run, disk, map, unit);
+      }
+      const [first, count] = Array.isArray(unit) ? [unit[0].slot, unit.length] : [unit.first, unit.count];
+      run.stats.chunksTotal += count;
+      run.bytesDone += slotBytes(first, count);
+      run.report();
+    },
+  );
+}
+
+/** The parent's ids for slots [first, first+count), zero ids past the parent's end. */
+function parentIds(disk: BackupDisk, first: number, count: number): Buffer | null {
+  if (!disk.parentMap) return null;
+  const ids = Buffer.alloc(count * ID_BYTES);
+  disk.parentMap.copy(ids, 0, first * ID_BYTES, (first + count) * ID_BYTES);
+  return ids;
+}
+
+/** Zero runs need nothing (the map is zero-filled); parent runs copy the parent's ids. */
+async function recordUnreadRun(run: BackupRun, disk: BackupDisk, map: ChunkMapWriter, unit: UnreadRun): Promise<void> {
+  const ids = unit.kind === 'parent' ? parentIds(disk, unit.first, unit.count) : null;
+  if (ids) await map.write(unit.first, ids);
+  for (let i = 0; i < unit.count; i++) if (!ids || isZeroId(ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES))) run.stats.chunksZero++;
+}
+
+export async function backup(store: Store, disks: BackupDisk[], options: BackupOptions): Promise<RestorePoint> {
+  const started = performance.now();
+  const lock = await store.lock('backup');
+  const maps: ChunkMapWriter[] = [];
+  let index: ChunkIndex | null = null;
+  const packs = store.newPackWriter();
+  const pool = new WorkerPool(store.packsDir, options.threads);
+  const id = newRestorePointId();
+  try {
+    index = await store.openIndex();
+    const run = new BackupRun(index, packs, disks.reduce((s, d) => s + d.layout.size, 0), options.onProgress);
+    for (const disk of disks) {
+      const map = await store.createMapWriter(id, disk.label, slotCount(disk.layout.size, store.chunkSize));
+      maps.push(map);
+      await backupDisk(run, pool, disk, map, store.chunkSize);
+    }
+    await packs.sync();
+    await index.putMany(Array.from(run.pending.values()));
+    for (const map of maps) await map.commit();
+    run.stats.seconds = (performance.now() - started) / 1000;
+    const point: RestorePoint = {
+      id,
+      name: options.name,
+      time: options.time,
+      created: new Date().toISOString(),
+      chunkSize: store.chunkSize,
+      kind: options.kind,
+      parent: options.parent?.id ?? null,
+      disks: disks.map((d) => ({ label: d.label, size: d.layout.size })),
+      hold: null,
+      stats: run.stats,
+    };
+    await store.catalog.put(point);
+    return point;
+  } catch (err) {
+    for (const map of maps) await map.abort();
+    await store.removeMaps(id).catch(() => undefined);
+    throw explainNoSpace(err, store.dir);
+  } finally {
+    await packs.close();
+    await pool.close();
+    await index?.close();
+    await lock.release();
+  }
+}
+
+function explainNoSpace(err: unknown, dir: string): unknown {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') return err;
+  return new NoSpaceError(`no space left on the store's filesystem (${dir}); the backup was not committed and gc reclaims its partial data`, { store: dir });
+}

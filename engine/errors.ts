@@ -1,0 +1,55 @@
+/**
+ * Every failure a user can cause or meet has a class with a stable code.
+ * The CLI prints `message` (and exits with `exitCode`); `--json` prints toJSON().
+ */
+export type ErrorData = Record<string, unknown>;
+
+export class ChunkvaultError extends Error {
+  readonly code: string = 'CV_ERROR';
+  readonly exitCode: number = 2;
+  constructor(message: string, readonly data: ErrorData = {}) {
+    super(message);
+    this.name = new.target.name;
+  }
+  toJSON(): { code: string; message: string; data: ErrorData } {
+    return { code: this.code, message: this.message, data: this.data };
+  }
+}
+
+/** Bad arguments, sizes, refs, JSON lists: rejected before anything is written. */
+export class InvalidInputError extends ChunkvaultError {
+  override readonly code = 'CV_INVALID_INPUT';
+}
+export class SourceError extends ChunkvaultError {
+  override readonly code = 'CV_SOURCE';
+}
+export class TargetError extends ChunkvaultError {
+  override readonly code = 'CV_TARGET';
+}
+export class NotAStoreError extends ChunkvaultError {
+  override readonly code = 'CV_NOT_A_STORE';
+}
+export class StoreExistsError extends ChunkvaultError {
+  override readonly code = 'CV_STORE_EXISTS';
+}
+export class UnsupportedFormatError extends ChunkvaultError {
+  override readonly code = 'CV_UNSUPPORTED_FORMAT';
+}
+export class UnknownRefError extends ChunkvaultError {
+  override readonly code = 'CV_UNKNOWN_REF';
+}
+export class AmbiguousRefError extends ChunkvaultError {
+  override readonly code = 'CV_AMBIGUOUS_REF';
+}
+export class StoreBusyError extends ChunkvaultError {
+  override readonly code = 'CV_STORE_BUSY';
+  override readonly exitCode = 3;
+}
+/** A chunk whose bytes are missing or do not match their id: never served as data. */
+export class DamagedDataError extends ChunkvaultError {
+  override readonly code = 'CV_DAMAGED';
+  override readonly exitCode = 1;
+}
+export class NoSpaceError extends ChunkvaultError {
+  override readonly code = 'CV_NO_SPACE';
+}

@@ -1,0 +1,28 @@
+import { InvalidInputError } from './errors.js';
+
+/** Labels become file names in maps/ and the mount: keep them to a safe alphabet. */
+const LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Names group restore points and appear as a directory in the mount. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$/;
+
+export function checkLabel(label: string): string {
+  if (!LABEL.test(label)) {
+    throw new InvalidInputError(`disk label '${label}' is invalid: use letters, digits, '.', '_' or '-', starting with a letter or digit`, { label });
+  }
+  return label;
+}
+
+export function checkName(name: string): string {
+  if (!NAME.test(name) || name.includes('@latest')) {
+    throw new InvalidInputError(`name '${name}' is invalid: use letters, digits and . _ - : +, starting with a letter or digit`, { name });
+  }
+  return name;
+}
+
+export function parseTime(text: string): string {
+  const ms = Date.parse(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms)) {
+    throw new InvalidInputError(`--time: '${text}' is not an ISO 8601 date and time (e.g. 2026-11-20T23:00:00Z)`, { value: text });
+  }
+  return new Date(ms).toISOString();
+}

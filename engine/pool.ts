@@ -1,0 +1,100 @@
+/**
+ * The worker pool. Workers load the compiled worker (dist/engine/worker.js) by absolute
+ * path, also when this module runs from TypeScript source under tests.
+ */
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type {
+  BackupResult,
+  BackupTask,
+  DecodeResult,
+  DecodeTask,
+  RestoreResult,
+  RestoreTask,
+  Task,
+  VerifyResult,
+  VerifyTask,
+} from './tasks.js';
+
+function workerPath(): string {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.js')) return join(dirname(here), 'worker.js');
+  return join(dirname(here), '..', 'dist', 'engine', 'worker.js');
+}
+
+export function defaultThreads(): number {
+  return availableParallelism();
+}
+
+export class WorkerPool {
+  private readonly piscina: Piscina;
+
+  constructor(
+    private readonly packsDir: string,
+    readonly threads = defaultThreads(),
+  ) {
+    this.piscina = new Piscina({
+      filename: workerPath(),
+      minThreads: threads,
+      maxThreads: threads,
+      // Keep threads for the whole job; the default of 0 would churn them between tasks.
+      idleTimeout: 60_000,
+    });
+  }
+
+  /** Enough tasks in flight to keep every worker busy while the main thread handles results. */
+  get window(): number {
+    return this.threads * 2;
+  }
+
+  private run<R>(task: Task, transferList?: ArrayBuffer[]): Promise<R> {
+    return this.piscina.run({ task, packsDir: this.packsDir }, { transferList }) as Promise<R>;
+  }
+
+  backup(task: BackupTask): Promise<BackupResult> {
+    return this.run(task);
+  }
+  restore(task: RestoreTask): Promise<RestoreResult> {
+    return this.run(task);
+  }
+  verify(task: VerifyTask): Promise<VerifyResult> {
+    return this.run(task);
+  }
+  decode(task: DecodeTask): Promise<DecodeResult> {
+    return this.run(task);
+  }
+
+  async close(): Promise<void> {
+    await this.piscina.destroy();
+  }
+}
+
+/**
+ * Runs `produce`d tasks with at most `window` in flight and hands their results to
+ * `consume` one at a time, in submission order, so consumers never interleave.
+ */
+export async function pipeline<T, R>(
+  tasks: Iterable<T>,
+  window: number,
+  start: (task: T) => Promise<R>,
+  consume: (result: R, task: T) => Promise<void>,
+): Promise<void> {
+  const inFlight: { task: T; result: Promise<R> }[] = [];
+  const drainOne = async (): Promise<void> => {
+    const next = inFlight.shift()!;
+    await consume(await next.result, next.task);
+  };
+  try {
+    for (const task of tasks) {
+      const result = start(task);
+      result.catch(() => undefined); // observed in drainOne; avoid unhandled rejections meanwhile
+      inFlight.push({ task, result });
+      if (inFlight.length >= window) await drainOne();
+    }
+    while (inFlight.length > 0) await drainOne();
+  } finally {
+    await Promise.allSettled(inFlight.map((f) => f.result));
+  }
+}

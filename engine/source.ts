@@ -1,0 +1,60 @@
+/** What a backup reads: regular files and block devices, named by `PATH` or `LABEL=PATH`. */
+import { promises as fs, type Stats } from 'node:fs';
+import { basename, extname, resolve } from 'node:path';
+import { InvalidInputError, SourceError } from './errors.js';
+import { checkLabel } from './names.js';
+
+export interface Source {
+  label: string;
+  path: string;
+  size: number;
+  isDevice: boolean;
+}
+
+export function parseSourceSpec(spec: string): { label: string; path: string } {
+  const eq = spec.indexOf('=');
+  const path = eq > 0 ? spec.slice(eq + 1) : spec;
+  if (path === '') throw new InvalidInputError(`source '${spec}' names no path`, { source: spec });
+  const label = eq > 0 ? spec.slice(0, eq) : basename(path, extname(path));
+  return { label: checkLabel(label), path: resolve(path) };
+}
+
+/** Block devices report size 0 in stat; sysfs knows their size in 512-byte sectors. */
+export async function deviceSize(stats: Stats, path: string): Promise<number> {
+  const major = Math.floor(stats.rdev / 256) & 0xfff;
+  const minor = (stats.rdev & 0xff) | ((stats.rdev >> 12) & 0xfff00);
+  try {
+    const sectors = await fs.readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
+    return Number(sectors.trim()) * 512;
+  } catch {
+    throw new SourceError(`${path}: cannot determine the size of this block device`, { path });
+  }
+}
+
+export async function openSource(spec: string): Promise<Source> {
+  const { label, path } = parseSourceSpec(spec);
+  let stats: Stats;
+  try {
+    stats = await fs.stat(path);
+    await fs.access(path, fs.constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file or device' : code === 'EACCES' ? 'permission denied' : String(code);
+    throw new SourceError(`source ${path}: ${why}`, { path, code });
+  }
+  if (stats.isBlockDevice()) return { label, path, size: await deviceSize(stats, path), isDevice: true };
+  if (!stats.isFile()) throw new SourceError(`source ${path} is not a regular file or block device`, { path });
+  return { label, path, size: stats.size, isDevice: false };
+}
+
+export async function openSources(specs: string[]): Promise<Source[]> {
+  if (specs.length === 0) throw new InvalidInputError('backup needs at least one SOURCE', {});
+  const sources: Source[] = [];
+  for (const spec of specs) sources.push(await openSource(spec));
+  const seen = new Set<string>();
+  for (const { label } of sources) {
+    if (seen.has(label)) throw new InvalidInputError(`disk label '${label}' is used twice; name disks with LABEL=PATH`, { label });
+    seen.add(label);
+  }
+  return sources;
+}

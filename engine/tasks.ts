@@ -1,0 +1,98 @@
+/** Messages between the main thread and pool workers. Pure data: structured-cloned or transferred. */
+
+/** Bytes [at, at+length) of a chunk slot come from source offset `from`; the rest of the slot is zero. */
+export interface SlotRead {
+  at: number;
+  from: number;
+  length: number;
+}
+
+export interface SlotPlan {
+  slot: number;
+  /** Slot length: chunkSize, or less for the last slot of a disk. */
+  length: number;
+  reads: SlotRead[];
+}
+
+export interface BackupTask {
+  op: 'backup';
+  path: string;
+  slots: SlotPlan[];
+  /** Parent's ids for these slots (32 bytes each), or empty: equal ids skip compression. */
+  parentIds: Uint8Array | null;
+}
+
+export enum SlotOutcome {
+  Zero = 0,
+  Record = 1,
+  SameAsParent = 2,
+}
+
+export interface BackupSlotResult {
+  slot: number;
+  outcome: SlotOutcome;
+  /** Where the slot's whole pack record (header and payload) starts in `buffer`. */
+  recordOffset: number;
+  recordLength: number;
+}
+
+export interface BackupResult {
+  /** slots.length ids of 32 bytes, then the records. Transferred, not copied. */
+  buffer: ArrayBuffer;
+  slots: BackupSlotResult[];
+  bytesRead: number;
+}
+
+/** A chunk to fetch from a pack: offset is the record's start. */
+export interface ChunkRef {
+  pack: string;
+  offset: number;
+  storedLength: number;
+  id: Uint8Array;
+}
+
+export interface RestoreSlot {
+  diskOffset: number;
+  length: number;
+  /** null: a zero slot, written only where the target cannot hold holes. */
+  chunk: ChunkRef | null;
+}
+
+export interface RestoreTask {
+  op: 'restore';
+  target: string;
+  slots: RestoreSlot[];
+}
+
+export interface ChunkProblem {
+  index: number;
+  problem: string;
+}
+
+export interface RestoreResult {
+  bytesWritten: number;
+  problems: ChunkProblem[];
+}
+
+export interface VerifyTask {
+  op: 'verify';
+  chunks: ChunkRef[];
+}
+
+export interface VerifyResult {
+  problems: ChunkProblem[];
+}
+
+export interface DecodeTask {
+  op: 'decode';
+  chunks: ChunkRef[];
+}
+
+export interface DecodeResult {
+  /** The chunks' bytes back to back, transferred. */
+  buffer: ArrayBuffer;
+  lengths: number[];
+  problems: ChunkProblem[];
+}
+
+export type Task = BackupTask | RestoreTask | VerifyTask | DecodeTask;

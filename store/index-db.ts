@@ -1,0 +1,72 @@
+/**
+ * The chunk index: chunk id -> location in a pack. LevelDB admits one process at a time,
+ * so callers hold it only as long as they must (restore and mount resolve their maps and
+ * close it again); a second opener gets StoreBusyError naming who holds the store.
+ */
+import { ClassicLevel } from 'classic-level';
+import { StoreBusyError } from '../engine/errors.js';
+import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, CHUNK_RANGE } from './index-keys.js';
+import type { ChunkLocation } from './pack.js';
+
+type Db = ClassicLevel<Buffer, Buffer>;
+
+export interface IndexOpenOptions {
+  /** Who holds the store, for the busy message. */
+  describeHolder: () => Promise<string>;
+  /** How long to keep retrying a locked index before giving up. */
+  waitMs?: number;
+}
+
+export class ChunkIndex {
+  private constructor(private readonly db: Db) {}
+
+  static async open(dir: string, options: IndexOpenOptions): Promise<ChunkIndex> {
+    const deadline = Date.now() + (options.waitMs ?? 0);
+    for (;;) {
+      const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+      try {
+        await db.open();
+        return new ChunkIndex(db);
+      } catch (err) {
+        if (!isLocked(err)) throw err;
+        if (Date.now() >= deadline) {
+          const holder = await options.describeHolder();
+          throw new StoreBusyError(`store is busy: ${holder}`, { holder });
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  }
+
+  async getMany(ids: Buffer[]): Promise<(ChunkLocation | undefined)[]> {
+    if (ids.length === 0) return [];
+    const values = await this.db.getMany(ids.map(chunkKey));
+    return values.map((value) => (value ? decodeLocation(value) : undefined));
+  }
+
+  /** One atomic, synced write: the commit point of a backup's chunks. */
+  async putMany(entries: Iterable<[Buffer, ChunkLocation]>): Promise<void> {
+    const batch = this.db.batch();
+    for (const [id, location] of entries) batch.put(chunkKey(id), encodeLocation(location));
+    await batch.write({ sync: true });
+  }
+
+  async deleteMany(ids: Iterable<Buffer>): Promise<void> {
+    const batch = this.db.batch();
+    for (const id of ids) batch.del(chunkKey(id));
+    await batch.write({ sync: true });
+  }
+
+  async *entries(): AsyncGenerator<[Buffer, ChunkLocation]> {
+    for await (const [key, value] of this.db.iterator(CHUNK_RANGE)) yield [idFromChunkKey(key), decodeLocation(value)];
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
+
+function isLocked(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return e.code === 'LEVEL_LOCKED' || e.cause?.code === 'LEVEL_LOCKED';
+}

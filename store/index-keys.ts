@@ -1,0 +1,41 @@
+/** The only place that knows the key and value layout of the LevelDB index. */
+import { ID_BYTES } from './chunk-id.js';
+import { Codec, type ChunkLocation } from './pack.js';
+
+const CHUNK_PREFIX = 0x63; // 'c'
+const PACK_NAME_BYTES = 8;
+const VALUE_BYTES = PACK_NAME_BYTES + 6 + 4 + 4 + 1;
+
+export function chunkKey(id: Buffer): Buffer {
+  const key = Buffer.allocUnsafe(1 + ID_BYTES);
+  key[0] = CHUNK_PREFIX;
+  id.copy(key, 1);
+  return key;
+}
+
+export function idFromChunkKey(key: Buffer): Buffer {
+  return Buffer.from(key.subarray(1, 1 + ID_BYTES));
+}
+
+/** Bounds for iterating every chunk key. */
+export const CHUNK_RANGE = { gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) };
+
+export function encodeLocation(location: ChunkLocation): Buffer {
+  const value = Buffer.allocUnsafe(VALUE_BYTES);
+  value.write(location.pack, 0, PACK_NAME_BYTES, 'hex');
+  value.writeUIntBE(location.offset, 8, 6);
+  value.writeUInt32BE(location.storedLength, 14);
+  value.writeUInt32BE(location.rawLength, 18);
+  value.writeUInt8(location.codec, 22);
+  return value;
+}
+
+export function decodeLocation(value: Buffer): ChunkLocation {
+  return {
+    pack: value.toString('hex', 0, PACK_NAME_BYTES),
+    offset: value.readUIntBE(8, 6),
+    storedLength: value.readUInt32BE(14),
+    rawLength: value.readUInt32BE(18),
+    codec: value.readUInt8(22) as Codec,
+  };
+}

@@ -1,0 +1,195 @@
+/**
+ * Pack files: append-only sequences of self-describing chunk records, so the index can
+ * always be rebuilt by scanning packs. Writer and reader live here; nothing outside
+ * store/ knows the byte layout.
+ *
+ * Record: magic "CVK1" | codec u8 | 3 reserved | rawLen u32 | storedLen u32 | id[32] | payload
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { compressSync, uncompressSync } from 'lz4-napi';
+import { chunkId, ID_BYTES } from './chunk-id.js';
+import { fsyncDir } from './durable.js';
+
+export const RECORD_MAGIC = 0x43564b31; // "CVK1"
+export const RECORD_HEADER_BYTES = 16 + ID_BYTES;
+export const PACK_SUFFIX = '.pack';
+export const DEFAULT_PACK_CAP = 256 * 1024 * 1024;
+
+export enum Codec {
+  Raw = 0,
+  Lz4 = 1,
+}
+
+export interface RecordHeader {
+  codec: Codec;
+  rawLength: number;
+  storedLength: number;
+  id: Buffer;
+}
+
+/** Where a chunk lives: what the index maps a chunk id to. */
+export interface ChunkLocation {
+  pack: string;
+  offset: number;
+  storedLength: number;
+  rawLength: number;
+  codec: Codec;
+}
+
+export function encodeRecordHeader(header: RecordHeader, into: Buffer, at = 0): void {
+  into.writeUInt32BE(RECORD_MAGIC, at);
+  into.writeUInt8(header.codec, at + 4);
+  into.fill(0, at + 5, at + 8);
+  into.writeUInt32BE(header.rawLength, at + 8);
+  into.writeUInt32BE(header.storedLength, at + 12);
+  header.id.copy(into, at + 16);
+}
+
+/** Returns null where the bytes are not a record header (damage, or the end of a torn pack). */
+export function decodeRecordHeader(bytes: Buffer, at = 0): RecordHeader | null {
+  if (bytes.byteLength - at < RECORD_HEADER_BYTES || bytes.readUInt32BE(at) !== RECORD_MAGIC) return null;
+  const codec = bytes.readUInt8(at + 4);
+  if (codec !== Codec.Raw && codec !== Codec.Lz4) return null;
+  return {
+    codec,
+    rawLength: bytes.readUInt32BE(at + 8),
+    storedLength: bytes.readUInt32BE(at + 12),
+    id: Buffer.from(bytes.subarray(at + 16, at + RECORD_HEADER_BYTES)),
+  };
+}
+
+/** LZ4 when it saves space; random data expands under LZ4 and is stored raw. */
+export function encodePayload(raw: Buffer): { codec: Codec; payload: Buffer } {
+  const compressed = compressSync(raw);
+  return compressed.byteLength < raw.byteLength ? { codec: Codec.Lz4, payload: compressed } : { codec: Codec.Raw, payload: raw };
+}
+
+export type RecordProblem = 'header' | 'decode' | 'length' | 'hash';
+
+/**
+ * Decodes one record read from a pack and re-hashes it against the id it must have.
+ * Returns the raw chunk, or the reason it cannot be trusted.
+ */
+export function decodeRecord(record: Buffer, expectedId: Buffer): { data: Buffer } | { problem: RecordProblem } {
+  const header = decodeRecordHeader(record);
+  if (!header || !header.id.equals(expectedId) || record.byteLength < RECORD_HEADER_BYTES + header.storedLength) {
+    return { problem: 'header' };
+  }
+  const payload = record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.storedLength);
+  let data: Buffer;
+  try {
+    data = header.codec === Codec.Lz4 ? uncompressSync(payload) : payload;
+  } catch {
+    return { problem: 'decode' };
+  }
+  if (data.byteLength !== header.rawLength) return { problem: 'length' };
+  if (!chunkId(data).equals(expectedId)) return { problem: 'hash' };
+  return { data };
+}
+
+export function newPackName(): string {
+  return randomBytes(8).toString('hex');
+}
+
+export function packFileName(pack: string): string {
+  return pack + PACK_SUFFIX;
+}
+
+/**
+ * Appends records to size-capped pack files. Nothing written here is referenced until
+ * `sync()` has made it durable and the caller commits index entries for it.
+ */
+export class PackWriter {
+  private current: { name: string; handle: fs.FileHandle; size: number } | null = null;
+  private readonly unsynced: fs.FileHandle[] = [];
+  private readonly written: string[] = [];
+
+  constructor(
+    private readonly dir: string,
+    private readonly cap = DEFAULT_PACK_CAP,
+  ) {}
+
+  /** Appends whole records (headers and payloads), returns each record's location. */
+  async append(records: Buffer[]): Promise<{ pack: string; offset: number }> {
+    const total = records.reduce((sum, r) => sum + r.byteLength, 0);
+    if (!this.current || (this.current.size > 0 && this.current.size + total > this.cap)) await this.rollOver();
+    const current = this.current!;
+    const offset = current.size;
+    await current.handle.writev(records, offset);
+    current.size += total;
+    return { pack: current.name, offset };
+  }
+
+  get packsWritten(): readonly string[] {
+    return this.written;
+  }
+
+  private async rollOver(): Promise<void> {
+    const name = newPackName();
+    const handle = await fs.open(join(this.dir, packFileName(name)), 'wx');
+    this.current = { name, handle, size: 0 };
+    this.unsynced.push(handle);
+    this.written.push(name);
+  }
+
+  /** fsyncs every pack written so far and the directory that names them. */
+  async sync(): Promise<void> {
+    for (const handle of this.unsynced) await handle.sync();
+    if (this.unsynced.length > 0) await fsyncDir(this.dir);
+    for (const handle of this.unsynced) if (handle !== this.current?.handle) await handle.close();
+    this.unsynced.length = 0;
+    if (this.current) this.unsynced.push(this.current.handle);
+  }
+
+  async close(): Promise<void> {
+    const handles = new Set([...this.unsynced, ...(this.current ? [this.current.handle] : [])]);
+    this.current = null;
+    this.unsynced.length = 0;
+    for (const handle of handles) await handle.close().catch(() => undefined);
+  }
+}
+
+/** Every record in a pack, in order, for repair and compaction; stops at a torn tail. */
+export async function* scanPack(path: string): AsyncGenerator<RecordHeader & { offset: number }> {
+  const handle = await fs.open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    const headerBytes = Buffer.alloc(RECORD_HEADER_BYTES);
+    let offset = 0;
+    while (offset + RECORD_HEADER_BYTES <= size) {
+      await handle.read(headerBytes, 0, RECORD_HEADER_BYTES, offset);
+      const header = decodeRecordHeader(headerBytes);
+      if (!header || offset + RECORD_HEADER_BYTES + header.storedLength > size) return;
+      yield { ...header, offset };
+      offset += RECORD_HEADER_BYTES + header.storedLength;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Cheap check without decoding: each record is in the pack, whole, with the expected id. */
+export async function checkRecords(path: string, records: { offset: number; storedLength: number; id: Buffer }[]): Promise<(RecordProblem | 'pack missing' | null)[]> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(path, 'r');
+  } catch {
+    return records.map(() => 'pack missing');
+  }
+  try {
+    const { size } = await handle.stat();
+    const header = Buffer.alloc(RECORD_HEADER_BYTES);
+    const problems: (RecordProblem | null)[] = [];
+    for (const record of records) {
+      const { bytesRead } = await handle.read(header, 0, RECORD_HEADER_BYTES, record.offset);
+      const decoded = bytesRead === RECORD_HEADER_BYTES ? decodeRecordHeader(header) : null;
+      const whole = record.offset + RECORD_HEADER_BYTES + record.storedLength <= size;
+      problems.push(!decoded || !decoded.id.equals(record.id) || decoded.storedLength !== record.storedLength ? 'header' : whole ? null : 'length');
+    }
+    return problems;
+  } finally {
+    await handle.close();
+  }
+}
