@@ -7,8 +7,10 @@ import { register as list } from './commands/list.js';
 import { register as restore } from './commands/restore.js';
 import { register as verify } from './commands/verify.js';
 import { register as stats } from './commands/stats.js';
+import { register as mount } from './commands/mount.js';
+import { register as umount } from './commands/umount.js';
 
-const COMMANDS = [init, backup, list, restore, verify, stats];
+const COMMANDS = [init, backup, list, restore, verify, stats, mount, umount];
 
 export function buildProgram(): Command {
   const program = new Command('chunkvault')

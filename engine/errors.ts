@@ -53,3 +53,7 @@ export class DamagedDataError extends ChunkvaultError {
 export class NoSpaceError extends ChunkvaultError {
   override readonly code = 'CV_NO_SPACE';
 }
+/** A mountpoint that is missing, not a directory, not empty, already mounted, or not ours. */
+export class MountpointError extends ChunkvaultError {
+  override readonly code = 'CV_MOUNTPOINT';
+}

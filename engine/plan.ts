@@ -25,37 +25,6 @@ export interface DiskLayout {
   changed: Range[] | null;
 }
 
-export type SlotAction = { kind: 'read'; plan: SlotPlan } | { kind: 'zero'; slot: number } | { kind: 'parent'; slot: number };
-
-export function wholeDisk(size: number, chunkSize: number): DiskLayout {
-  return { size, chunkSize, extents: size > 0 ? [{ offset: 0, length: size, from: 0 }] : [], changed: null };
-}
-
-/** Walks slots in order with two cursors over extents and changed ranges: O(slots + extents). */
-export function* planSlots(layout: DiskLayout): Generator<SlotAction> {
-  const { size, chunkSize, extents, changed } = layout;
-  let e = 0;
-  let c = 0;
-  for (let slot = 0, start = 0; start < size; slot++, start += chunkSize) {
-    const end = Math.min(start + chunkSize, size);
-    if (changed) {
-      while (c < changed.length && changed[c].offset + changed[c].length <= start) c++;
-      if (c >= changed.length || changed[c].offset >= end) {
-        yield { kind: 'parent', slot };
-        continue;
-      }
-    }
-    while (e < extents.length && extents[e].offset + extents[e].length <= start) e++;
-    const reads: SlotRead[] = [];
-    for (let k = e; k < extents.length && extents[k].offset < end; k++) {
-      const from = Math.max(start, extents[k].offset);
-      const to = Math.min(end, extents[k].offset + extents[k].length);
-      if (to > from) reads.push({ at: from - start, from: extents[k].from + (from - extents[k].offset), length: to - from });
-    }
-    yield reads.length === 0 ? { kind: 'zero', slot } : { kind: 'read', plan: { slot, length: end - start, reads } };
-  }
-}
-
 /** Consecutive slots decided without reading: zero, or the parent's ids. */
 export interface UnreadRun {
   kind: 'zero' | 'parent';
@@ -63,11 +32,86 @@ export interface UnreadRun {
   count: number;
 }
 
+export type SlotAction = { kind: 'read'; plan: SlotPlan } | UnreadRun;
+
+export function wholeDisk(size: number, chunkSize: number): DiskLayout {
+  return { size, chunkSize, extents: size > 0 ? [{ offset: 0, length: size, from: 0 }] : [], changed: null };
+}
+
+const end = (r: Range): number => r.offset + r.length;
+
+/** Sorted copy in which overlapping or touching ranges are one. */
+export function mergeRanges(ranges: Range[]): Range[] {
+  const merged: Range[] = [];
+  for (const r of [...ranges].sort((a, b) => a.offset - b.offset)) {
+    const last = merged[merged.length - 1];
+    if (last && r.offset <= end(last)) last.length = Math.max(end(last), end(r)) - last.offset;
+    else merged.push({ offset: r.offset, length: r.length });
+  }
+  return merged;
+}
+
+/**
+ * When a disk grew or shrank since its parent, the slots from the one holding the smaller
+ * end (a partial chunk in one of the two) to the child's end hold other bytes than the
+ * parent's ids describe: they must be read whatever the CBT list says.
+ */
+export function resizedRange(parentSize: number, size: number, chunkSize: number): Range | null {
+  if (parentSize === size) return null;
+  const common = Math.min(parentSize, size);
+  const from = common - (common % chunkSize);
+  return from < size ? { offset: from, length: size - from } : null;
+}
+
+/**
+ * Walks slots in order with two cursors over extents and changed ranges. Slots without
+ * data are zero (the layout knows those bytes are zero: cheaper and truer than any parent
+ * id); slots with data that touch no changed range reuse the parent's id. Runs of either
+ * are yielded whole, so the cost is O(read slots + extents + changed ranges): a 1 TiB
+ * sparse disk plans as fast as its data.
+ */
+export function* planSlots(layout: DiskLayout): Generator<SlotAction> {
+  const { size, chunkSize, extents, changed } = layout;
+  const slots = Math.ceil(size / chunkSize);
+  const runTo = (slot: number, boundary: number): number => Math.min(slots, Math.max(slot + 1, boundary));
+  let e = 0;
+  let c = 0;
+  for (let slot = 0; slot < slots; ) {
+    const start = slot * chunkSize;
+    const stop = Math.min(start + chunkSize, size);
+    while (e < extents.length && end(extents[e]) <= start) e++;
+    if (e >= extents.length || extents[e].offset >= stop) {
+      const next = runTo(slot, e < extents.length ? Math.floor(extents[e].offset / chunkSize) : slots);
+      yield { kind: 'zero', first: slot, count: next - slot };
+      slot = next;
+      continue;
+    }
+    if (changed) {
+      while (c < changed.length && end(changed[c]) <= start) c++;
+      if (c >= changed.length || changed[c].offset >= stop) {
+        const nextChange = c < changed.length ? Math.floor(changed[c].offset / chunkSize) : slots;
+        const next = runTo(slot, Math.min(nextChange, Math.ceil(end(extents[e]) / chunkSize)));
+        yield { kind: 'parent', first: slot, count: next - slot };
+        slot = next;
+        continue;
+      }
+    }
+    const reads: SlotRead[] = [];
+    for (let k = e; k < extents.length && extents[k].offset < stop; k++) {
+      const from = Math.max(start, extents[k].offset);
+      const to = Math.min(stop, end(extents[k]));
+      if (to > from) reads.push({ at: from - start, from: extents[k].from + (from - extents[k].offset), length: to - from });
+    }
+    yield { kind: 'read', plan: { slot, length: stop - start, reads } };
+    slot++;
+  }
+}
+
 export type WorkUnit = SlotPlan[] | UnreadRun;
 
 /**
  * Groups consecutive read slots into tasks of `slotsPerTask` (each task must be worth its
- * ~30 us overhead) and consecutive unread slots of one kind into runs.
+ * ~30 us overhead) and adjacent unread runs of one kind into one run.
  */
 export function* groupTasks(actions: Iterable<SlotAction>, slotsPerTask: number): Generator<WorkUnit> {
   let reads: SlotPlan[] = [];
@@ -85,10 +129,10 @@ export function* groupTasks(actions: Iterable<SlotAction>, slotsPerTask: number)
     }
     if (reads.length > 0) yield reads;
     reads = [];
-    if (unread && unread.kind === action.kind) unread.count++;
+    if (unread && unread.kind === action.kind && unread.first + unread.count === action.first) unread.count += action.count;
     else {
       if (unread) yield unread;
-      unread = { kind: action.kind, first: action.slot, count: 1 };
+      unread = { ...action };
     }
   }
   if (reads.length > 0) yield reads;

@@ -19,12 +19,17 @@ export function parseSourceSpec(spec: string): { label: string; path: string } {
   return { label: checkLabel(label), path: resolve(path) };
 }
 
+/** A device number (st_dev, st_rdev) as sysfs names it: `major:minor`. */
+export function majorMinor(dev: number): string {
+  const major = Math.floor(dev / 256) & 0xfff;
+  const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+  return `${major}:${minor}`;
+}
+
 /** Block devices report size 0 in stat; sysfs knows their size in 512-byte sectors. */
 export async function deviceSize(stats: Stats, path: string): Promise<number> {
-  const major = Math.floor(stats.rdev / 256) & 0xfff;
-  const minor = (stats.rdev & 0xff) | ((stats.rdev >> 12) & 0xfff00);
   try {
-    const sectors = await fs.readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
+    const sectors = await fs.readFile(`/sys/dev/block/${majorMinor(stats.rdev)}/size`, 'utf8');
     return Number(sectors.trim()) * 512;
   } catch {
     throw new SourceError(`${path}: cannot determine the size of this block device`, { path });

@@ -41,6 +41,9 @@ export interface BackupResult {
   buffer: ArrayBuffer;
   slots: BackupSlotResult[];
   bytesRead: number;
+  /** Source reads and their summed latency, timed in the worker where the read happens (throttling). */
+  reads: number;
+  readMs: number;
 }
 
 /** A chunk to fetch from a pack: offset is the record's start. */

@@ -3,6 +3,7 @@
  * packs itself, so chunk bytes cross a thread boundary at most once (transferred).
  */
 import { openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { chunkId, isAllZero, loadHasher, ID_BYTES } from '../store/chunk-id.js';
 import { join } from 'node:path';
@@ -61,11 +62,18 @@ function backup(task: BackupTask): unknown {
     const records: Buffer[] = [];
     const results: BackupSlotResult[] = [];
     let bytesRead = 0;
+    let reads = 0;
+    let readMs = 0;
     let recordBytes = 0;
     task.slots.forEach((plan, i) => {
       const data = scratchOf(plan.length);
       data.fill(0);
-      for (const read of plan.reads) bytesRead += readFully(fd, data.subarray(read.at, read.at + read.length), read.from, task.path);
+      for (const read of plan.reads) {
+        const started = performance.now();
+        bytesRead += readFully(fd, data.subarray(read.at, read.at + read.length), read.from, task.path);
+        readMs += performance.now() - started;
+        reads++;
+      }
       const result: BackupSlotResult = { slot: plan.slot, outcome: SlotOutcome.Zero, recordOffset: 0, recordLength: 0 };
       results.push(result);
       if (isAllZero(data)) return;
@@ -90,7 +98,7 @@ function backup(task: BackupTask): unknown {
     ids.copy(out, 0);
     let at = ids.byteLength;
     for (const part of records) at += part.copy(out, at);
-    const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, bytesRead };
+    const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, bytesRead, reads, readMs };
     return transfer(result);
   });
 }

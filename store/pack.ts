@@ -193,3 +193,41 @@ export async function checkRecords(path: string, records: { offset: number; stor
     await handle.close();
   }
 }
+
+const COPY_BATCH_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Copies whole records (header and payload, byte for byte) from a pack into a writer, for
+ * compaction. Records must be checked first (checkRecords); returns each one's new place.
+ */
+export async function copyRecords(fromPath: string, records: { offset: number; storedLength: number }[], writer: PackWriter): Promise<{ pack: string; offset: number }[]> {
+  const handle = await fs.open(fromPath, 'r');
+  const placed: { pack: string; offset: number }[] = [];
+  try {
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      const { pack, offset } = await writer.append(batch);
+      let at = offset;
+      for (const record of batch) {
+        placed.push({ pack, offset: at });
+        at += record.byteLength;
+      }
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const record of records) {
+      const bytes = Buffer.allocUnsafe(RECORD_HEADER_BYTES + record.storedLength);
+      const { bytesRead } = await handle.read(bytes, 0, bytes.byteLength, record.offset);
+      if (bytesRead !== bytes.byteLength) throw new Error(`pack ${fromPath}: record at ${record.offset} ends early`);
+      batch.push(bytes);
+      batchBytes += bytes.byteLength;
+      if (batchBytes >= COPY_BATCH_BYTES) await flush();
+    }
+    await flush();
+    return placed;
+  } finally {
+    await handle.close();
+  }
+}

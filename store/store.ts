@@ -87,6 +87,50 @@ export class Store {
     await fs.rm(this.mapDir(pointId), { recursive: true, force: true });
   }
 
+  /** Restore point ids that have a maps directory, committed or not. */
+  async listMapDirs(): Promise<string[]> {
+    return (await fs.readdir(join(this.dir, 'maps'), { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+  }
+
+  /** Disk labels of the committed maps of a restore point. */
+  async listMapLabels(pointId: string): Promise<string[]> {
+    const names = await fs.readdir(this.mapDir(pointId)).catch(() => [] as string[]);
+    return names.filter((n) => n.endsWith(MAP_SUFFIX) && !n.startsWith('.')).map((n) => n.slice(0, -MAP_SUFFIX.length));
+  }
+
+  /** Deletes packs for good: the unlinks survive power loss once this returns. */
+  async deletePacks(packs: string[]): Promise<void> {
+    for (const pack of packs) await fs.rm(this.packPath(pack), { force: true });
+    if (packs.length > 0) await fsyncDir(this.packsDir);
+  }
+
+  /** Temp files of interrupted durable writes (catalog entries, maps), relative to the store. */
+  async tmpFiles(): Promise<{ path: string; size: number; mtimeMs: number }[]> {
+    const dirs = ['catalog', ...(await this.listMapDirs()).map((id) => join('maps', id))];
+    const found = [];
+    for (const dir of dirs) {
+      for (const name of await fs.readdir(join(this.dir, dir)).catch(() => [] as string[])) {
+        if (!name.endsWith('.tmp')) continue;
+        const stat = await fs.stat(join(this.dir, dir, name)).catch(() => null);
+        if (stat) found.push({ path: join(dir, name), size: stat.size, mtimeMs: stat.mtimeMs });
+      }
+    }
+    return found;
+  }
+
+  async removeTmpFiles(paths: string[]): Promise<void> {
+    for (const path of paths) await fs.rm(join(this.dir, path), { force: true });
+  }
+
+  /** Bytes of every file below the store directory. */
+  async diskUsage(): Promise<number> {
+    let bytes = 0;
+    for (const entry of await fs.readdir(this.dir, { recursive: true, withFileTypes: true })) {
+      if (entry.isFile()) bytes += (await fs.stat(join(entry.parentPath, entry.name)).catch(() => ({ size: 0 }))).size;
+    }
+    return bytes;
+  }
+
   /** Opens the index; when another process holds it, waits up to waitMs, then names the holder. */
   openIndex(waitMs = 0): Promise<ChunkIndex> {
     return ChunkIndex.open(join(this.dir, 'index'), { waitMs, describeHolder: async () => describeLocks(await this.locks()) });

@@ -1,0 +1,51 @@
+/** chunkvault itself as a benchmarked tool: the real CLI in a child process, like every peer. */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { measureCommand, type CommandRun } from './measure.js';
+import type { Tool } from './peers.js';
+
+/** The repository root, from dist/bench/ (compiled) or bench/ (TypeScript under tests). */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+  return dir;
+}
+
+export const CLI = join(repoRoot(), 'bin', 'chunkvault.js');
+
+export interface ChunkvaultOptions {
+  chunkSize?: string;
+  threads?: number;
+  /** Extra node flags for every run, e.g. --cpu-prof --cpu-prof-dir=DIR to see where time goes. */
+  nodeArgs?: string[];
+}
+
+export function runCli(args: string[], nodeArgs: string[] = []): Promise<CommandRun> {
+  return measureCommand(process.execPath, [...nodeArgs, CLI, ...args]);
+}
+
+/** Runs a --json command and parses its output. */
+export async function cliJson<T>(args: string[], nodeArgs: string[] = []): Promise<{ run: CommandRun; value: T }> {
+  const run = await runCli([...args, '--json'], nodeArgs);
+  return { run, value: JSON.parse(run.stdout) as T };
+}
+
+export function chunkvaultTool(options: ChunkvaultOptions = {}): Tool {
+  const threads = options.threads === undefined ? [] : ['--threads', String(options.threads)];
+  const node = options.nodeArgs ?? [];
+  return {
+    name: 'chunkvault',
+    version: `chunkvault (node ${process.version})`,
+    settings: `fixed ${options.chunkSize ?? '1M'} chunks, BLAKE3, LZ4, no encryption, ${options.threads ?? 'one per core'} workers; restore keeps holes; verify --read-data`,
+    async init(repo) {
+      await runCli(['init', '--store', repo, ...(options.chunkSize ? ['--chunk-size', options.chunkSize] : [])]);
+    },
+    backup: (repo, image, tag) => runCli(['backup', '--store', repo, '--name', tag, `disk=${image}`, ...threads, '--json'], node),
+    async restore(repo, tag, into) {
+      const path = join(into, 'disk.img');
+      return { run: await runCli(['restore', '--store', repo, `${tag}@latest`, path, ...threads, '--json'], node), path };
+    },
+    verify: (repo) => runCli(['verify', '--store', repo, '--read-data', ...threads, '--json'], node),
+  };
+}

@@ -1,0 +1,112 @@
+/**
+ * The physical limits every figure is compared with, measured in the same run on the same
+ * bytes: reading the source (`cat`), single-core BLAKE3 and LZ4, and the cores there are.
+ */
+import { execFileSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { compressSync, uncompressSync } from 'lz4-napi';
+import { chunkId, loadHasher } from '../store/chunk-id.js';
+import { measureCommand } from './measure.js';
+import { MiB } from './workload.js';
+
+export interface ReadLimit {
+  /** MB/s (10^6 bytes) of `cat SOURCE > /dev/null`. */
+  coldMBps: number | null;
+  warmMBps: number;
+  /** Whether the page cache could be dropped before the cold read (needs root). */
+  cacheDropped: boolean;
+}
+
+export interface CpuLimits {
+  sampleBytes: number;
+  blake3MBps: number;
+  lz4CompressMBps: number;
+  lz4DecompressMBps: number;
+  /** Raw bytes over LZ4-compressed bytes of the sample. */
+  lz4Ratio: number;
+  /** One core hashing then compressing the same bytes: what one backup worker can do at best. */
+  hashCompressMBps: number;
+}
+
+export interface MachineInfo {
+  cores: number;
+  cpuModel: string;
+  /** 1-minute load average when the run started: others using the cores make figures noisy. */
+  loadAverage: number;
+  memoryBytes: number;
+}
+
+export interface Limits extends CpuLimits {
+  machine: MachineInfo;
+  read: ReadLimit;
+}
+
+export function machineInfo(): MachineInfo {
+  return { cores: availableParallelism(), cpuModel: cpus()[0]?.model ?? 'unknown', loadAverage: Number(loadavg()[0].toFixed(2)), memoryBytes: Number(execFileSync('sh', ['-c', "awk '/MemTotal/ {print $2 * 1024}' /proc/meminfo"]).toString().trim()) };
+}
+
+/** Drops the page cache so the next read comes from the device; false where that is not permitted. */
+export async function dropPageCache(): Promise<boolean> {
+  try {
+    execFileSync('sync');
+    await fs.writeFile('/proc/sys/vm/drop_caches', '3');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function catMBps(path: string): Promise<number> {
+  const size = (await fs.stat(path)).size;
+  const run = await measureCommand('sh', ['-c', 'cat "$1" > /dev/null', 'sh', path]);
+  return size / 1e6 / run.wallSeconds;
+}
+
+/** Cold read (when the cache can be dropped), then warm: every tool afterwards reads warm. */
+export async function measureRead(path: string): Promise<ReadLimit> {
+  const cacheDropped = await dropPageCache();
+  const first = await catMBps(path);
+  const warmMBps = await catMBps(path);
+  return { coldMBps: cacheDropped ? first : null, warmMBps, cacheDropped };
+}
+
+/** MB/s of `work` over `sample` in 1 MiB pieces, repeated until at least `minSeconds` passed. */
+function rate(sample: Buffer[], work: (piece: Buffer) => unknown, minSeconds = 0.5): number {
+  let bytes = 0;
+  const started = performance.now();
+  do {
+    for (const piece of sample) {
+      work(piece);
+      bytes += piece.byteLength;
+    }
+  } while (performance.now() - started < minSeconds * 1000);
+  return bytes / 1e6 / ((performance.now() - started) / 1000);
+}
+
+function pieces(data: Buffer, size = MiB): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < data.byteLength; at += size) out.push(data.subarray(at, Math.min(at + size, data.byteLength)));
+  return out;
+}
+
+/** Single-core speeds on this thread, on the given bytes (the workload's non-zero data). */
+export async function measureCpu(data: Buffer, minSeconds = 0.5): Promise<CpuLimits> {
+  await loadHasher();
+  const sample = pieces(data);
+  const compressed = sample.map((piece) => compressSync(piece));
+  const lz4Ratio = data.byteLength / compressed.reduce((s, c) => s + c.byteLength, 0);
+  const blake3MBps = rate(sample, chunkId, minSeconds);
+  const lz4CompressMBps = rate(sample, compressSync, minSeconds);
+  // rate() counts the compressed bytes it was given; the figure is in raw bytes produced.
+  const lz4DecompressMBps = rate(compressed, uncompressSync, minSeconds) * lz4Ratio;
+  return {
+    sampleBytes: data.byteLength,
+    blake3MBps,
+    lz4CompressMBps,
+    lz4DecompressMBps,
+    lz4Ratio,
+    hashCompressMBps: 1 / (1 / blake3MBps + 1 / lz4CompressMBps),
+  };
+}

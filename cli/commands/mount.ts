@@ -1,0 +1,24 @@
+import type { Command } from 'commander';
+import { DEFAULT_CACHE_BYTES, mount, serveUntilSignalled } from '../../fuse/mount.js';
+import { formatBytes, parseSize } from '../../store/size.js';
+import { printLines } from '../output.js';
+import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+
+interface MountFlags extends StoreOptions {
+  cache?: string;
+  allowOther?: boolean;
+}
+
+export function register(program: Command): void {
+  withStore(program.command('mount').description('serve every restore point as a read-only disk image file, in the foreground'))
+    .argument('<mountpoint>', 'an existing empty directory')
+    .option('--cache <size>', `memory for decoded chunks (default: ${formatBytes(DEFAULT_CACHE_BYTES)})`)
+    .option('--allow-other', 'let other users read the mount')
+    .action(async (mountpoint: string, options: MountFlags) => {
+      const cacheBytes = options.cache === undefined ? DEFAULT_CACHE_BYTES : parseSize(options.cache, '--cache');
+      const store = await openStoreFrom(options);
+      const session = await mount(store, mountpoint, { cacheBytes, allowOther: options.allowOther });
+      printLines([`mounted at ${mountpoint}`]);
+      await serveUntilSignalled(session);
+    });
+}

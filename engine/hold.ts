@@ -1,0 +1,41 @@
+/** Holds: a held restore point is never removed by prune and takes no slot in any rule. */
+import type { Store } from '../store/store.js';
+import type { RestorePoint } from '../store/catalog.js';
+import { InvalidInputError } from './errors.js';
+import { resolveRef } from './refs.js';
+
+const MAX_REASON = 500;
+
+export interface HoldReport {
+  id: string;
+  name: string;
+  time: string;
+  hold: RestorePoint['hold'];
+  /** False when the restore point already was in the requested state. */
+  changed: boolean;
+}
+
+function checkReason(reason: string): string {
+  if (reason.length > MAX_REASON || /[\x00-\x1f\x7f]/.test(reason)) {
+    throw new InvalidInputError(`--reason: at most ${MAX_REASON} characters on one line`, { reason });
+  }
+  return reason;
+}
+
+async function setHold(store: Store, ref: string, hold: (point: RestorePoint) => RestorePoint['hold']): Promise<HoldReport> {
+  const point = resolveRef((await store.catalog.list()).points, ref);
+  const next = hold(point);
+  const changed = JSON.stringify(next) !== JSON.stringify(point.hold);
+  if (changed) await store.catalog.put({ ...point, hold: next });
+  return { id: point.id, name: point.name, time: point.time, hold: next, changed };
+}
+
+/** Holds a restore point; holding it again only replaces the reason, keeping since. */
+export function hold(store: Store, ref: string, reason = ''): Promise<HoldReport> {
+  checkReason(reason);
+  return setHold(store, ref, (point) => ({ reason, since: point.hold?.since ?? new Date().toISOString() }));
+}
+
+export function release(store: Store, ref: string): Promise<HoldReport> {
+  return setHold(store, ref, () => null);
+}

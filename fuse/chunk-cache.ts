@@ -1,0 +1,48 @@
+/** A bounded LRU of decoded chunks, by bytes: what `--cache` sizes. */
+import type { ChunkCache } from '../engine/reader.js';
+
+export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
+
+export class LruChunkCache implements ChunkCache {
+  // A Map iterates in insertion order: re-inserting on use keeps the least recent first.
+  private readonly chunks = new Map<string, Buffer>();
+  private bytes = 0;
+
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  get(hex: string): Buffer | undefined {
+    const data = this.chunks.get(hex);
+    if (data) {
+      this.chunks.delete(hex);
+      this.chunks.set(hex, data);
+    }
+    return data;
+  }
+
+  has(hex: string): boolean {
+    return this.chunks.has(hex);
+  }
+
+  set(hex: string, data: Buffer): void {
+    const old = this.chunks.get(hex);
+    if (old) {
+      this.bytes -= old.byteLength;
+      this.chunks.delete(hex);
+    }
+    this.chunks.set(hex, data);
+    this.bytes += data.byteLength;
+    this.evict();
+  }
+
+  private evict(): void {
+    for (const [hex, data] of this.chunks) {
+      if (this.bytes <= this.capacity) return;
+      this.chunks.delete(hex);
+      this.bytes -= data.byteLength;
+    }
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Open image files: one DiskReader per restore point disk (resolved on first open and
+ * kept while the restore point exists), one handle per open() with its own read-ahead.
+ */
+import type { Store } from '../store/store.js';
+import type { RestorePoint } from '../store/catalog.js';
+import { DiskReader, type ChunkFetcher } from '../engine/reader.js';
+import type { ImageNode } from './tree.js';
+
+/**
+ * Read-ahead doubles from one chunk while reads stay sequential, up to maxAhead chunks,
+ * and is topped up once half of it is consumed, so the pool gets multi-chunk tasks.
+ */
+class OpenImage {
+  private lastSlot = -1;
+  private window = 0;
+  private aheadUntil = 0;
+
+  constructor(
+    readonly reader: DiskReader,
+    private readonly maxAhead: number,
+  ) {}
+
+  read(into: Buffer, length: number, offset: number): Promise<number> {
+    // The read's own chunks are requested first, ahead of its read-ahead.
+    const done = this.reader.read(into, length, offset);
+    this.readAhead(offset, length);
+    return done;
+  }
+
+  private readAhead(offset: number, length: number): void {
+    const first = this.reader.slotOf(offset);
+    const last = this.reader.slotOf(Math.max(offset, Math.min(offset + length, this.reader.size) - 1));
+    if (last === this.lastSlot) return;
+    const sequential = offset === 0 || first === this.lastSlot || first === this.lastSlot + 1;
+    this.lastSlot = last;
+    if (!sequential) {
+      this.window = 0;
+      this.aheadUntil = last + 1;
+      return;
+    }
+    this.window = Math.min(this.maxAhead, Math.max(1, this.window * 2));
+    if (this.aheadUntil - (last + 1) > this.window / 2) return;
+    const from = Math.max(this.aheadUntil, last + 1);
+    this.aheadUntil = last + 1 + this.window;
+    this.reader.prefetch(from, this.aheadUntil - from);
+  }
+}
+
+export interface ImageFilesOptions {
+  /** How many chunks a sequential reader may have decoded ahead of it. */
+  readAheadChunks: number;
+  /** How long opening an image waits for the index while a backup holds it. */
+  indexWaitMs: number;
+}
+
+export class ImageFiles {
+  private readonly readers = new Map<string, Promise<DiskReader>>();
+  private readonly handles = new Map<number, OpenImage>();
+  private nextHandle = 1;
+
+  constructor(
+    private readonly store: Store,
+    private readonly fetcher: ChunkFetcher,
+    private readonly options: ImageFilesOptions,
+  ) {}
+
+  async open(node: ImageNode): Promise<number> {
+    const reader = await this.readerOf(node.point, node.label);
+    const handle = this.nextHandle++;
+    this.handles.set(handle, new OpenImage(reader, this.options.readAheadChunks));
+    return handle;
+  }
+
+  /** undefined for a handle that is not open. */
+  handle(handle: number): OpenImage | undefined {
+    return this.handles.get(handle);
+  }
+
+  release(handle: number): void {
+    this.handles.delete(handle);
+  }
+
+  get openCount(): number {
+    return this.handles.size;
+  }
+
+  /** Drops the readers of restore points that are gone; open handles keep theirs. */
+  keepOnly(points: RestorePoint[]): void {
+    const live = new Set(points.map((p) => p.id));
+    for (const key of this.readers.keys()) if (!live.has(key.split('/')[0])) this.readers.delete(key);
+  }
+
+  private readerOf(point: RestorePoint, label: string): Promise<DiskReader> {
+    const key = `${point.id}/${label}`;
+    let reader = this.readers.get(key);
+    if (!reader) {
+      reader = DiskReader.open(this.store, point, label, this.fetcher, this.options.indexWaitMs);
+      this.readers.set(key, reader);
+      // A failed resolution (index busy, map unreadable) is retried by the next open.
+      reader.catch(() => this.readers.get(key) === reader && this.readers.delete(key));
+    }
+    return reader;
+  }
+}

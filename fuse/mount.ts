@@ -1,0 +1,112 @@
+/**
+ * A mount's lifecycle: check the mountpoint, register in the store's locks (so gc sees a
+ * reader), mount, follow the catalog, and unmount on a signal or when someone else
+ * unmounted it. The LevelDB index is never held here; readers open it briefly.
+ */
+import { resolve } from 'node:path';
+import type { Store } from '../store/store.js';
+import { InvalidInputError } from '../engine/errors.js';
+import { WorkerPool } from '../engine/pool.js';
+import { ChunkFetcher } from '../engine/reader.js';
+import { LruChunkCache } from './chunk-cache.js';
+import { createFuse, type FuseMount } from './fuse-native.js';
+import { ImageFiles } from './image-file.js';
+import { operations } from './operations.js';
+import { SUBTYPE, isMounted, prepareMountpoint } from './mountpoint.js';
+import { LiveTree } from './tree.js';
+
+export { DEFAULT_CACHE_BYTES } from './chunk-cache.js';
+
+export interface MountOptions {
+  cacheBytes: number;
+  allowOther?: boolean;
+  /** How often the catalog is checked for new and pruned restore points. */
+  pollMs?: number;
+  /** Damage and errors met while serving: the mount stays up and says so here. */
+  log?: (line: string) => void;
+  threads?: number;
+}
+
+export interface MountSession {
+  readonly mountpoint: string;
+  /** Settles once unmounted, by unmount() or from outside (chunkvault umount, fusermount -u). */
+  readonly closed: Promise<void>;
+  unmount(): Promise<void>;
+}
+
+const INDEX_WAIT_MS = 30_000;
+/** Read-ahead per sequential reader, at most a quarter of the cache so it is not evicted unread. */
+const MAX_READ_AHEAD_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The kernel keeps what it read in its page cache (`kernel_cache`: an image never changes),
+ * so re-reads and mmap cost nothing here; `ro` makes the kernel refuse every write (EROFS).
+ */
+const MOUNT_OPTIONS = ['ro'];
+
+function readAheadChunks(cacheBytes: number, chunkSize: number): number {
+  return Math.max(1, Math.floor(Math.min(MAX_READ_AHEAD_BYTES, cacheBytes / 4) / chunkSize));
+}
+
+function mountFuse(fuse: FuseMount): Promise<void> {
+  return new Promise((done, fail) => fuse.mount((err) => (err ? fail(err) : done())));
+}
+
+export async function mount(store: Store, mountpoint: string, options: MountOptions): Promise<MountSession> {
+  if (options.cacheBytes < store.chunkSize) {
+    throw new InvalidInputError(`--cache: ${options.cacheBytes} bytes cannot hold one ${store.chunkSize}-byte chunk`, { cache: options.cacheBytes });
+  }
+  const path = resolve(mountpoint);
+  await prepareMountpoint(path);
+  const log = options.log ?? ((line: string) => process.stderr.write(`chunkvault: ${line}\n`));
+  const lock = await store.lock('mount');
+  const pool = new WorkerPool(store.packsDir, options.threads);
+  const fetcher = new ChunkFetcher(pool, new LruChunkCache(options.cacheBytes));
+  const images = new ImageFiles(store, fetcher, { readAheadChunks: readAheadChunks(options.cacheBytes, store.chunkSize), indexWaitMs: INDEX_WAIT_MS });
+  const tree = new LiveTree(async () => (await store.catalog.list()).points, (points) => images.keepOnly(points));
+  const fuse = createFuse(path, operations(tree, images, log), { timeout: false, allowOther: options.allowOther, fsname: 'chunkvault', subtype: SUBTYPE, kernelCache: true }, MOUNT_OPTIONS);
+
+  const release = async (): Promise<void> => {
+    await pool.close();
+    await lock.release();
+  };
+  try {
+    await tree.refresh();
+    await mountFuse(fuse);
+  } catch (err) {
+    await release();
+    throw err;
+  }
+
+  let closing: Promise<void> | null = null;
+  let markClosed: () => void = () => undefined;
+  const closed = new Promise<void>((done) => (markClosed = done));
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      clearInterval(poll);
+      // Already gone when unmounted from outside; fuse-native then only has to let go.
+      await new Promise<void>((done) => fuse.unmount(() => done()));
+      await release();
+      markClosed();
+    })();
+    return closing;
+  };
+  const poll = setInterval(() => {
+    isMounted(path).then((still) => (still ? tree.refresh() : close())).catch((err: Error) => log(`catalog: ${err.message}`));
+  }, options.pollMs ?? 1000);
+
+  return { mountpoint: path, closed, unmount: close };
+}
+
+/** Unmounts on SIGINT or SIGTERM; resolves once unmounted by any means. */
+export async function serveUntilSignalled(session: MountSession): Promise<void> {
+  const stop = (): void => void session.unmount();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await session.closed;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}

@@ -1,0 +1,79 @@
+/** The mountpoint: checked before mounting, recovered when a killed mount left it stale. */
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { MountpointError } from '../engine/errors.js';
+
+/** The filesystem type our mounts show in /proc/self/mountinfo (fuse.<subtype>). */
+export const SUBTYPE = 'chunkvault';
+const FSTYPE = `fuse.${SUBTYPE}`;
+
+interface MountEntry {
+  mountpoint: string;
+  fstype: string;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeOctal(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+export function parseMountinfo(text: string): MountEntry[] {
+  return text
+    .split('\n')
+    .filter((line) => line.includes(' - '))
+    .map((line) => {
+      const [before, after] = line.split(' - ');
+      return { mountpoint: unescapeOctal(before.split(' ')[4]), fstype: after.split(' ')[0] };
+    });
+}
+
+async function mountAt(path: string): Promise<MountEntry | undefined> {
+  const entries = parseMountinfo(await fs.readFile('/proc/self/mountinfo', 'utf8'));
+  return entries.filter((m) => m.mountpoint === path).pop();
+}
+
+export async function isMounted(path: string): Promise<boolean> {
+  return (await mountAt(path)) !== undefined;
+}
+
+async function fusermount(args: string[]): Promise<void> {
+  try {
+    await promisify(execFile)('fusermount', args);
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new MountpointError(`fusermount ${args.join(' ')}: ${(e.stderr || e.message).trim()}`, { args });
+  }
+}
+
+async function isStale(path: string): Promise<boolean> {
+  try {
+    await fs.stat(path);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOTCONN';
+  }
+}
+
+/** An existing, empty directory that nothing is mounted on; a stale FUSE mount is cleared first. */
+export async function prepareMountpoint(path: string): Promise<void> {
+  const mounted = await mountAt(path);
+  if (mounted && !(await isStale(path))) {
+    throw new MountpointError(`${path} is busy: a ${mounted.fstype} filesystem is mounted there (unmount it first)`, { mountpoint: path });
+  }
+  if (mounted) await fusermount(['-uz', path]);
+  const stats = await fs.stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw new MountpointError(`mountpoint ${path}: ${err.code === 'ENOENT' ? 'does not exist' : err.code}`, { mountpoint: path });
+  });
+  if (!stats.isDirectory()) throw new MountpointError(`mountpoint ${path} is not a directory`, { mountpoint: path });
+  if ((await fs.readdir(path)).length > 0) throw new MountpointError(`mountpoint ${path} is not empty`, { mountpoint: path });
+}
+
+/** Unmounts a chunkvault mount (not lazily: a mount in use stays up and says so). */
+export async function unmountChunkvault(mountpoint: string): Promise<void> {
+  const path = resolve(mountpoint);
+  const mounted = await mountAt(path);
+  if (mounted?.fstype !== FSTYPE) throw new MountpointError(`${path} is not a chunkvault mount`, { mountpoint: path });
+  await fusermount(['-u', path]);
+}

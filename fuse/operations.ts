@@ -1,0 +1,99 @@
+/** The FUSE callbacks: lookups in the tree, reads through the open images. Read-only by mount option. */
+import { StoreBusyError } from '../engine/errors.js';
+import { Fuse, type Attributes, type FuseOperations } from './fuse-native.js';
+import { lookup, type LiveTree, type Node } from './tree.js';
+import type { ImageFiles } from './image-file.js';
+
+/** A name that is not there may be a restore point committed a moment ago. */
+const MISS_REFRESH_MS = 250;
+const LIST_REFRESH_MS = 1000;
+const ST_RDONLY = 1;
+
+const MODES = { dir: 0o040555, image: 0o100444, link: 0o120777 } as const;
+
+function attributes(node: Node): Attributes {
+  const size = node.kind === 'image' ? node.size : node.kind === 'link' ? Buffer.byteLength(node.target) : 4096;
+  return {
+    mode: MODES[node.kind],
+    size,
+    blocks: Math.ceil(size / 512),
+    nlink: node.kind === 'dir' ? 2 : 1,
+    mtime: node.mtime,
+    atime: node.mtime,
+    ctime: node.mtime,
+    uid: process.getuid?.() ?? 0,
+    gid: process.getgid?.() ?? 0,
+  };
+}
+
+export function operations(tree: LiveTree, images: ImageFiles, log: (line: string) => void): FuseOperations {
+  const reported = new Set<string>();
+  const fail = (err: unknown): void => {
+    const message = (err as Error).message ?? String(err);
+    // Kernel read-ahead and retries repeat a failing read many times: say it once.
+    if (reported.has(message)) return;
+    reported.add(message);
+    log(message);
+  };
+
+  const find = async (path: string): Promise<Node | null> => {
+    const node = lookup(tree.current, path);
+    if (node) return node;
+    await tree.refreshIfOlderThan(MISS_REFRESH_MS);
+    return lookup(tree.current, path);
+  };
+
+  return {
+    getattr(path, cb) {
+      find(path).then(
+        (node) => (node ? cb(0, attributes(node)) : cb(Fuse.ENOENT)),
+        (err) => (fail(err), cb(Fuse.EIO)),
+      );
+    },
+
+    readdir(path, cb) {
+      tree
+        .refreshIfOlderThan(LIST_REFRESH_MS)
+        .then(() => {
+          const node = lookup(tree.current, path);
+          if (!node) return cb(Fuse.ENOENT);
+          if (node.kind !== 'dir') return cb(Fuse.EINVAL);
+          cb(0, ['.', '..', ...node.entries.keys()]);
+        })
+        .catch((err) => (fail(err), cb(Fuse.EIO)));
+    },
+
+    readlink(path, cb) {
+      const node = lookup(tree.current, path);
+      if (node?.kind === 'link') cb(0, node.target);
+      else cb(node ? Fuse.EINVAL : Fuse.ENOENT);
+    },
+
+    open(path, _flags, cb) {
+      const node = lookup(tree.current, path);
+      if (node?.kind !== 'image') return cb(node ? Fuse.EINVAL : Fuse.ENOENT);
+      images.open(node).then(
+        (handle) => cb(0, handle),
+        (err) => {
+          fail(`cannot open ${path}: ${(err as Error).message}`);
+          cb(err instanceof StoreBusyError ? Fuse.EBUSY : Fuse.EIO);
+        },
+      );
+    },
+
+    read(_path, fd, buf, len, pos, cb) {
+      const handle = images.handle(fd);
+      if (!handle) return cb(Fuse.EBADF);
+      handle.read(buf, len, pos).then(cb, (err) => (fail(err), cb(Fuse.EIO)));
+    },
+
+    release(_path, fd, cb) {
+      images.release(fd);
+      cb(0);
+    },
+
+    statfs(_path, cb) {
+      cb(0, { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, favail: 0, fsid: 0, flag: ST_RDONLY, namemax: 255 });
+    },
+  };
+}

@@ -1,0 +1,122 @@
+/**
+ * What the mount shows, as plain objects built from the catalog (no kernel needed to test):
+ *
+ *   <id>/<label>.img                      every restore point and disk
+ *   by-name/<name>/<time>/<label>.img     the same files, grouped by name
+ *   by-name/<name>/latest -> <time>       the newest restore point of the name
+ */
+import type { RestorePoint } from '../store/catalog.js';
+
+export const IMAGE_SUFFIX = '.img';
+export const BY_NAME = 'by-name';
+export const LATEST = 'latest';
+
+export interface DirNode {
+  kind: 'dir';
+  mtime: Date;
+  entries: Map<string, Node>;
+}
+
+export interface ImageNode {
+  kind: 'image';
+  mtime: Date;
+  point: RestorePoint;
+  label: string;
+  size: number;
+}
+
+export interface LinkNode {
+  kind: 'link';
+  mtime: Date;
+  target: string;
+}
+
+export type Node = DirNode | ImageNode | LinkNode;
+
+function dir(mtime: Date, entries: [string, Node][] = []): DirNode {
+  return { kind: 'dir', mtime, entries: new Map(entries) };
+}
+
+function pointDir(point: RestorePoint): DirNode {
+  const mtime = new Date(point.time);
+  return dir(
+    mtime,
+    point.disks.map((d) => [d.label + IMAGE_SUFFIX, { kind: 'image', mtime, point, label: d.label, size: d.size }]),
+  );
+}
+
+/** by-name/<name>/: one directory per snapshot time (the id breaks ties), and `latest`. */
+function nameDir(points: RestorePoint[], dirs: Map<string, DirNode>): DirNode {
+  const newest = new Date(points[0].time);
+  const named = dir(newest);
+  for (const point of points) {
+    const entry = named.entries.has(point.time) ? `${point.time}_${point.id}` : point.time;
+    named.entries.set(entry, dirs.get(point.id)!);
+  }
+  const [newestEntry] = named.entries.keys();
+  named.entries.set(LATEST, { kind: 'link', mtime: newest, target: newestEntry });
+  return named;
+}
+
+/** points newest first, as Catalog.list returns them. */
+export function buildTree(points: RestorePoint[]): DirNode {
+  const newest = points.length > 0 ? new Date(points[0].time) : new Date(0);
+  const dirs = new Map(points.map((p) => [p.id, pointDir(p)]));
+  const byName = new Map<string, RestorePoint[]>();
+  for (const point of points) byName.set(point.name, [...(byName.get(point.name) ?? []), point]);
+  const names = dir(newest, [...byName].map(([name, list]) => [name, nameDir(list, dirs)]));
+  return dir(newest, [...dirs, [BY_NAME, names]]);
+}
+
+export function lookup(root: DirNode, path: string): Node | null {
+  let node: Node = root;
+  for (const part of path.split('/')) {
+    if (part === '') continue;
+    if (node.kind !== 'dir') return null;
+    const next = node.entries.get(part);
+    if (!next) return null;
+    node = next;
+  }
+  return node;
+}
+
+/**
+ * The tree of a live store: rebuilt when the set of restore points changes, so new
+ * restore points appear and pruned ones disappear without remounting.
+ */
+export class LiveTree {
+  private root: DirNode = buildTree([]);
+  private ids = '';
+  private refreshed = 0;
+  private refreshing: Promise<void> | null = null;
+
+  constructor(
+    private readonly listPoints: () => Promise<RestorePoint[]>,
+    private readonly onChange: (points: RestorePoint[]) => void = () => undefined,
+  ) {}
+
+  get current(): DirNode {
+    return this.root;
+  }
+
+  /** One catalog listing at a time; callers arriving meanwhile share it. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.reload().finally(() => (this.refreshing = null));
+    return this.refreshing;
+  }
+
+  /** For lookups that miss and directory listings: at most one catalog listing per maxAgeMs. */
+  async refreshIfOlderThan(maxAgeMs: number): Promise<void> {
+    if (Date.now() - this.refreshed >= maxAgeMs) await this.refresh();
+  }
+
+  private async reload(): Promise<void> {
+    const points = await this.listPoints();
+    this.refreshed = Date.now();
+    const ids = points.map((p) => p.id).join(',');
+    if (ids === this.ids) return;
+    this.ids = ids;
+    this.root = buildTree(points);
+    this.onChange(points);
+  }
+}

@@ -1,0 +1,62 @@
+import t from 'tap';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { Catalog, newRestorePointId, type RestorePoint } from '../../store/catalog.js';
+import { ChunkMapWriter, readChunkMap, slotCount } from '../../store/chunk-map.js';
+import { listLocks } from '../../store/lock.js';
+import { tempDir } from '../helpers/index.js';
+
+function point(id: string, time: string, name = 'vm'): RestorePoint {
+  return {
+    id,
+    name,
+    time,
+    created: time,
+    chunkSize: 65536,
+    kind: 'full',
+    parent: null,
+    disks: [{ label: 'd', size: 1 }],
+    hold: null,
+    stats: { bytesRead: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0 },
+  };
+}
+
+t.test('catalog lists newest first by snapshot time, reports damaged entries', async (t) => {
+  const dir = await tempDir(t);
+  const catalog = new Catalog(dir);
+  await catalog.put(point('0000000000010000', '2026-01-02T00:00:00.000Z'));
+  await catalog.put(point('0000000000020000', '2026-01-01T00:00:00.000Z'));
+  await catalog.put(point('0000000000030000', '2026-01-03T00:00:00.000Z'));
+  await fs.writeFile(join(dir, '00000000000400ff.json'), '{"torn');
+  const { points, damaged } = await catalog.list();
+  t.same(points.map((p) => p.id), ['0000000000030000', '0000000000010000', '0000000000020000']);
+  t.same(damaged, ['00000000000400ff']);
+  await catalog.remove('0000000000010000');
+  t.equal((await catalog.list()).points.length, 2);
+});
+
+t.test('restore point ids sort by creation time', async (t) => {
+  t.ok(newRestorePointId(1000) < newRestorePointId(2000));
+  t.match(newRestorePointId(), /^[0-9a-f]{16}$/);
+});
+
+t.test('chunk maps: positional writes, zero-filled gaps, visible only after commit', async (t) => {
+  const dir = await tempDir(t);
+  t.equal(slotCount(65537, 65536), 2);
+  t.equal(slotCount(0, 65536), 0);
+  const writer = await ChunkMapWriter.create(join(dir, 'p'), 'disk', 3);
+  await writer.write(2, Buffer.alloc(32, 7));
+  await t.rejects(fs.access(join(dir, 'p', 'disk.map')), 'not visible before commit');
+  await writer.commit();
+  const map = await readChunkMap(join(dir, 'p', 'disk.map'));
+  t.equal(map.length, 96);
+  t.ok(map.subarray(0, 64).every((b) => b === 0));
+  t.ok(map.subarray(64).every((b) => b === 7));
+});
+
+t.test('locks of dead processes are cleared', async (t) => {
+  const dir = await tempDir(t);
+  await fs.writeFile(join(dir, '999999-x.json'), JSON.stringify({ pid: 999999, host: (await import('node:os')).hostname(), command: 'backup', started: '' }));
+  t.same(await listLocks(dir), []);
+  t.same(await fs.readdir(dir), []);
+});

@@ -1,0 +1,88 @@
+import t from 'tap';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import {
+  Codec,
+  PackWriter,
+  RECORD_HEADER_BYTES,
+  checkRecords,
+  decodeRecord,
+  decodeRecordHeader,
+  encodePayload,
+  encodeRecordHeader,
+  scanPack,
+  packFileName,
+} from '../../store/pack.js';
+import { chunkId, loadHasher, isAllZero } from '../../store/chunk-id.js';
+import { compressibleText, seededBytes, tempDir } from '../helpers/index.js';
+
+await loadHasher();
+
+function record(data: Buffer): Buffer {
+  const { codec, payload } = encodePayload(data);
+  const header = Buffer.alloc(RECORD_HEADER_BYTES);
+  encodeRecordHeader({ codec, rawLength: data.length, storedLength: payload.length, id: chunkId(data) }, header);
+  return Buffer.concat([header, payload]);
+}
+
+t.test('records round trip; text is compressed, random data stored raw', async (t) => {
+  const text = compressibleText(65536);
+  const random = seededBytes(1, 65536);
+  t.equal(encodePayload(text).codec, Codec.Lz4);
+  t.ok(encodePayload(text).payload.length < text.length / 2);
+  t.equal(encodePayload(random).codec, Codec.Raw);
+  for (const data of [text, random]) {
+    const decoded = decodeRecord(record(data), chunkId(data));
+    t.ok('data' in decoded && decoded.data.equals(data));
+  }
+  const header = decodeRecordHeader(record(text));
+  t.equal(header?.rawLength, 65536);
+  t.same(header?.id, chunkId(text));
+});
+
+t.test('damage is reported, never returned as data', async (t) => {
+  const data = compressibleText(65536);
+  const rec = record(data);
+  const flipped = Buffer.from(rec);
+  flipped[RECORD_HEADER_BYTES + 100] ^= 0xff;
+  t.match(decodeRecord(flipped, chunkId(data)), { problem: /decode|hash|length/ });
+  t.same(decodeRecord(rec, chunkId(Buffer.from('other'))), { problem: 'header' });
+  const badMagic = Buffer.from(rec);
+  badMagic[0] = 0;
+  t.same(decodeRecord(badMagic, chunkId(data)), { problem: 'header' });
+  const raw = record(seededBytes(2, 4096));
+  raw[RECORD_HEADER_BYTES] ^= 1;
+  t.same(decodeRecord(raw, chunkId(seededBytes(2, 4096))), { problem: 'hash' });
+});
+
+t.test('writer rolls over at the cap; scan stops at a torn tail; checkRecords finds damage', async (t) => {
+  const dir = await tempDir(t);
+  const writer = new PackWriter(dir, 100_000);
+  const chunks = [1, 2, 3].map((seed) => seededBytes(seed, 60_000));
+  const places = [];
+  for (const c of chunks) places.push(await writer.append([record(c)]));
+  await writer.sync();
+  await writer.close();
+  t.equal(new Set(places.map((p) => p.pack)).size, 3, 'each 60 kB record exceeds what is left of a 100 kB pack');
+  t.same(writer.packsWritten, places.map((p) => p.pack));
+  const path = join(dir, packFileName(places[0].pack));
+  const scanned = [];
+  for await (const r of scanPack(path)) scanned.push(r);
+  t.equal(scanned.length, 1);
+  t.same(scanned[0].id, chunkId(chunks[0]));
+  await fs.appendFile(path, record(chunks[1]).subarray(0, 1000));
+  const afterTear = [];
+  for await (const r of scanPack(path)) afterTear.push(r);
+  t.equal(afterTear.length, 1, 'a torn record at the end is not yielded');
+  const good = { offset: 0, storedLength: 60_000, id: chunkId(chunks[0]) };
+  t.same(await checkRecords(path, [good, { ...good, id: chunkId(chunks[1]) }]), [null, 'header']);
+  t.same(await checkRecords(join(dir, 'missing.pack'), [good]), ['pack missing']);
+});
+
+t.test('zero detection', async (t) => {
+  t.ok(isAllZero(Buffer.alloc(9 * 1024 * 1024)));
+  const b = Buffer.alloc(1048577);
+  b[1048576] = 1;
+  t.notOk(isAllZero(b));
+  t.notOk(isAllZero(Buffer.from([0, 0, 0, 1])));
+});
