@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { compressSync, uncompressSync } from 'lz4-napi';
+import { compressBlock, compressBound, decompressBlock } from '../store/lz4.js';
 import { chunkId, loadHasher } from '../store/chunk-id.js';
 import { measureCommand } from './measure.js';
 import { MiB } from './workload.js';
@@ -95,12 +95,17 @@ function pieces(data: Buffer, size = MiB): Buffer[] {
 export async function measureCpu(data: Buffer, minSeconds = 0.5): Promise<CpuLimits> {
   await loadHasher();
   const sample = pieces(data);
-  const compressed = sample.map((piece) => compressSync(piece));
-  const lz4Ratio = data.byteLength / compressed.reduce((s, c) => s + c.byteLength, 0);
+  // The store's own codec: LZ4 blocks into a reused buffer; incompressible pieces are stored raw.
+  const scratch = Buffer.allocUnsafe(compressBound(MiB));
+  const compressInto = (piece: Buffer): number => compressBlock(piece, scratch);
+  const compressed = sample.map((piece) => Buffer.from(scratch.subarray(0, compressInto(piece))));
+  const lz4Ratio = data.byteLength / compressed.reduce((s, c, i) => s + (c.byteLength || sample[i].byteLength), 0);
   const blake3MBps = rate(sample, chunkId, minSeconds);
-  const lz4CompressMBps = rate(sample, compressSync, minSeconds);
+  const lz4CompressMBps = rate(sample, compressInto, minSeconds);
+  const blocks = compressed.filter((c) => c.byteLength > 0);
+  const blockRatio = blocks.length > 0 ? sample.filter((_, i) => compressed[i].byteLength > 0).reduce((s, p) => s + p.byteLength, 0) / blocks.reduce((s, c) => s + c.byteLength, 0) : 1;
   // rate() counts the compressed bytes it was given; the figure is in raw bytes produced.
-  const lz4DecompressMBps = rate(compressed, uncompressSync, minSeconds) * lz4Ratio;
+  const lz4DecompressMBps = blocks.length > 0 ? rate(blocks, (block: Buffer) => decompressBlock(block, scratch), minSeconds) * blockRatio : Infinity;
   return {
     sampleBytes: data.byteLength,
     blake3MBps,

@@ -7,14 +7,17 @@ import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { chunkId, isAllZero, loadHasher, ID_BYTES } from '../store/chunk-id.js';
 import { join } from 'node:path';
-import { encodePayload, encodeRecordHeader, decodeRecord, packFileName, RECORD_HEADER_BYTES } from '../store/pack.js';
+import { MAX_CHUNK_SIZE } from '../store/format.js';
+import { decodeRecord, packFileName, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
 import {
   SlotOutcome,
   type BackupTask,
   type BackupResult,
   type BackupSlotResult,
+  type SlotPlan,
   type ChunkRef,
   type ChunkProblem,
+  type DecodedChunk,
   type DecodeResult,
   type DecodeTask,
   type RestoreResult,
@@ -25,11 +28,12 @@ import {
 } from './tasks.js';
 
 const ready = loadHasher();
-let scratch = Buffer.alloc(0);
+/** Per-thread buffers reused across tasks: chunk bytes, and pack records read for restore/verify. */
+const scratch = { chunk: Buffer.alloc(0), record: Buffer.alloc(0) };
 
-function scratchOf(size: number): Buffer {
-  if (scratch.byteLength < size) scratch = Buffer.alloc(size);
-  return scratch.subarray(0, size);
+function scratchOf(size: number, kind: keyof typeof scratch = 'chunk'): Buffer {
+  if (scratch[kind].byteLength < size) scratch[kind] = Buffer.allocUnsafeSlow(size);
+  return scratch[kind].subarray(0, size);
 }
 
 function withFile<T>(path: string, flags: string, use: (fd: number) => T): T {
@@ -56,58 +60,62 @@ function transfer<T extends { buffer: ArrayBuffer }>(value: T): unknown {
   return Piscina.move({ [Piscina.transferableSymbol]: [value.buffer], [Piscina.valueSymbol]: value } as never);
 }
 
+/** Reads a slot's bytes into `data`; bytes no read covers are zero. */
+function readSlot(fd: number, plan: SlotPlan, data: Buffer, path: string, stats: { bytesRead: number; reads: number; readMs: number }): void {
+  const covered = plan.reads.reduce((sum, read) => sum + read.length, 0);
+  if (covered < plan.length) data.fill(0);
+  for (const read of plan.reads) {
+    const started = performance.now();
+    stats.bytesRead += readFully(fd, data.subarray(read.at, read.at + read.length), read.from, path);
+    stats.readMs += performance.now() - started;
+    stats.reads++;
+  }
+}
+
+/**
+ * Output: the slots' ids, then the records of chunks that need storing, written in place
+ * (no per-chunk allocation) into one buffer that is transferred to the main thread.
+ */
 function backup(task: BackupTask): unknown {
   return withFile(task.path, 'r', (fd) => {
-    const ids = Buffer.alloc(task.slots.length * ID_BYTES);
-    const records: Buffer[] = [];
+    const idBytes = task.slots.length * ID_BYTES;
+    const out = Buffer.from(new ArrayBuffer(idBytes + task.slots.reduce((sum, plan) => sum + recordBound(plan.length), 0)));
     const results: BackupSlotResult[] = [];
-    let bytesRead = 0;
-    let reads = 0;
-    let readMs = 0;
-    let recordBytes = 0;
+    const stats = { bytesRead: 0, reads: 0, readMs: 0 };
+    let at = idBytes;
     task.slots.forEach((plan, i) => {
       const data = scratchOf(plan.length);
-      data.fill(0);
-      for (const read of plan.reads) {
-        const started = performance.now();
-        bytesRead += readFully(fd, data.subarray(read.at, read.at + read.length), read.from, task.path);
-        readMs += performance.now() - started;
-        reads++;
-      }
+      readSlot(fd, plan, data, task.path, stats);
       const result: BackupSlotResult = { slot: plan.slot, outcome: SlotOutcome.Zero, recordOffset: 0, recordLength: 0 };
       results.push(result);
       if (isAllZero(data)) return;
       const id = chunkId(data);
-      id.copy(ids, i * ID_BYTES);
+      id.copy(out, i * ID_BYTES);
       const parentId = task.parentIds?.subarray(i * ID_BYTES, (i + 1) * ID_BYTES);
       if (parentId && id.equals(parentId)) {
         result.outcome = SlotOutcome.SameAsParent;
         return;
       }
-      const { codec, payload } = encodePayload(data);
-      const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
-      encodeRecordHeader({ codec, rawLength: data.byteLength, storedLength: payload.byteLength, id }, header);
       result.outcome = SlotOutcome.Record;
-      result.recordOffset = ids.byteLength + recordBytes;
-      result.recordLength = RECORD_HEADER_BYTES + payload.byteLength;
-      // A raw payload is a view of scratch, which the next slot overwrites: copy it now.
-      records.push(header, codec === 0 ? Buffer.from(payload) : payload);
-      recordBytes += result.recordLength;
+      result.recordOffset = at;
+      result.recordLength = writeRecord(data, id, out, at);
+      at += result.recordLength;
     });
-    const out = Buffer.from(new ArrayBuffer(ids.byteLength + recordBytes));
-    ids.copy(out, 0);
-    let at = ids.byteLength;
-    for (const part of records) at += part.copy(out, at);
-    const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, bytesRead, reads, readMs };
+    const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, ...stats };
     return transfer(result);
   });
 }
 
-function readChunk(chunk: ChunkRef, packsDir: string): { data: Buffer } | { problem: string } {
+/**
+ * Reads, decodes and re-hashes one chunk. `reuse`: into this thread's scratch buffers, valid
+ * until the next call; otherwise into buffers of its own that can be transferred.
+ */
+function readChunk(chunk: ChunkRef, packsDir: string, reuse: boolean): { data: Buffer } | { problem: string } {
   try {
-    const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + chunk.storedLength);
+    const length = RECORD_HEADER_BYTES + chunk.storedLength;
+    const record = reuse ? scratchOf(length, 'record') : Buffer.allocUnsafeSlow(length);
     withFile(join(packsDir, packFileName(chunk.pack)), 'r', (fd) => readFully(fd, record, chunk.offset, `pack ${chunk.pack}`));
-    return decodeRecord(record, Buffer.from(chunk.id));
+    return decodeRecord(record, Buffer.from(chunk.id), reuse ? scratchOf(MAX_CHUNK_SIZE) : undefined);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return { problem: code === 'ENOENT' ? 'pack missing' : code === 'ESHORT' ? 'pack truncated' : (err as Error).message };
@@ -123,7 +131,7 @@ function restore(task: RestoreTask, packsDir: string): RestoreResult {
       if (slot.chunk === null) {
         data = scratchOf(slot.length).fill(0);
       } else {
-        const read = readChunk(slot.chunk, packsDir);
+        const read = readChunk(slot.chunk, packsDir, true);
         if ('problem' in read) {
           problems.push({ index, problem: read.problem });
           return;
@@ -141,26 +149,37 @@ function restore(task: RestoreTask, packsDir: string): RestoreResult {
 function verify(task: VerifyTask, packsDir: string): VerifyResult {
   const problems: ChunkProblem[] = [];
   task.chunks.forEach((chunk, index) => {
-    const read = readChunk(chunk, packsDir);
+    const read = readChunk(chunk, packsDir, true);
     if ('problem' in read) problems.push({ index, problem: read.problem });
   });
   return { problems };
 }
 
+/**
+ * Chunk bytes move to the main thread without a copy where their buffer holds nothing else:
+ * a raw chunk is a view into the record read for it (allocUnsafeSlow), LZ4 output of 4 KiB
+ * or more has a buffer of its own. Smaller buffers may be carved from Node's shared pool,
+ * which must never be transferred: those few bytes are copied.
+ */
+function movable(data: Buffer): DecodedChunk {
+  if (data.byteLength >= Buffer.poolSize >>> 1) return { buffer: data.buffer as ArrayBuffer, offset: data.byteOffset, length: data.byteLength };
+  const own = new ArrayBuffer(data.byteLength);
+  data.copy(Buffer.from(own));
+  return { buffer: own, offset: 0, length: data.byteLength };
+}
+
 function decode(task: DecodeTask, packsDir: string): unknown {
   const problems: ChunkProblem[] = [];
-  const parts = task.chunks.map((chunk, index) => {
-    const read = readChunk(chunk, packsDir);
+  const chunks: DecodedChunk[] = task.chunks.map((chunk, index) => {
+    const read = readChunk(chunk, packsDir, false);
     if ('problem' in read) {
       problems.push({ index, problem: read.problem });
-      return Buffer.alloc(0);
+      return { buffer: new ArrayBuffer(0), offset: 0, length: 0 };
     }
-    return read.data;
+    return movable(read.data);
   });
-  const out = Buffer.concat(parts);
-  const buffer = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength ? (out.buffer as ArrayBuffer) : (Buffer.from(out).buffer as ArrayBuffer);
-  const result: DecodeResult = { buffer, lengths: parts.map((p) => p.byteLength), problems };
-  return transfer(result);
+  const result: DecodeResult = { chunks, problems };
+  return Piscina.move({ [Piscina.transferableSymbol]: chunks.map((c) => c.buffer), [Piscina.valueSymbol]: result } as never);
 }
 
 export default async function run(message: { task: Task; packsDir: string }): Promise<unknown> {

@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { compressSync, uncompressSync } from 'lz4-napi';
+import { compressBlock, compressBound, decompressBlock } from './lz4.js';
 import { chunkId, ID_BYTES } from './chunk-id.js';
 import { fsyncDir } from './durable.js';
 
@@ -60,29 +60,49 @@ export function decodeRecordHeader(bytes: Buffer, at = 0): RecordHeader | null {
   };
 }
 
-/** LZ4 when it saves space; random data expands under LZ4 and is stored raw. */
+/** Room for the record of a chunk of `rawLength` bytes, compressed or not. */
+export function recordBound(rawLength: number): number {
+  return RECORD_HEADER_BYTES + Math.max(rawLength, compressBound(rawLength));
+}
+
+/**
+ * Writes the whole record of `data` into `into` at `at` (which needs recordBound bytes),
+ * LZ4-compressed when that saves space, raw otherwise. Returns the record's length.
+ */
+export function writeRecord(data: Buffer, id: Buffer, into: Buffer, at: number): number {
+  const payloadAt = at + RECORD_HEADER_BYTES;
+  const compressed = compressBlock(data, into.subarray(payloadAt, payloadAt + compressBound(data.byteLength)));
+  const codec = compressed > 0 && compressed < data.byteLength ? Codec.Lz4 : Codec.Raw;
+  const storedLength = codec === Codec.Lz4 ? compressed : data.copy(into, payloadAt);
+  encodeRecordHeader({ codec, rawLength: data.byteLength, storedLength, id }, into, at);
+  return RECORD_HEADER_BYTES + storedLength;
+}
+
+/** The payload writeRecord would store, on its own. */
 export function encodePayload(raw: Buffer): { codec: Codec; payload: Buffer } {
-  const compressed = compressSync(raw);
-  return compressed.byteLength < raw.byteLength ? { codec: Codec.Lz4, payload: compressed } : { codec: Codec.Raw, payload: raw };
+  const record = Buffer.allocUnsafe(recordBound(raw.byteLength));
+  const length = writeRecord(raw, Buffer.alloc(ID_BYTES), record, 0);
+  return { codec: record.readUInt8(4), payload: record.subarray(RECORD_HEADER_BYTES, length) };
 }
 
 export type RecordProblem = 'header' | 'decode' | 'length' | 'hash';
 
 /**
- * Decodes one record read from a pack and re-hashes it against the id it must have.
- * Returns the raw chunk, or the reason it cannot be trusted.
+ * Decodes one record read from a pack (into `into` when given, which needs rawLength bytes)
+ * and re-hashes it against the id it must have. Returns the raw chunk, or why it cannot be trusted.
  */
-export function decodeRecord(record: Buffer, expectedId: Buffer): { data: Buffer } | { problem: RecordProblem } {
+export function decodeRecord(record: Buffer, expectedId: Buffer, into?: Buffer): { data: Buffer } | { problem: RecordProblem } {
   const header = decodeRecordHeader(record);
   if (!header || !header.id.equals(expectedId) || record.byteLength < RECORD_HEADER_BYTES + header.storedLength) {
     return { problem: 'header' };
   }
   const payload = record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.storedLength);
-  let data: Buffer;
-  try {
-    data = header.codec === Codec.Lz4 ? uncompressSync(payload) : payload;
-  } catch {
-    return { problem: 'decode' };
+  let data = payload;
+  if (header.codec === Codec.Lz4) {
+    data = (into ?? Buffer.allocUnsafe(header.rawLength)).subarray(0, header.rawLength);
+    const decoded = decompressBlock(payload, data);
+    if (decoded < 0) return { problem: 'decode' };
+    if (decoded !== header.rawLength) return { problem: 'length' };
   }
   if (data.byteLength !== header.rawLength) return { problem: 'length' };
   if (!chunkId(data).equals(expectedId)) return { problem: 'hash' };
