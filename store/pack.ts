@@ -251,3 +251,45 @@ export async function copyRecords(fromPath: string, records: { offset: number; s
     await handle.close();
   }
 }
+
+export interface RecoveredRecord {
+  offset: number;
+  header: RecordHeader;
+}
+
+export interface PackRecovery {
+  records: RecoveredRecord[];
+  /** Byte ranges that hold no valid record: damage, or a torn tail. */
+  damaged: { offset: number; length: number }[];
+  size: number;
+}
+
+/**
+ * Every record of a pack that decodes and matches its id, for rebuilding the index. A bad
+ * record costs only itself: the scan resumes at the next record magic after it.
+ */
+export async function recoverPack(path: string): Promise<PackRecovery> {
+  const bytes = await fs.readFile(path);
+  const magic = Buffer.alloc(4);
+  magic.writeUInt32BE(RECORD_MAGIC);
+  const records: RecoveredRecord[] = [];
+  const damaged: { offset: number; length: number }[] = [];
+  let offset = 0;
+  let badFrom = -1;
+  while (offset < bytes.byteLength) {
+    const header = decodeRecordHeader(bytes, offset);
+    const end = header ? offset + RECORD_HEADER_BYTES + header.storedLength : -1;
+    if (header && end <= bytes.byteLength && 'data' in decodeRecord(bytes.subarray(offset, end), header.id)) {
+      if (badFrom >= 0) damaged.push({ offset: badFrom, length: offset - badFrom });
+      badFrom = -1;
+      records.push({ offset, header });
+      offset = end;
+      continue;
+    }
+    if (badFrom < 0) badFrom = offset;
+    const next = bytes.indexOf(magic, offset + 1);
+    offset = next < 0 ? bytes.byteLength : next;
+  }
+  if (badFrom >= 0) damaged.push({ offset: badFrom, length: bytes.byteLength - badFrom });
+  return { records, damaged, size: bytes.byteLength };
+}
