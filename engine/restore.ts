@@ -4,7 +4,11 @@ import { dirname, resolve } from 'node:path';
 import type { Store } from '../store/store.js';
 import type { RestorePoint, DiskEntry } from '../store/catalog.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
-import { DamagedDataError, InvalidInputError, TargetError } from './errors.js';
+import { InvalidInputError, TargetError } from './errors.js';
+import { appendRange, damageAt, type DamagedRange } from './damage.js';
+import type { ChunkLocation } from '../store/pack.js';
+
+export { damageAt } from './damage.js';
 import { deviceSize } from './source.js';
 import { performance } from 'node:perf_hooks';
 import { resolveRef } from './refs.js';
@@ -15,12 +19,16 @@ import type { ChunkRef, RestoreSlot } from './tasks.js';
 const TASK_BYTES = 8 * 1024 * 1024;
 
 export interface RestoreOptions {
+  /** Write what can be restored and report the rest, instead of stopping at the first damage. */
+  partial?: boolean;
   disk?: string;
   threads?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
 export interface RestoreSummary {
+  /** With --partial: ranges that could not be restored (left zero); empty otherwise. */
+  unrestored: DamagedRange[];
   id: string;
   disk: string;
   target: string;
@@ -73,20 +81,38 @@ async function prepareFile(path: string, size: number): Promise<void> {
   }
 }
 
-function restoreSlots(map: Buffer, size: number, chunkSize: number, refs: Map<string, ChunkRef>, writeZeros: boolean): RestoreSlot[] {
+/** Slots to write, and slots whose chunk the index lacks (only possible with --partial). */
+function restoreSlots(map: Buffer, size: number, chunkSize: number, refs: Map<string, ChunkRef>, writeZeros: boolean): { slots: RestoreSlot[]; missing: RestoreSlot[] } {
   const slots: RestoreSlot[] = [];
+  const missing: RestoreSlot[] = [];
   for (let slot = 0; slot * chunkSize < size; slot++) {
     const id = map.subarray(slot * ID_BYTES, (slot + 1) * ID_BYTES);
-    const zero = id.byteLength < ID_BYTES || isZeroId(id);
-    if (zero && !writeZeros) continue;
     const diskOffset = slot * chunkSize;
-    slots.push({ diskOffset, length: Math.min(chunkSize, size - diskOffset), chunk: zero ? null : refs.get(id.toString('hex'))! });
+    const length = Math.min(chunkSize, size - diskOffset);
+    if (id.byteLength < ID_BYTES || isZeroId(id)) {
+      if (writeZeros) slots.push({ diskOffset, length, chunk: null });
+      continue;
+    }
+    const chunk = refs.get(id.toString('hex'));
+    if (chunk) slots.push({ diskOffset, length, chunk });
+    else missing.push({ diskOffset, length, chunk: null });
   }
-  return slots;
+  return { slots, missing };
 }
 
 function* batches<T>(items: T[], size: number): Generator<T[]> {
   for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+/** Chunk refs of a map's ids; a chunk the index lacks stops the restore unless it is partial. */
+function resolveRefs(point: RestorePoint, disk: DiskEntry, map: Buffer, ids: Map<string, Buffer>, locations: Map<string, ChunkLocation>, partial: boolean): Map<string, ChunkRef> {
+  const refs = new Map<string, ChunkRef>();
+  for (const [hex, id] of ids) {
+    const location = locations.get(hex);
+    if (location) refs.set(hex, chunkRef(id, location));
+    else if (!partial) throw damageAt(point, disk.label, firstSlotOf(map, id) * point.chunkSize, 'chunk missing from the index');
+  }
+  return refs;
 }
 
 export async function restore(store: Store, ref: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
@@ -95,49 +121,57 @@ export async function restore(store: Store, ref: string, target: string, options
   const disk = pickDisk(point, options.disk);
   const targetPath = resolve(target);
   const { isDevice } = await checkTarget(targetPath, disk.size);
+  const partial = options.partial === true;
   const lock = await store.lock('restore');
   const pool = new WorkerPool(store.packsDir, options.threads);
   try {
     const map = await readMapOrDamage(store, point, disk.label);
     const ids = uniqueIds(map);
-    const locations = await locateChunks(store, ids);
-    const refs = new Map<string, ChunkRef>();
-    for (const [hex, id] of ids) {
-      const location = locations.get(hex);
-      if (!location) throw damageAt(point, disk.label, firstSlotOf(map, id) * point.chunkSize, 'chunk missing from the index');
-      refs.set(hex, chunkRef(id, location));
-    }
-    const slots = restoreSlots(map, disk.size, point.chunkSize, refs, isDevice);
+    const refs = resolveRefs(point, disk, map, ids, await locateChunks(store, ids), partial);
+    const { slots, missing } = restoreSlots(map, disk.size, point.chunkSize, refs, isDevice);
     if (!isDevice) await prepareFile(targetPath, disk.size);
+    const unrestored = missing.map((slot) => ({ slot, problem: 'chunk missing from the index' }));
     let bytesWritten = 0;
     await pipeline(
       batches(slots, Math.max(1, Math.floor(TASK_BYTES / point.chunkSize))),
       pool.window,
       (batch) => pool.restore({ op: 'restore', target: targetPath, slots: batch }),
       async (result, batch) => {
-        if (result.problems.length > 0) {
-          const { index, problem } = result.problems[0];
-          throw damageAt(point, disk.label, batch[index].diskOffset, problem);
+        for (const { index, problem } of result.problems) {
+          if (!partial) throw damageAt(point, disk.label, batch[index].diskOffset, problem);
+          unrestored.push({ slot: batch[index], problem });
         }
         bytesWritten += result.bytesWritten;
         options.onProgress?.(batch[batch.length - 1].diskOffset + batch[batch.length - 1].length, disk.size);
       },
     );
+    // A device keeps whatever it held where a chunk could not be restored: zero it, so no stale data passes for restored data.
+    if (isDevice && unrestored.length > 0) await pool.restore({ op: 'restore', target: targetPath, slots: unrestored.map(({ slot }) => ({ ...slot, chunk: null })) });
     await syncFile(targetPath);
-    return { id: point.id, disk: disk.label, target: targetPath, size: disk.size, bytesWritten, seconds: (performance.now() - started) / 1000 };
+    return {
+      id: point.id,
+      disk: disk.label,
+      target: targetPath,
+      size: disk.size,
+      bytesWritten,
+      seconds: (performance.now() - started) / 1000,
+      unrestored: unrestoredRanges(unrestored),
+    };
   } finally {
     await pool.close();
     await lock.release();
   }
 }
 
+function unrestoredRanges(items: { slot: RestoreSlot; problem: string }[]): DamagedRange[] {
+  const ranges: DamagedRange[] = [];
+  for (const { slot, problem } of items.sort((a, b) => a.slot.diskOffset - b.slot.diskOffset)) appendRange(ranges, slot.diskOffset, slot.length, problem);
+  return ranges;
+}
+
 function firstSlotOf(map: Buffer, id: Buffer): number {
   for (let at = 0; at < map.byteLength; at += ID_BYTES) if (map.subarray(at, at + ID_BYTES).equals(id)) return at / ID_BYTES;
   return 0;
-}
-
-export function damageAt(point: RestorePoint, disk: string, offset: number, problem: string): DamagedDataError {
-  return new DamagedDataError(`restore point ${point.id} disk ${disk} at offset ${offset}: ${problem}`, { restorePoint: point.id, disk, offset, problem });
 }
 
 async function syncFile(path: string): Promise<void> {

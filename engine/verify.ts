@@ -9,17 +9,14 @@ import type { ChunkLocation } from '../store/pack.js';
 import { checkRecords } from '../store/pack.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
 import { DamagedDataError } from './errors.js';
+import { appendRange, type DamagedRange } from './damage.js';
+
+export type { DamagedRange } from './damage.js';
 import { resolveRef } from './refs.js';
 import { WorkerPool, pipeline } from './pool.js';
 import { chunkRef, locateChunks, readMapOrDamage, uniqueIds } from './locate.js';
 
 const VERIFY_TASK_BYTES = 8 * 1024 * 1024;
-
-export interface DamagedRange {
-  offset: number;
-  length: number;
-  problem: string;
-}
 
 export interface DamagedDisk {
   restorePoint: string;
@@ -130,11 +127,7 @@ function damagedRanges(disk: DiskMap, chunkSize: number, problems: Map<string, s
     if (id.byteLength < ID_BYTES || isZeroId(id)) continue;
     const problem = problems.get(id.toString('hex'));
     if (!problem) continue;
-    const offset = slot * chunkSize;
-    const length = Math.min(chunkSize, disk.size - offset);
-    const last = ranges[ranges.length - 1];
-    if (last && last.offset + last.length === offset && last.problem === problem) last.length += length;
-    else ranges.push({ offset, length, problem });
+    appendRange(ranges, slot * chunkSize, Math.min(chunkSize, disk.size - slot * chunkSize), problem);
   }
   return ranges;
 }

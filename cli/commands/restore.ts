@@ -10,15 +10,20 @@ export function register(program: Command): void {
     .argument('<ref>', 'restore point: id, id prefix, latest or NAME@latest')
     .argument('<target>', 'file (created or overwritten) or block device')
     .option('--disk <label>', 'which disk, when the restore point has several')
+    .option('--partial', 'write what can be restored and list the ranges that could not be (exit 1)')
     .option('--threads <n>', 'worker threads (default: one per core)', positiveInt('--threads'))
     .option('--json', 'machine-readable output')
-    .action(async (ref: string, target: string, options: StoreOptions & { disk?: string; threads?: number; json?: boolean }) => {
+    .action(async (ref: string, target: string, options: StoreOptions & { disk?: string; partial?: boolean; threads?: number; json?: boolean }) => {
       const store = await openStoreFrom(options);
       const bar = progress('restore');
-      const summary = await restore(store, ref, target, { disk: options.disk, threads: options.threads, onProgress: (d, t) => bar.update(d, t) });
+      const summary = await restore(store, ref, target, { disk: options.disk, partial: options.partial, threads: options.threads, onProgress: (d, t) => bar.update(d, t) });
       bar.done();
+      if (summary.unrestored.length > 0) process.exitCode = 1;
       if (options.json) return printJson(summary);
       const rate = summary.size / 1e6 / Math.max(summary.seconds, 1e-9);
-      printLines([`restored ${summary.id} disk ${summary.disk} (${formatBytes(summary.size)}) to ${summary.target} in ${summary.seconds.toFixed(2)} s, ${rate.toFixed(0)} MB/s`]);
+      printLines([
+        `restored ${summary.id} disk ${summary.disk} (${formatBytes(summary.size)}) to ${summary.target} in ${summary.seconds.toFixed(2)} s, ${rate.toFixed(0)} MB/s`,
+        ...summary.unrestored.map((r) => `NOT RESTORED bytes ${r.offset}-${r.offset + r.length - 1} (left zero): ${r.problem}`),
+      ]);
     });
 }
