@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { compressBlock, compressBound, decompressBlock } from '../store/lz4.js';
 import { chunkId, loadHasher } from '../store/chunk-id.js';
@@ -17,6 +18,8 @@ export interface ReadLimit {
   warmMBps: number;
   /** Whether the page cache could be dropped before the cold read (needs root). */
   cacheDropped: boolean;
+  /** MB/s of `cp --sparse=always SOURCE NEW && sync NEW`: writing the disk back, as a restore does. */
+  copyMBps: number;
 }
 
 export interface CpuLimits {
@@ -64,12 +67,24 @@ async function catMBps(path: string): Promise<number> {
   return size / 1e6 / run.wallSeconds;
 }
 
+/** A sparse copy made durable, next to where restores write (`dir`). */
+async function copyMBps(path: string, dir: string): Promise<number> {
+  const size = (await fs.stat(path)).size;
+  const copy = join(dir, 'limits-copy.img');
+  try {
+    const run = await measureCommand('sh', ['-c', 'cp --sparse=always "$1" "$2" && sync "$2"', 'sh', path, copy]);
+    return size / 1e6 / run.wallSeconds;
+  } finally {
+    await fs.rm(copy, { force: true });
+  }
+}
+
 /** Cold read (when the cache can be dropped), then warm: every tool afterwards reads warm. */
-export async function measureRead(path: string): Promise<ReadLimit> {
+export async function measureRead(path: string, scratchDir: string): Promise<ReadLimit> {
   const cacheDropped = await dropPageCache();
   const first = await catMBps(path);
   const warmMBps = await catMBps(path);
-  return { coldMBps: cacheDropped ? first : null, warmMBps, cacheDropped };
+  return { coldMBps: cacheDropped ? first : null, warmMBps, cacheDropped, copyMBps: await copyMBps(path, scratchDir) };
 }
 
 /** MB/s of `work` over `sample` in 1 MiB pieces, repeated until at least `minSeconds` passed. */

@@ -30,6 +30,8 @@ export interface CommandOptions {
   env?: Record<string, string>;
   /** Throw when the command exits non-zero (default true): a failed run has no figures. */
   check?: boolean;
+  /** Measure through /usr/bin/time -v (default: when it is installed), or by polling /proc. */
+  gnuTime?: boolean;
 }
 
 const TIME = '/usr/bin/time';
@@ -70,7 +72,7 @@ function vmHwm(pid: number): number {
 }
 
 export async function measureCommand(command: string, args: string[], options: CommandOptions = {}): Promise<CommandRun> {
-  const timeFile = hasGnuTime() ? join(await fs.mkdtemp(join(tmpdir(), 'cv-time-')), 'time.txt') : null;
+  const timeFile = options.gnuTime ?? hasGnuTime() ? join(await fs.mkdtemp(join(tmpdir(), 'cv-time-')), 'time.txt') : null;
   const [file, argv] = timeFile ? [TIME, ['-v', '-o', timeFile, command, ...args]] : [command, args];
   const cpuBefore = reapedChildrenCpu();
   const started = performance.now();
@@ -99,7 +101,8 @@ export async function measureCommand(command: string, args: string[], options: C
   }
   const run: CommandRun = { command: [command, ...args].join(' '), exitCode, stdout, stderr, wallSeconds, ...usage };
   if (exitCode !== 0 && options.check !== false) {
-    throw new Error(`${run.command} exited ${exitCode}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    // The first lines say what went wrong (a message, or the error above a stack trace).
+    throw new Error(`${run.command} exited ${exitCode}: ${stderr.trim().split('\n').slice(0, 3).join(' | ')}`);
   }
   return run;
 }

@@ -102,9 +102,9 @@ function restic(): Tool {
       return measureCommand('restic', ['backup', '-q', '--tag', tag, basename(staged)], { cwd: dirname(staged), env: env(repo) });
     },
     async restore(repo, tag, into) {
-      const staged = join(`${repo}.src`, tag, 'disk.img');
+      // A relative path given to backup is restored under the target's root.
       const run = await measureCommand('restic', ['restore', '-q', 'latest', '--tag', tag, '--target', into], { env: env(repo) });
-      return { run, path: join(into, staged) };
+      return { run, path: join(into, 'disk.img') };
     },
     verify: (repo) => measureCommand('restic', ['check', '-q', '--read-data'], { env: env(repo) }),
   };

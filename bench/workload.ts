@@ -302,6 +302,7 @@ async function withLoopMount<T>(image: string, mountpoint: string, use: () => Pr
     return await use();
   } finally {
     execFileSync('umount', [mountpoint], { stdio: 'pipe' });
+    await fs.rmdir(mountpoint);
   }
 }
 

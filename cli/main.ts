@@ -7,10 +7,17 @@ import { register as list } from './commands/list.js';
 import { register as restore } from './commands/restore.js';
 import { register as verify } from './commands/verify.js';
 import { register as stats } from './commands/stats.js';
+import { register as prune } from './commands/prune.js';
+import { register as hold } from './commands/hold.js';
+import { register as release } from './commands/release.js';
+import { register as gc } from './commands/gc.js';
+import { register as extents } from './commands/extents.js';
 import { register as mount } from './commands/mount.js';
 import { register as umount } from './commands/umount.js';
+import { register as bench } from './commands/bench.js';
+import { register as repair } from './commands/repair.js';
 
-const COMMANDS = [init, backup, list, restore, verify, stats, mount, umount];
+const COMMANDS = [init, backup, list, restore, verify, stats, mount, umount, prune, hold, release, gc, extents, bench, repair];
 
 export function buildProgram(): Command {
   const program = new Command('chunkvault')

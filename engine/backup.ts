@@ -12,12 +12,15 @@ import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
 import { newRestorePointId, type BackupKind, type BackupStats, type RestorePoint } from '../store/catalog.js';
 import type { ChunkLocation, PackWriter } from '../store/pack.js';
 import { decodeRecordHeader } from '../store/pack.js';
-import { NoSpaceError } from './errors.js';
+import { InvalidInputError, NoSpaceError } from './errors.js';
 import { WorkerPool, pipeline } from './pool.js';
 import { groupTasks, planSlots, type DiskLayout, type UnreadRun } from './plan.js';
-import { SlotOutcome, type BackupResult } from './tasks.js';
+import { SlotOutcome, type BackupResult, type SlotPlan } from './tasks.js';
+import { Throttle, type ThrottleLimits } from './throttle.js';
 
 const TASK_BYTES = 4 * 1024 * 1024;
+/** Parent ids are written to the map in pieces of at most this many slots (2 MiB of ids). */
+const PARENT_RUN_SLOTS = 65536;
 
 export interface BackupDisk {
   label: string;
@@ -33,6 +36,7 @@ export interface BackupOptions {
   kind: BackupKind;
   parent: RestorePoint | null;
   threads?: number;
+  throttle?: ThrottleLimits | null;
   onProgress?: (progress: BackupProgress) => void;
 }
 
@@ -47,7 +51,7 @@ export interface BackupProgress {
 
 /** Everything one backup run accumulates before its commit. */
 class BackupRun {
-  readonly stats: BackupStats = { bytesRead: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0 };
+  readonly stats: BackupStats = { bytesRead: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0, secondsThrottled: 0 };
   /** Chunks written by this run, not yet in the index: dedup within the backup. */
   readonly pending = new Map<string, [Buffer, ChunkLocation]>();
   bytesDone = 0;
@@ -56,6 +60,7 @@ class BackupRun {
     readonly index: ChunkIndex,
     readonly packs: PackWriter,
     readonly bytesTotal: number,
+    readonly throttle: Throttle | null,
     readonly onProgress?: (progress: BackupProgress) => void,
   ) {}
 
@@ -104,38 +109,73 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
     Math.max(0, Math.min((first + count) * chunkSize, disk.layout.size) - first * chunkSize);
   await pipeline(
     groupTasks(planSlots(disk.layout), slotsPerTask),
-    pool.window,
-    async (unit) => (Array.isArray(unit) ? pool.backup({ op: 'backup', path: disk.path, slots: unit, parentIds: parentIds(disk, unit[0].slot, unit.length) }) : null),
+    // Under a latency limit no task waits queued in the pool: one the throttle admits starts
+    // reading at once, so the delay between admissions is the delay between reads.
+    run.throttle?.limits.maxLatencyMs ? pool.threads : pool.window,
+    async (unit) => (Array.isArray(unit) ? readSlots(run, pool, disk, unit) : null),
     async (result, unit) => {
       if (Array.isArray(unit)) {
         await run.storeNewChunks(result!);
-        await map.write(unit[0].slot, Buffer.from(result!.buffer, 0, unit.length * ID_BYTES));
+        await writeIds(map, unit, Buffer.from(result!.buffer, 0, unit.length * ID_BYTES));
         run.stats.bytesRead += result!.bytesRead;
         run.stats.chunksZero += result!.slots.filter((s) => s.outcome === SlotOutcome.Zero).length;
+        run.stats.chunksTotal += unit.length;
+        run.bytesDone += unit.reduce((sum, plan) => sum + plan.length, 0);
       } else {
         await recordUnreadRun(run, disk, map, unit);
+        run.stats.chunksTotal += unit.count;
+        run.bytesDone += slotBytes(unit.first, unit.count);
       }
-      const [first, count] = Array.isArray(unit) ? [unit[0].slot, unit.length] : [unit.first, unit.count];
-      run.stats.chunksTotal += count;
-      run.bytesDone += slotBytes(first, count);
       run.report();
     },
   );
 }
 
-/** The parent's ids for slots [first, first+count), zero ids past the parent's end. */
-function parentIds(disk: BackupDisk, first: number, count: number): Buffer | null {
-  if (!disk.parentMap) return null;
-  const ids = Buffer.alloc(count * ID_BYTES);
-  disk.parentMap.copy(ids, 0, first * ID_BYTES, (first + count) * ID_BYTES);
+/** Workers read, hash and compress; the throttle holds the submission back and learns the read latency. */
+async function readSlots(run: BackupRun, pool: WorkerPool, disk: BackupDisk, slots: SlotPlan[]): Promise<BackupResult> {
+  await run.throttle?.admit(slots.reduce((sum, plan) => sum + plan.reads.reduce((s, r) => s + r.length, 0), 0));
+  const result = await pool.backup({ op: 'backup', path: disk.path, slots, parentIds: parentIds(disk, slots) });
+  if (result.reads > 0) run.throttle?.observe(result.readMs / result.reads);
+  return result;
+}
+
+/** The parent's ids of a task's slots; zero ids past the parent's end (a grown disk). */
+function parentIds(disk: BackupDisk, slots: SlotPlan[]): Buffer | null {
+  const parent = disk.parentMap;
+  if (!parent) return null;
+  const ids = Buffer.alloc(slots.length * ID_BYTES);
+  slots.forEach(({ slot }, i) => {
+    if ((slot + 1) * ID_BYTES <= parent.byteLength) parent.copy(ids, i * ID_BYTES, slot * ID_BYTES, (slot + 1) * ID_BYTES);
+  });
   return ids;
 }
 
-/** Zero runs need nothing (the map is zero-filled); parent runs copy the parent's ids. */
+/** Writes a task's ids into the map, one write per run of consecutive slots. */
+async function writeIds(map: ChunkMapWriter, slots: SlotPlan[], ids: Buffer): Promise<void> {
+  for (let i = 0; i < slots.length; ) {
+    let n = 1;
+    while (i + n < slots.length && slots[i + n].slot === slots[i].slot + n) n++;
+    await map.write(slots[i].slot, ids.subarray(i * ID_BYTES, (i + n) * ID_BYTES));
+    i += n;
+  }
+}
+
+/**
+ * Zero runs need nothing (the map is zero-filled); parent runs copy the parent's ids, in
+ * pieces. Parent runs lie within the parent's map: a size change makes the slots past its
+ * common part read (plan.ts resizedRange).
+ */
 async function recordUnreadRun(run: BackupRun, disk: BackupDisk, map: ChunkMapWriter, unit: UnreadRun): Promise<void> {
-  const ids = unit.kind === 'parent' ? parentIds(disk, unit.first, unit.count) : null;
-  if (ids) await map.write(unit.first, ids);
-  for (let i = 0; i < unit.count; i++) if (!ids || isZeroId(ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES))) run.stats.chunksZero++;
+  if (unit.kind === 'zero') {
+    run.stats.chunksZero += unit.count;
+    return;
+  }
+  const end = unit.first + unit.count;
+  for (let first = unit.first; first < end; first += PARENT_RUN_SLOTS) {
+    const ids = disk.parentMap!.subarray(first * ID_BYTES, Math.min(first + PARENT_RUN_SLOTS, end) * ID_BYTES);
+    await map.write(first, ids);
+    for (let at = 0; at < ids.byteLength; at += ID_BYTES) if (isZeroId(ids.subarray(at, at + ID_BYTES))) run.stats.chunksZero++;
+  }
 }
 
 export async function backup(store: Store, disks: BackupDisk[], options: BackupOptions): Promise<RestorePoint> {
@@ -148,7 +188,9 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
   const id = newRestorePointId();
   try {
     index = await store.openIndex();
-    const run = new BackupRun(index, packs, disks.reduce((s, d) => s + d.layout.size, 0), options.onProgress);
+    if (options.parent) await confirmParent(store, options.parent);
+    const throttle = options.throttle ? new Throttle(options.throttle) : null;
+    const run = new BackupRun(index, packs, disks.reduce((s, d) => s + d.layout.size, 0), throttle, options.onProgress);
     for (const disk of disks) {
       const map = await store.createMapWriter(id, disk.label, slotCount(disk.layout.size, store.chunkSize));
       maps.push(map);
@@ -158,6 +200,7 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
     await index.putMany(Array.from(run.pending.values()));
     for (const map of maps) await map.commit();
     run.stats.seconds = (performance.now() - started) / 1000;
+    run.stats.secondsThrottled = throttle?.secondsThrottled ?? 0;
     const point: RestorePoint = {
       id,
       name: options.name,
@@ -181,6 +224,18 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
     await pool.close();
     await index?.close();
     await lock.release();
+  }
+}
+
+/**
+ * The parent's ids are reused unread. gc cannot run while this backup holds the index, so
+ * they stay valid if the parent is still in the catalog now: if it was removed (and gc may
+ * have run) between reading its map and opening the index, its chunks may be gone.
+ */
+async function confirmParent(store: Store, parent: RestorePoint): Promise<void> {
+  const { points } = await store.catalog.list();
+  if (!points.some((p) => p.id === parent.id)) {
+    throw new InvalidInputError(`parent ${parent.id} was removed while this backup started; nothing was written; back up again with another --parent`, { parent: parent.id });
   }
 }
 

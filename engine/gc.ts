@@ -107,11 +107,15 @@ export class IdList {
   }
 }
 
-export function checkMaxUnused(percent: number): number {
+export function checkMaxUnused(percent: number, text = String(percent)): number {
   if (!Number.isFinite(percent) || percent < 0 || percent > 100) {
-    throw new InvalidInputError(`--max-unused: '${percent}' is not a percentage from 0 to 100`, { value: percent });
+    throw new InvalidInputError(`--max-unused: '${text}' is not a percentage from 0 to 100`, { value: text });
   }
   return percent;
+}
+
+export function parseMaxUnused(text: string): number {
+  return checkMaxUnused(/^\s*\d+(\.\d+)?\s*$/.test(text) ? Number(text) : NaN, text);
 }
 
 /** Tests kill gc at named steps (CHUNKVAULT_TEST_CRASH_AT=<step>) to prove each one crash-safe. */
@@ -129,7 +133,15 @@ async function markLive(store: Store): Promise<{ live: LiveSet; restorePoints: n
   const { points, damaged } = await store.catalog.list();
   const live = new LiveSet();
   try {
-    for (const point of points) for (const disk of point.disks) live.addMap(await readMapOrDamage(store, point, disk.label));
+    const neighbours = new Map<string, Buffer>();
+    for (const point of points) {
+      for (const disk of point.disks) {
+        const map = await readMapOrDamage(store, point, disk.label);
+        const key = `${point.name}/${disk.label}`;
+        live.addMap(map, neighbours.get(key) ?? null);
+        neighbours.set(key, map);
+      }
+    }
     for (const id of damaged) for (const label of await store.listMapLabels(id)) live.addMap(await store.readMap(id, label));
   } catch (err) {
     throw stopped(err);
@@ -268,7 +280,6 @@ export async function gc(store: Store, options: GcOptions = {}): Promise<GcRepor
       const storeBytesBefore = await store.diskUsage();
       const packBytesBefore = await packBytes(store);
       const plan = await planGc(store, index, options);
-      const packsDeleted = plan.packs.filter((p) => p.action === 'delete').length;
       const report: GcReport = {
         dryRun: options.dryRun === true,
         maxUnused: plan.maxUnused,
@@ -278,7 +289,7 @@ export async function gc(store: Store, options: GcOptions = {}): Promise<GcRepor
         liveChunks: plan.liveChunks,
         chunksFreed: plan.deadChunks.length,
         bytesFreed: plan.bytesFreed,
-        packsDeleted,
+        packsDeleted: plan.packs.filter((p) => p.action === 'delete').length,
         packsRewritten: plan.packs.filter((p) => p.action === 'compact').length,
         bytesRewritten: plan.bytesToRewrite,
         packsDamaged: [],

@@ -30,10 +30,10 @@ async function setHold(store: Store, ref: string, hold: (point: RestorePoint) =>
   return { id: point.id, name: point.name, time: point.time, hold: next, changed };
 }
 
-/** Holds a restore point; holding it again only replaces the reason, keeping since. */
-export function hold(store: Store, ref: string, reason = ''): Promise<HoldReport> {
-  checkReason(reason);
-  return setHold(store, ref, (point) => ({ reason, since: point.hold?.since ?? new Date().toISOString() }));
+/** Holds a restore point; holding it again replaces the reason when one is given, and keeps since. */
+export async function hold(store: Store, ref: string, reason?: string): Promise<HoldReport> {
+  if (reason !== undefined) checkReason(reason);
+  return setHold(store, ref, (point) => ({ reason: reason ?? point.hold?.reason ?? '', since: point.hold?.since ?? new Date().toISOString() }));
 }
 
 export function release(store: Store, ref: string): Promise<HoldReport> {

@@ -4,9 +4,10 @@
  */
 import { Store } from '../store/store.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
-import type { RestorePoint } from '../store/catalog.js';
+import type { BackupKind, RestorePoint } from '../store/catalog.js';
 import { backup, type BackupProgress } from './backup.js';
-import { wholeDisk } from './plan.js';
+import { prepareDisks, type LayoutOptions } from './layout.js';
+import { throttleLimits } from './throttle.js';
 import { openSources } from './source.js';
 import { checkName, parseTime } from './names.js';
 
@@ -14,8 +15,15 @@ export { Store } from '../store/store.js';
 export { restore, type RestoreOptions, type RestoreSummary } from './restore.js';
 export { verify, type VerifyReport, type VerifyOptions } from './verify.js';
 export { stats, type StoreStats } from './stats.js';
+export { repair, type RepairReport } from './repair.js';
 export { resolveRef } from './refs.js';
+export { planPrune, executePrune, type PrunePlan, type PruneOptions } from './prune.js';
+export { applyRetention, parseDuration, type RetentionPolicy, type RetentionDecision } from './retention.js';
+export { hold, release, type HoldReport } from './hold.js';
+export { gc, planGc, executeGc, previewGc, parseMaxUnused, DEFAULT_MAX_UNUSED_PERCENT, type GcOptions, type GcPlan, type GcReport } from './gc.js';
+export { checkSpace, estimateBackupBytes, diskNeed, freeBytes, type DiskNeed, type SpaceCheck } from './space.js';
 export type { BackupProgress } from './backup.js';
+export { fileExtentMap, type FileExtentMap } from './extents.js';
 export type { RestorePoint } from '../store/catalog.js';
 export * from './errors.js';
 
@@ -27,11 +35,15 @@ export function openStore(dir: string): Promise<Store> {
   return Store.open(dir);
 }
 
-export interface BackupRequest {
+export interface BackupRequest extends LayoutOptions {
   sources: string[];
   name?: string;
   time?: string;
   threads?: number;
+  /** Hold reads back when the source's read latency rises above this. */
+  maxLatencyMs?: number;
+  /** Cap on the source read rate, in MB/s (10^6 bytes). */
+  maxRateMBps?: number;
   onProgress?: (progress: BackupProgress) => void;
 }
 
@@ -39,6 +51,8 @@ export interface BackupReport {
   id: string;
   name: string;
   time: string;
+  kind: BackupKind;
+  parent: string | null;
   disks: { label: string; size: number }[];
   bytesRead: number;
   bytesNew: number;
@@ -46,18 +60,20 @@ export interface BackupReport {
   chunksNew: number;
   chunksZero: number;
   seconds: number;
+  secondsThrottled: number;
 }
 
 export function backupReport(point: RestorePoint): BackupReport {
-  return { id: point.id, name: point.name, time: point.time, disks: point.disks, ...point.stats };
+  return { id: point.id, name: point.name, time: point.time, kind: point.kind, parent: point.parent, disks: point.disks, ...point.stats, secondsThrottled: point.stats.secondsThrottled ?? 0 };
 }
 
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {
   const time = request.time === undefined ? new Date().toISOString() : parseTime(request.time);
   const sources = await openSources(request.sources);
   const name = checkName(request.name ?? sources[0].label);
-  const disks = sources.map((s) => ({ label: s.label, path: s.path, layout: wholeDisk(s.size, store.chunkSize), parentMap: null }));
-  const point = await backup(store, disks, { name, time, kind: 'full', parent: null, threads: request.threads, onProgress: request.onProgress });
+  const throttle = throttleLimits(request.maxLatencyMs, request.maxRateMBps);
+  const { disks, kind, parent } = await prepareDisks(store, sources, name, request);
+  const point = await backup(store, disks, { name, time, kind, parent, threads: request.threads, throttle, onProgress: request.onProgress });
   return backupReport(point);
 }
 
@@ -67,10 +83,14 @@ export interface ListEntry {
   time: string;
   disks: { label: string; size: number }[];
   held: boolean;
+  /** Why and since when it is held (see hold), or null. */
+  hold: RestorePoint['hold'];
   bytesNew: number;
+  kind: BackupKind;
+  parent: string | null;
 }
 
 export async function listRestorePoints(store: Store): Promise<ListEntry[]> {
   const { points } = await store.catalog.list();
-  return points.map((p) => ({ id: p.id, name: p.name, time: p.time, disks: p.disks, held: p.hold !== null, bytesNew: p.stats.bytesNew }));
+  return points.map((p) => ({ id: p.id, name: p.name, time: p.time, disks: p.disks, held: p.hold !== null, hold: p.hold, bytesNew: p.stats.bytesNew, kind: p.kind, parent: p.parent }));
 }

@@ -110,27 +110,24 @@ export function* planSlots(layout: DiskLayout): Generator<SlotAction> {
 export type WorkUnit = SlotPlan[] | UnreadRun;
 
 /**
- * Groups consecutive read slots into tasks of `slotsPerTask` (each task must be worth its
- * ~30 us overhead) and adjacent unread runs of one kind into one run.
+ * Groups read slots into tasks of `slotsPerTask` (each task must be worth its ~30 us
+ * overhead and the main thread's lookups per result), also across unread runs: the scattered
+ * slots a CBT list touches still make full tasks, whose slots need not be consecutive.
+ * Unread runs are yielded as they come, adjacent ones of a kind merged.
  */
 export function* groupTasks(actions: Iterable<SlotAction>, slotsPerTask: number): Generator<WorkUnit> {
   let reads: SlotPlan[] = [];
   let unread: UnreadRun | null = null;
   for (const action of actions) {
     if (action.kind === 'read') {
-      if (unread) yield unread;
-      unread = null;
       reads.push(action.plan);
       if (reads.length >= slotsPerTask) {
         yield reads;
         reads = [];
       }
-      continue;
-    }
-    if (reads.length > 0) yield reads;
-    reads = [];
-    if (unread && unread.kind === action.kind && unread.first + unread.count === action.first) unread.count += action.count;
-    else {
+    } else if (unread && unread.kind === action.kind && unread.first + unread.count === action.first) {
+      unread.count += action.count;
+    } else {
       if (unread) yield unread;
       unread = { ...action };
     }

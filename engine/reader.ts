@@ -11,7 +11,8 @@ import { slotCount } from '../store/chunk-map.js';
 import type { ChunkRef } from './tasks.js';
 import type { WorkerPool } from './pool.js';
 import { chunkRef, locateChunks, readMapOrDamage, uniqueIds } from './locate.js';
-import { damageAt, pickDisk } from './restore.js';
+import { damageAt } from './damage.js';
+import { pickDisk } from './restore.js';
 
 /** Decoded chunks by hex id; bounded by whoever implements it. */
 export interface ChunkCache {
@@ -21,9 +22,14 @@ export interface ChunkCache {
   set(hex: string, data: Buffer): void;
 }
 
+interface LocatedChunk {
+  hex: string;
+  ref: ChunkRef;
+  rawLength: number;
+}
+
 /** A chunk the index knows, or why it cannot be read at all. */
-type SlotChunk = { hex: string; ref: ChunkRef; rawLength: number } | { hex: string; missing: string };
-type LocatedChunk = Extract<SlotChunk, { ref: ChunkRef }>;
+type SlotChunk = LocatedChunk | { missing: string };
 
 /** Why a chunk's bytes cannot be trusted; the reader turns it into a DamagedDataError. */
 class ChunkProblem extends Error {}
@@ -87,13 +93,11 @@ export class ChunkFetcher {
     this.pool.decode({ op: 'decode', chunks: batch.map((d) => d.chunk.ref) }).then(
       (result) => {
         const problems = new Map(result.problems.map((p) => [p.index, p.problem]));
-        let at = 0;
         batch.forEach((d, i) => {
-          const length = result.lengths[i];
           const problem = problems.get(i);
           if (problem !== undefined) return d.reject(new ChunkProblem(problem));
-          const data = Buffer.from(result.buffer, at, length);
-          at += length;
+          const { buffer, offset, length } = result.chunks[i];
+          const data = Buffer.from(buffer, offset, length);
           this.cache.set(d.chunk.hex, data);
           d.resolve(data);
         });
@@ -115,7 +119,7 @@ async function locateSlots(store: Store, point: RestorePoint, disk: DiskEntry, w
   const chunks = new Map<string, SlotChunk>();
   for (const [hex, id] of ids) {
     const location = locations.get(hex);
-    chunks.set(hex, location ? { hex, ref: chunkRef(id, location), rawLength: location.rawLength } : { hex, missing: 'chunk missing from the index' });
+    chunks.set(hex, location ? { hex, ref: chunkRef(id, location), rawLength: location.rawLength } : { missing: 'chunk missing from the index' });
   }
   const slots: (SlotChunk | null)[] = [];
   for (let slot = 0; slot < slotCount(disk.size, point.chunkSize); slot++) {

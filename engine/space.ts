@@ -11,22 +11,40 @@ import { ID_BYTES } from '../store/chunk-id.js';
 import { RECORD_HEADER_BYTES } from '../store/pack.js';
 import { formatBytes } from '../store/size.js';
 import { NoSpaceError } from './errors.js';
+import type { DiskLayout, Range } from './plan.js';
 
 /** Room LevelDB, the catalog and filesystem metadata need beside packs and maps. */
 const MARGIN_BYTES = 16 * 1024 * 1024;
 
 export interface DiskNeed {
   size: number;
-  /** Bytes the source really holds (allocated blocks of a sparse file, or a device's size). */
+  /** Bytes the backup may read: the data extents of the source (holes of a sparse file excluded). */
   allocatedBytes: number;
-  /** Bytes a CBT list marks as changed, when the backup has one. */
+  /** Bytes of the chunks a CBT list touches, when the backup has one. */
   changedBytes?: number | null;
 }
 
-/** What a source file or device holds: holes in a sparse image cost nothing to back up. */
-export async function allocatedBytes(path: string): Promise<number> {
-  const stats = await fs.stat(path);
-  return stats.isFile() ? Math.min(stats.size, stats.blocks * 512) : stats.size;
+/**
+ * A disk's need from its backup layout: its extents are what the backup reads; with a CBT
+ * list, only the chunk slots a changed range touches are read, and each is stored whole.
+ */
+export function diskNeed(layout: DiskLayout): DiskNeed {
+  const extentBytes = layout.extents.reduce((sum, e) => sum + e.length, 0);
+  return { size: layout.size, allocatedBytes: extentBytes, changedBytes: layout.changed ? touchedSlots(layout.changed, layout.chunkSize) * layout.chunkSize : null };
+}
+
+/** Distinct chunk slots that sorted ranges touch. */
+function touchedSlots(ranges: Range[], chunkSize: number): number {
+  let count = 0;
+  let last = -1;
+  for (const r of ranges) {
+    if (r.length <= 0) continue;
+    const first = Math.max(last + 1, Math.floor(r.offset / chunkSize));
+    const end = Math.floor((r.offset + r.length - 1) / chunkSize);
+    if (end >= first) count += end - first + 1;
+    last = Math.max(last, end);
+  }
+  return count;
 }
 
 /** The share of its disks' bytes the parent had to store anew: its change rate. */

@@ -4,6 +4,7 @@ import { RECORD_HEADER_BYTES } from '../store/pack.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
 import { readMapOrDamage } from './locate.js';
 import { DamagedDataError } from './errors.js';
+import { previewGc } from './gc.js';
 
 export interface StoreStats {
   restorePoints: number;
@@ -21,6 +22,8 @@ export interface StoreStats {
   packBytes: number;
   dedupRatio: number;
   compressionRatio: number;
+  /** Pack bytes `gc` (default settings) would free now; null when gc would stop on a damaged map. */
+  reclaimableBytes: number | null;
 }
 
 function dataBytesOf(map: Buffer, size: number, chunkSize: number): number {
@@ -29,6 +32,15 @@ function dataBytesOf(map: Buffer, size: number, chunkSize: number): number {
     if (!isZeroId(map.subarray(slot * ID_BYTES, (slot + 1) * ID_BYTES))) bytes += Math.min(chunkSize, size - slot * chunkSize);
   }
   return bytes;
+}
+
+async function reclaimableBytes(store: Store): Promise<number | null> {
+  try {
+    return (await previewGc(store)).bytesFreed;
+  } catch (err) {
+    if (err instanceof DamagedDataError) return null;
+    throw err;
+  }
 }
 
 export async function stats(store: Store): Promise<StoreStats> {
@@ -71,5 +83,6 @@ export async function stats(store: Store): Promise<StoreStats> {
     packBytes: packs.reduce((sum, p) => sum + p.size, 0),
     dedupRatio: uniqueBytes > 0 ? dataBytes / uniqueBytes : 1,
     compressionRatio: storedBytes > 0 ? uniqueBytes / storedBytes : 1,
+    reclaimableBytes: await reclaimableBytes(store),
   };
 }

@@ -91,10 +91,16 @@ export interface DecodeTask {
   chunks: ChunkRef[];
 }
 
-export interface DecodeResult {
-  /** The chunks' bytes back to back, transferred. */
+/** Where one decoded chunk's bytes are: a view into a buffer of its own, transferred. */
+export interface DecodedChunk {
   buffer: ArrayBuffer;
-  lengths: number[];
+  offset: number;
+  length: number;
+}
+
+export interface DecodeResult {
+  /** One per chunk, in order; empty (length 0) where the chunk has a problem. */
+  chunks: DecodedChunk[];
   problems: ChunkProblem[];
 }
 

@@ -1,7 +1,7 @@
 /** A bounded LRU of decoded chunks, by bytes: what `--cache` sizes. */
 import type { ChunkCache } from '../engine/reader.js';
 
-export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_CACHE_BYTES = 128 * 1024 * 1024;
 
 export class LruChunkCache implements ChunkCache {
   // A Map iterates in insertion order: re-inserting on use keeps the least recent first.

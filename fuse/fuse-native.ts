@@ -43,7 +43,6 @@ export interface FuseOptions {
   allowOther?: boolean;
   fsname?: string;
   subtype?: string;
-  kernelCache?: boolean;
 }
 
 export interface FuseMount {
@@ -58,7 +57,6 @@ interface FuseModule {
   EBUSY: number;
   EBADF: number;
   EINVAL: number;
-  EROFS: number;
 }
 
 const require = createRequire(import.meta.url);

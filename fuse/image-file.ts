@@ -81,10 +81,6 @@ export class ImageFiles {
     this.handles.delete(handle);
   }
 
-  get openCount(): number {
-    return this.handles.size;
-  }
-
   /** Drops the readers of restore points that are gone; open handles keep theirs. */
   keepOnly(points: RestorePoint[]): void {
     const live = new Set(points.map((p) => p.id));

@@ -1,12 +1,9 @@
 /** The FUSE callbacks: lookups in the tree, reads through the open images. Read-only by mount option. */
 import { StoreBusyError } from '../engine/errors.js';
 import { Fuse, type Attributes, type FuseOperations } from './fuse-native.js';
-import { lookup, type LiveTree, type Node } from './tree.js';
+import { isLiveDir, lookup, mayAppear, type LiveTree, type Node } from './tree.js';
 import type { ImageFiles } from './image-file.js';
 
-/** A name that is not there may be a restore point committed a moment ago. */
-const MISS_REFRESH_MS = 250;
-const LIST_REFRESH_MS = 1000;
 const ST_RDONLY = 1;
 
 const MODES = { dir: 0o040555, image: 0o100444, link: 0o120777 } as const;
@@ -28,18 +25,19 @@ function attributes(node: Node): Attributes {
 
 export function operations(tree: LiveTree, images: ImageFiles, log: (line: string) => void): FuseOperations {
   const reported = new Set<string>();
-  const fail = (err: unknown): void => {
-    const message = (err as Error).message ?? String(err);
-    // Kernel read-ahead and retries repeat a failing read many times: say it once.
+  // Kernel retries repeat a failing request: each problem is logged once.
+  const report = (message: string): void => {
     if (reported.has(message)) return;
     reported.add(message);
     log(message);
   };
+  const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
+  /** A name that is not there may be a restore point committed a moment ago. */
   const find = async (path: string): Promise<Node | null> => {
     const node = lookup(tree.current, path);
-    if (node) return node;
-    await tree.refreshIfOlderThan(MISS_REFRESH_MS);
+    if (node || !mayAppear(path)) return node;
+    await tree.fresh();
     return lookup(tree.current, path);
   };
 
@@ -47,20 +45,19 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
     getattr(path, cb) {
       find(path).then(
         (node) => (node ? cb(0, attributes(node)) : cb(Fuse.ENOENT)),
-        (err) => (fail(err), cb(Fuse.EIO)),
+        (err) => (report(messageOf(err)), cb(Fuse.EIO)),
       );
     },
 
     readdir(path, cb) {
-      tree
-        .refreshIfOlderThan(LIST_REFRESH_MS)
+      (isLiveDir(path) ? tree.fresh() : Promise.resolve())
         .then(() => {
           const node = lookup(tree.current, path);
           if (!node) return cb(Fuse.ENOENT);
           if (node.kind !== 'dir') return cb(Fuse.EINVAL);
           cb(0, ['.', '..', ...node.entries.keys()]);
         })
-        .catch((err) => (fail(err), cb(Fuse.EIO)));
+        .catch((err) => (report(messageOf(err)), cb(Fuse.EIO)));
     },
 
     readlink(path, cb) {
@@ -75,7 +72,7 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
       images.open(node).then(
         (handle) => cb(0, handle),
         (err) => {
-          fail(`cannot open ${path}: ${(err as Error).message}`);
+          report(`cannot open ${path}: ${messageOf(err)}`);
           cb(err instanceof StoreBusyError ? Fuse.EBUSY : Fuse.EIO);
         },
       );
@@ -84,7 +81,7 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
     read(_path, fd, buf, len, pos, cb) {
       const handle = images.handle(fd);
       if (!handle) return cb(Fuse.EBADF);
-      handle.read(buf, len, pos).then(cb, (err) => (fail(err), cb(Fuse.EIO)));
+      handle.read(buf, len, pos).then(cb, (err) => (report(`${messageOf(err)}; reads of it fail with EIO`), cb(Fuse.EIO)));
     },
 
     release(_path, fd, cb) {

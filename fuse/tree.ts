@@ -87,8 +87,8 @@ export function lookup(root: DirNode, path: string): Node | null {
 export class LiveTree {
   private root: DirNode = buildTree([]);
   private ids = '';
-  private refreshed = 0;
   private refreshing: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
 
   constructor(
     private readonly listPoints: () => Promise<RestorePoint[]>,
@@ -105,18 +105,42 @@ export class LiveTree {
     return this.refreshing;
   }
 
-  /** For lookups that miss and directory listings: at most one catalog listing per maxAgeMs. */
-  async refreshIfOlderThan(maxAgeMs: number): Promise<void> {
-    if (Date.now() - this.refreshed >= maxAgeMs) await this.refresh();
+  /**
+   * A listing that starts after this call, for a lookup that missed or a directory listing:
+   * one under way may have begun before the restore point they look for was committed.
+   */
+  fresh(): Promise<void> {
+    this.queued ??= (this.refreshing ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.refresh();
+      });
+    return this.queued;
   }
 
   private async reload(): Promise<void> {
     const points = await this.listPoints();
-    this.refreshed = Date.now();
     const ids = points.map((p) => p.id).join(',');
     if (ids === this.ids) return;
     this.ids = ids;
     this.root = buildTree(points);
     this.onChange(points);
   }
+}
+
+function parts(path: string): string[] {
+  return path.split('/').filter((p) => p !== '');
+}
+
+/** Paths under which a restore point committed after the last listing can appear. */
+export function mayAppear(path: string): boolean {
+  const [first] = parts(path);
+  return first === undefined || first === BY_NAME || /^[0-9a-f]{16}$/.test(first);
+}
+
+/** Directories whose entries change with the catalog: the root, by-name and by-name/<name>. */
+export function isLiveDir(path: string): boolean {
+  const [first, ...rest] = parts(path);
+  return first === undefined || (first === BY_NAME && rest.length <= 1);
 }

@@ -117,6 +117,19 @@ export function packFileName(pack: string): string {
   return pack + PACK_SUFFIX;
 }
 
+/** writev may write less than asked (a full disk does that before it fails): go on until all is written. */
+async function writeAll(handle: fs.FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let pending = [...buffers];
+  let at = position;
+  while (pending.length > 0) {
+    let { bytesWritten } = await handle.writev(pending, at);
+    if (bytesWritten === 0) throw Object.assign(new Error('pack write made no progress'), { code: 'EIO' });
+    at += bytesWritten;
+    while (pending.length > 0 && bytesWritten >= pending[0].byteLength) bytesWritten -= pending.shift()!.byteLength;
+    if (pending.length > 0 && bytesWritten > 0) pending = [pending[0].subarray(bytesWritten), ...pending.slice(1)];
+  }
+}
+
 /**
  * Appends records to size-capped pack files. Nothing written here is referenced until
  * `sync()` has made it durable and the caller commits index entries for it.
@@ -137,7 +150,7 @@ export class PackWriter {
     if (!this.current || (this.current.size > 0 && this.current.size + total > this.cap)) await this.rollOver();
     const current = this.current!;
     const offset = current.size;
-    await current.handle.writev(records, offset);
+    await writeAll(current.handle, records, offset);
     current.size += total;
     return { pack: current.name, offset };
   }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { runBackup, type BackupReport } from '../../engine/index.js';
+import { InvalidInputError, runBackup, type BackupReport } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
@@ -9,16 +9,31 @@ interface BackupFlags extends StoreOptions {
   name?: string;
   time?: string;
   threads?: number;
+  extents: string[];
+  parent?: string;
+  changed: string[];
+  maxLatency?: number;
+  maxRate?: number;
   json?: boolean;
+}
+
+const repeatable = (value: string, previous: string[]): string[] => [...previous, value];
+
+function positiveNumber(flag: string): (text: string) => number {
+  return (text) => {
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidInputError(`${flag}: '${text}' is not a positive number`, { flag, value: text });
+    return n;
+  };
 }
 
 function describe(report: BackupReport): string[] {
   const logical = report.disks.reduce((s, d) => s + d.size, 0);
   return [
-    `restore point ${report.id} (${report.name}, ${report.time})`,
+    `restore point ${report.id} (${report.name}, ${report.time}), ${report.kind}${report.parent ? ` on parent ${report.parent}` : ''}`,
     `  disks: ${report.disks.map((d) => `${d.label} ${formatBytes(d.size)}`).join(', ')}`,
     `  read ${formatBytes(report.bytesRead)}, stored ${formatBytes(report.bytesNew)} new; chunks ${report.chunksTotal} (${report.chunksNew} new, ${report.chunksZero} zero)`,
-    `  ${report.seconds.toFixed(2)} s, ${(logical / 1e6 / Math.max(report.seconds, 1e-9)).toFixed(0)} MB/s`,
+    `  ${report.seconds.toFixed(2)} s, ${(logical / 1e6 / Math.max(report.seconds, 1e-9)).toFixed(0)} MB/s${report.secondsThrottled > 0 ? `, ${report.secondsThrottled.toFixed(2)} s throttled` : ''}`,
   ];
 }
 
@@ -28,6 +43,11 @@ export function register(program: Command): void {
     .option('--name <name>', 'group name of the machine (default: first label)')
     .option('--time <iso8601>', 'when the snapshot was taken (default: now)')
     .option('--threads <n>', 'worker threads (default: one per core)', positiveInt('--threads'))
+    .option('--extents <[label=]file>', 'extent map JSON {size, extents:[{offset,length,sourceOffset}]}: read only those source bytes (repeatable)', repeatable, [])
+    .option('--parent <ref>', 'restore point this backup is incremental to (same name): unchanged chunks skip compression')
+    .option('--changed <[label=]file>', 'CBT JSON {changed:[{offset,length}]} since --parent: read only chunks touching it (repeatable)', repeatable, [])
+    .option('--max-latency <ms>', 'slow reading down while source read latency is above this', positiveNumber('--max-latency'))
+    .option('--max-rate <MB/s>', 'cap the source read rate', positiveNumber('--max-rate'))
     .option('--json', 'machine-readable output')
     .action(async (sources: string[], options: BackupFlags) => {
       const store = await openStoreFrom(options);
@@ -37,6 +57,11 @@ export function register(program: Command): void {
         name: options.name,
         time: options.time,
         threads: options.threads,
+        extents: options.extents,
+        parent: options.parent,
+        changed: options.changed,
+        maxLatencyMs: options.maxLatency,
+        maxRateMBps: options.maxRate,
         onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `new ${formatBytes(p.bytesNew)}, dedup ${p.chunksTotal > 0 ? (p.chunksTotal / Math.max(p.chunksNew, 1)).toFixed(1) : '1.0'}x`),
       });
       bar.done();

@@ -20,5 +20,8 @@ export function register(program: Command): void {
       const session = await mount(store, mountpoint, { cacheBytes, allowOther: options.allowOther });
       printLines([`mounted at ${mountpoint}`]);
       await serveUntilSignalled(session);
+      // After an unmount from another shell fuse-native keeps a native handle referenced
+      // that would hold the process forever: everything is released, so leave.
+      process.exit(0);
     });
 }

@@ -3,8 +3,15 @@ import { executePrune, planPrune, type PrunePlan, type RetentionPolicy } from '.
 import { printJson, printLines, table } from '../output.js';
 import { openStoreFrom, positiveInt, withStore, type StoreOptions } from '../store-option.js';
 
-interface PruneFlags extends StoreOptions, RetentionPolicy {
+interface PruneFlags extends StoreOptions {
   name?: string;
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  keepWithin?: string;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -22,10 +29,10 @@ Per NAME group, newest first (by --time of the backup; equal times: larger id is
 Held restore points (see hold) are always kept and take no slot in any rule.
 Removing a restore point removes its catalog entry and maps; gc frees the space.`;
 
-function describe(plan: PrunePlan, dryRun: boolean, removed: number): string[] {
+function describe(plan: PrunePlan, dryRun: boolean, kept: number, removed: number): string[] {
   const rows = plan.points.map((p) => [p.action, p.id, p.name, p.time, p.reasons.join(', ')]);
   const lines = rows.length > 0 ? table([['ACTION', 'ID', 'NAME', 'TIME', 'REASONS'], ...rows]) : ['no restore points'];
-  lines.push(dryRun ? `${plan.kept} kept, ${plan.removed} would be removed (dry run: nothing changed)` : `${plan.kept} kept, ${removed} removed; run gc to free their space`);
+  lines.push(dryRun ? `${kept} kept, ${removed} would be removed (dry run: nothing changed)` : `${kept} kept, ${removed} removed; run gc to free their space`);
   return lines;
 }
 
@@ -54,8 +61,10 @@ export function register(program: Command): void {
         within: options.keepWithin,
       };
       const plan = await planPrune(store, policy, { name: options.name });
-      const removed = options.dryRun ? [] : await executePrune(store, plan);
-      if (options.json) printJson({ dryRun: options.dryRun === true, points: plan.points, kept: plan.kept, removed: options.dryRun ? plan.removed : removed.length });
-      else printLines(describe(plan, options.dryRun === true, removed.length));
+      // A point held since planning is not removed: count what executePrune really did.
+      const removed = options.dryRun ? plan.removed : (await executePrune(store, plan)).length;
+      const kept = plan.points.length - removed;
+      if (options.json) printJson({ dryRun: options.dryRun === true, points: plan.points, kept, removed });
+      else printLines(describe(plan, options.dryRun === true, kept, removed));
     });
 }

@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import { machineBenchmark, type MachineBenchmark } from '../../bench/machine.js';
+import { formatBytes } from '../../store/size.js';
+import { printJson, printLines, table } from '../output.js';
+import { positiveInt } from '../store-option.js';
+
+function describe(b: MachineBenchmark): string[] {
+  const rate = (x: number): string => `${x.toFixed(0)} MB/s`;
+  return [
+    ...table([
+      ['BLAKE3 hashing, one core', rate(b.blake3MBps)],
+      ['LZ4 compression, one core', `${rate(b.lz4CompressMBps)} (ratio ${b.lz4Ratio.toFixed(2)})`],
+      ['LZ4 decompression, one core', rate(b.lz4DecompressMBps)],
+      [`backup pipeline, ${b.threads} workers`, rate(b.backupMBps)],
+      [`restore pipeline, ${b.threads} workers`, rate(b.restoreMBps)],
+    ]),
+    `${b.cores} cores; ${formatBytes(b.dataBytes)} of generated data in a temporary store; ${b.seconds.toFixed(1)} s`,
+  ];
+}
+
+export function register(program: Command): void {
+  program
+    .command('bench')
+    .description('measure hashing, compression and pipeline speed of this machine on generated data')
+    .option('--threads <n>', 'worker threads for the pipelines (default: one per core)', positiveInt('--threads'))
+    .option('--json', 'machine-readable output')
+    .action(async (options: { threads?: number; json?: boolean }) => {
+      const result = await machineBenchmark({ threads: options.threads });
+      if (options.json) printJson(result);
+      else printLines(describe(result));
+    });
+}

@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { gc, parseMaxUnused, DEFAULT_MAX_UNUSED_PERCENT, type GcReport } from '../../engine/index.js';
+import { formatBytes } from '../../store/size.js';
+import { printJson, printLines } from '../output.js';
+import { progress } from '../progress.js';
+import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+
+function describe(r: GcReport): string[] {
+  const would = r.dryRun ? 'would be ' : '';
+  const rate = r.markSeconds > 0 ? `, ${(r.refsMarked / r.markSeconds / 1e6).toFixed(1)} M/s` : '';
+  const lines = [
+    `marked ${r.liveChunks} live chunks from ${r.refsMarked} chunk references in ${r.restorePoints} restore points (${r.markSeconds.toFixed(2)} s${rate})`,
+    `dead chunks        ${r.chunksFreed} ${would}dropped from the index`,
+    `packs              ${r.packsDeleted} ${would}deleted, ${r.packsRewritten} ${would}rewritten (${formatBytes(r.bytesRewritten)} of live data copied)`,
+    `space freed        ${formatBytes(r.bytesFreed)} of pack data${r.dryRun ? ' (would be)' : ''}`,
+    `leftovers          ${r.orphanMapsRemoved} orphan map directories, ${r.tmpFilesRemoved} temp files ${would}removed`,
+    `store size         ${formatBytes(r.storeBytesBefore)} -> ${formatBytes(r.storeBytesAfter)}${r.dryRun ? ' (estimated)' : ''}`,
+  ];
+  for (const pack of r.packsDamaged) lines.push(`DAMAGED pack ${pack} left as it is: a live chunk in it does not check out (run verify)`);
+  if (r.dryRun) lines.push('dry run: nothing changed');
+  return lines;
+}
+
+export function register(program: Command): void {
+  withStore(program.command('gc').description('delete chunks no restore point uses and compact packs'))
+    .option('--max-unused <percent>', `rewrite packs with more unused space than this (default ${DEFAULT_MAX_UNUSED_PERCENT})`, parseMaxUnused)
+    .option('--dry-run', 'report what gc would do, change nothing')
+    .option('--json', 'machine-readable output')
+    .action(async (options: StoreOptions & { maxUnused?: number; dryRun?: boolean; json?: boolean }) => {
+      const store = await openStoreFrom(options);
+      const bar = progress('gc: rewriting');
+      const report = await gc(store, { maxUnused: options.maxUnused, dryRun: options.dryRun, onProgress: (d, t) => bar.update(d, t) });
+      bar.done();
+      if (options.json) printJson(report);
+      else printLines(describe(report));
+      if (report.packsDamaged.length > 0) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,125 @@
+/**
+ * What each disk of a backup reads: its layout from an extent map (--extents), the data
+ * ranges of a sparse file, or the whole device; its changed ranges (--changed) relative to
+ * the parent's map (--parent). Everything is read and checked here, before the backup
+ * writes anything.
+ */
+import type { Store } from '../store/store.js';
+import type { BackupKind, DiskEntry, RestorePoint } from '../store/catalog.js';
+import { slotCount } from '../store/chunk-map.js';
+import { ID_BYTES } from '../store/chunk-id.js';
+import { DamagedDataError, InvalidInputError } from './errors.js';
+import type { BackupDisk } from './backup.js';
+import { parseChangedList } from './cbt.js';
+import { parseExtentMap } from './extents.js';
+import { dataRanges } from './holes.js';
+import { readInputFile } from './json-input.js';
+import { readMapOrDamage } from './locate.js';
+import { checkLabel } from './names.js';
+import { mergeRanges, resizedRange, wholeDisk, type DiskLayout, type Range } from './plan.js';
+import { resolveRef } from './refs.js';
+import type { Source } from './source.js';
+
+export interface LayoutOptions {
+  /** `[LABEL=]FILE.json` extent maps. */
+  extents?: string[];
+  /** REF of the restore point this backup is incremental to. */
+  parent?: string;
+  /** `[LABEL=]CBT.json` changed-block lists, relative to the parent. */
+  changed?: string[];
+}
+
+export interface PreparedBackup {
+  disks: BackupDisk[];
+  kind: BackupKind;
+  parent: RestorePoint | null;
+}
+
+/** `LABEL=FILE` or `FILE` (only when there is one disk), keyed by the disk's label. */
+function byLabel(specs: string[], sources: Source[], flag: string): Map<string, string> {
+  const files = new Map<string, string>();
+  const labels = sources.map((s) => s.label);
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    let label = eq > 0 ? checkLabel(spec.slice(0, eq)) : null;
+    const file = eq > 0 ? spec.slice(eq + 1) : spec;
+    if (label === null) {
+      if (sources.length > 1) throw new InvalidInputError(`${flag} ${spec}: there are ${sources.length} disks (${labels.join(', ')}); name one: ${flag} LABEL=${spec}`, { flag });
+      label = labels[0];
+    }
+    if (!labels.includes(label)) throw new InvalidInputError(`${flag} ${spec}: no disk '${label}' in this backup (disks: ${labels.join(', ')})`, { flag, label });
+    if (files.has(label)) throw new InvalidInputError(`${flag} is given twice for disk '${label}'`, { flag, label });
+    if (file === '') throw new InvalidInputError(`${flag} ${spec} names no file`, { flag });
+    files.set(label, file);
+  }
+  return files;
+}
+
+async function findParent(store: Store, ref: string, name: string): Promise<RestorePoint> {
+  const parent = resolveRef((await store.catalog.list()).points, ref);
+  if (parent.name !== name) {
+    throw new InvalidInputError(
+      `--parent ${ref} is restore point ${parent.id} of '${parent.name}', but this backup is named '${name}'; pick a parent of '${name}' (e.g. ${name}@latest) or pass --name ${parent.name}`,
+      { parent: parent.id, parentName: parent.name, name },
+    );
+  }
+  return parent;
+}
+
+async function baseLayout(source: Source, extentFile: string | undefined, chunkSize: number): Promise<DiskLayout> {
+  if (extentFile !== undefined) {
+    const map = parseExtentMap(await readInputFile(extentFile, '--extents'), extentFile, source.path, source.size);
+    return { size: map.size, chunkSize, extents: map.extents, changed: null };
+  }
+  if (source.isDevice) return wholeDisk(source.size, chunkSize);
+  const data = await dataRanges(source.path, source.size);
+  return { size: source.size, chunkSize, extents: data.map((r) => ({ ...r, from: r.offset })), changed: null };
+}
+
+async function readParentMap(store: Store, parent: RestorePoint, disk: DiskEntry): Promise<Buffer> {
+  const map = await readMapOrDamage(store, parent, disk.label);
+  const expected = slotCount(disk.size, store.chunkSize) * ID_BYTES;
+  if (map.byteLength !== expected) {
+    throw new DamagedDataError(`parent ${parent.id} disk ${disk.label}: chunk map has ${map.byteLength} bytes, expected ${expected}; back up without --parent`, {
+      restorePoint: parent.id,
+      disk: disk.label,
+      offset: 0,
+    });
+  }
+  return map;
+}
+
+/** The CBT ranges plus whatever a size change since the parent forces to be read. */
+function changedSinceParent(cbt: Range[], parentSize: number, size: number, chunkSize: number): Range[] {
+  const resized = resizedRange(parentSize, size, chunkSize);
+  return resized ? mergeRanges([...cbt, resized]) : cbt;
+}
+
+export async function prepareDisks(store: Store, sources: Source[], name: string, options: LayoutOptions): Promise<PreparedBackup> {
+  const extentFiles = byLabel(options.extents ?? [], sources, '--extents');
+  const changedFiles = byLabel(options.changed ?? [], sources, '--changed');
+  if (changedFiles.size > 0 && options.parent === undefined) {
+    throw new InvalidInputError('--changed needs --parent REF: a changed-block list describes changes since the restore point it was tracked from', {});
+  }
+  const parent = options.parent === undefined ? null : await findParent(store, options.parent, name);
+  const disks: BackupDisk[] = [];
+  for (const source of sources) {
+    const parentDisk = parent?.disks.find((d) => d.label === source.label);
+    const cbtFile = changedFiles.get(source.label);
+    if (cbtFile !== undefined && !parentDisk) {
+      throw new InvalidInputError(`--changed ${cbtFile}: parent ${parent!.id} has no disk '${source.label}' (it has ${parent!.disks.map((d) => d.label).join(', ')})`, {
+        parent: parent!.id,
+        disk: source.label,
+      });
+    }
+    const layout = await baseLayout(source, extentFiles.get(source.label), store.chunkSize);
+    if (cbtFile !== undefined) {
+      const cbt = parseChangedList(await readInputFile(cbtFile, '--changed'), cbtFile, layout.size);
+      layout.changed = changedSinceParent(cbt, parentDisk!.size, layout.size, store.chunkSize);
+    }
+    const parentMap = parentDisk ? await readParentMap(store, parent!, parentDisk) : null;
+    disks.push({ label: source.label, path: source.path, layout, parentMap });
+  }
+  const kind: BackupKind = changedFiles.size > 0 ? 'cbt' : extentFiles.size > 0 ? 'extents' : 'full';
+  return { disks, kind, parent };
+}

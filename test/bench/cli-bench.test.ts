@@ -1,0 +1,20 @@
+/** `chunkvault bench`: the built-in quick benchmark reports every figure, each positive. */
+import t from 'tap';
+import { MiB, cli, cliJson } from '../helpers/index.js';
+
+const FIELDS = ['cores', 'threads', 'dataBytes', 'blake3MBps', 'lz4CompressMBps', 'lz4DecompressMBps', 'lz4Ratio', 'backupMBps', 'restoreMBps', 'seconds'];
+
+t.test('bench --json', async (t) => {
+  const result = await cliJson<Record<string, number>>(['bench', '--threads', '1']);
+  t.same(Object.keys(result).sort(), [...FIELDS].sort());
+  for (const field of FIELDS) t.ok(typeof result[field] === 'number' && result[field] > 0 && Number.isFinite(result[field]), `${field} = ${result[field]}`);
+  t.equal(result.threads, 1);
+  t.equal(result.dataBytes, 128 * MiB);
+  t.ok(result.lz4Ratio > 1.2, 'the generated data compresses');
+});
+
+t.test('bench rejects a bad --threads before doing anything', async (t) => {
+  const result = await cli(['bench', '--threads', '0']);
+  t.equal(result.code, 2);
+  t.match(result.stderr, /--threads: '0' is not a positive whole number/);
+});

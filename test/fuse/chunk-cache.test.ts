@@ -1,0 +1,34 @@
+/** The bounded LRU of decoded chunks. */
+import t from 'tap';
+import { LruChunkCache } from '../../fuse/chunk-cache.js';
+
+const chunk = (bytes: number, fill = 1): Buffer => Buffer.alloc(bytes, fill);
+
+t.test('evicts the least recently used chunks beyond its capacity in bytes', async (t) => {
+  const cache = new LruChunkCache(300);
+  cache.set('a', chunk(100));
+  cache.set('b', chunk(100));
+  cache.set('c', chunk(100));
+  t.equal(cache.size, 300);
+  t.ok(cache.get('a'), 'a is used: b is now the oldest');
+  cache.set('d', chunk(100));
+  t.same(['a', 'b', 'c', 'd'].map((k) => cache.has(k)), [true, false, true, true]);
+  t.equal(cache.size, 300);
+
+  t.ok(cache.has('c'));
+  cache.set('e', chunk(150));
+  t.same(['a', 'c', 'd', 'e'].map((k) => cache.has(k)), [false, false, true, true], 'has() does not count as a use; enough is evicted to fit');
+  t.equal(cache.size, 250);
+});
+
+t.test('replacing a chunk counts its bytes once; a chunk larger than the cache is not kept', async (t) => {
+  const cache = new LruChunkCache(200);
+  cache.set('a', chunk(100, 1));
+  cache.set('a', chunk(100, 2));
+  t.equal(cache.size, 100);
+  t.equal(cache.get('a')![0], 2);
+  cache.set('huge', chunk(500));
+  t.equal(cache.size, 0);
+  t.equal(cache.get('huge'), undefined);
+  t.equal(cache.get('missing'), undefined);
+});
