@@ -1,8 +1,8 @@
 /** repair rebuilds the index from self-describing packs (issue 6). */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { cli, cliJson, mixedImage, sha256File, tempDir } from '../helpers/index.js';
+import { backedUpStore, cli, cliJson, sha256File } from '../helpers/index.js';
 import { chunkLocation } from '../helpers/corrupt.js';
 import { RECORD_HEADER_BYTES } from '../../store/pack.js';
 
@@ -18,16 +18,6 @@ interface Report {
   indexEntriesAfter: number;
 }
 
-async function setup(t: Test): Promise<{ dir: string; store: string; image: string; id: string }> {
-  const dir = await tempDir(t);
-  const store = join(dir, 'store');
-  const image = join(dir, 'disk.img');
-  await mixedImage(image);
-  await cliJson(['init', '--store', store]);
-  const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
-  return { dir, store, image, id };
-}
-
 async function restoresIdentical(store: string, id: string, image: string, dir: string): Promise<boolean> {
   const out = join(dir, `check-${Math.random()}.img`);
   const result = await cli(['restore', '--store', store, id, out]);
@@ -35,13 +25,13 @@ async function restoresIdentical(store: string, id: string, image: string, dir: 
 }
 
 t.test('a healthy store: repair finds every chunk and changes nothing', async (t) => {
-  const { store } = await setup(t);
+  const { store } = await backedUpStore(t);
   const report = await cliJson<Report>(['repair', '--store', store]);
   t.match(report, { chunksFound: 9, duplicates: 0, damagedRanges: [], indexEntriesBefore: 9, indexRecreated: false, entriesAdded: 0, entriesReplaced: 0, entriesRemoved: 0, indexEntriesAfter: 9 });
 });
 
 t.test('a wiped index is rebuilt; a garbage index is recreated', async (t) => {
-  const { dir, store, image, id } = await setup(t);
+  const { dir, store, image, id } = await backedUpStore(t);
   await fs.rm(join(store, 'index'), { recursive: true });
   await fs.mkdir(join(store, 'index'));
   const broken = await cli(['verify', '--store', store]);
@@ -59,7 +49,7 @@ t.test('a wiped index is rebuilt; a garbage index is recreated', async (t) => {
 });
 
 t.test('a damaged record header costs only that record; duplicates and wrong entries are fixed', async (t) => {
-  const { dir, store, image, id } = await setup(t);
+  const { dir, store, image, id } = await backedUpStore(t);
   const second = await chunkLocation(store, id, 'disk', 1);
   const packPath = join(store, 'packs', `${second.pack}.pack`);
   const copy = join(store, 'packs', 'ffffffffffffffff.pack');

@@ -2,16 +2,11 @@
 import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, cli, cliJson, mixedImage, tempDir } from '../helpers/index.js';
+import { MiB, backedUpStore, cli } from '../helpers/index.js';
 import { corruptChunk } from '../helpers/corrupt.js';
 
 t.test('a damaged chunk stops a restore; --partial restores the rest and lists the range', async (t) => {
-  const dir = await tempDir(t);
-  const store = join(dir, 'store');
-  const image = join(dir, 'disk.img');
-  await mixedImage(image);
-  await cliJson(['init', '--store', store]);
-  const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
+  const { dir, store, image, id } = await backedUpStore(t);
   await corruptChunk(store, id, 'disk', 1);
 
   const stopped = await cli(['restore', '--store', store, id, join(dir, 'a.img')]);
@@ -32,12 +27,7 @@ t.test('a damaged chunk stops a restore; --partial restores the rest and lists t
 });
 
 t.test('--partial with chunks missing from the index', async (t) => {
-  const dir = await tempDir(t);
-  const store = join(dir, 'store');
-  const image = join(dir, 'disk.img');
-  await mixedImage(image);
-  await cliJson(['init', '--store', store]);
-  const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
+  const { dir, store, id } = await backedUpStore(t);
   await fs.rm(join(store, 'index'), { recursive: true });
   await fs.mkdir(join(store, 'index'));
   const stopped = await cli(['restore', '--store', store, id, join(dir, 'a.img')]);

@@ -175,3 +175,14 @@ export function hasCommand(name: string): boolean {
     return false;
   }
 }
+
+/** A new store (1 MiB chunks) holding one backup of a mixed image, in a temp dir. */
+export async function backedUpStore(t: Test): Promise<{ dir: string; store: string; image: string; id: string }> {
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  const image = join(dir, 'disk.img');
+  await mixedImage(image);
+  await cliJson(['init', '--store', store]);
+  const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
+  return { dir, store, image, id };
+}
