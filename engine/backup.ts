@@ -12,11 +12,13 @@ import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
 import { newRestorePointId, type BackupKind, type BackupStats, type RestorePoint } from '../store/catalog.js';
 import type { ChunkLocation, PackWriter } from '../store/pack.js';
 import { decodeRecordHeader } from '../store/pack.js';
-import { InvalidInputError, NoSpaceError } from './errors.js';
+import { InvalidInputError, NoSpaceError, SourceError } from './errors.js';
+import { currentSourceSize } from './source.js';
 import { WorkerPool, pipeline } from './pool.js';
 import { groupTasks, planSlots, type DiskLayout, type UnreadRun } from './plan.js';
 import { SlotOutcome, type BackupResult, type SlotPlan } from './tasks.js';
 import { Throttle, type ThrottleLimits } from './throttle.js';
+import { crashPoint } from './crash.js';
 
 const TASK_BYTES = 4 * 1024 * 1024;
 /** Parent ids are written to the map in pieces of at most this many slots (2 MiB of ids). */
@@ -28,6 +30,8 @@ export interface BackupDisk {
   layout: DiskLayout;
   /** The parent's map of the same disk, when there is one. */
   parentMap: Buffer | null;
+  /** The source's size when the layout was planned: a source that shrank since fails the backup. */
+  sourceSize?: number;
 }
 
 export interface BackupOptions {
@@ -134,7 +138,9 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
 /** Workers read, hash and compress; the throttle holds the submission back and learns the read latency. */
 async function readSlots(run: BackupRun, pool: WorkerPool, disk: BackupDisk, slots: SlotPlan[]): Promise<BackupResult> {
   await run.throttle?.admit(slots.reduce((sum, plan) => sum + plan.reads.reduce((s, r) => s + r.length, 0), 0));
-  const result = await pool.backup({ op: 'backup', path: disk.path, slots, parentIds: parentIds(disk, slots) });
+  const result = await pool.backup({ op: 'backup', path: disk.path, slots, parentIds: parentIds(disk, slots) }).catch((err: Error) => {
+    throw new SourceError(`source ${disk.path}: reading failed (${err.message}); the backup was not committed`, { path: disk.path });
+  });
   if (result.reads > 0) run.throttle?.observe(result.readMs / result.reads);
   return result;
 }
@@ -195,10 +201,14 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
       const map = await store.createMapWriter(id, disk.label, slotCount(disk.layout.size, store.chunkSize));
       maps.push(map);
       await backupDisk(run, pool, disk, map, store.chunkSize);
+      await checkSourceKept(disk);
     }
     await packs.sync();
+    crashPoint('backup-after-packs');
     await index.putMany(Array.from(run.pending.values()));
+    crashPoint('backup-after-index');
     for (const map of maps) await map.commit();
+    crashPoint('backup-after-maps');
     run.stats.seconds = (performance.now() - started) / 1000;
     run.stats.secondsThrottled = throttle?.secondsThrottled ?? 0;
     const point: RestorePoint = {
@@ -214,6 +224,7 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
       stats: run.stats,
     };
     await store.catalog.put(point);
+    crashPoint('backup-after-catalog');
     return point;
   } catch (err) {
     for (const map of maps) await map.abort();
@@ -236,6 +247,16 @@ async function confirmParent(store: Store, parent: RestorePoint): Promise<void> 
   const { points } = await store.catalog.list();
   if (!points.some((p) => p.id === parent.id)) {
     throw new InvalidInputError(`parent ${parent.id} was removed while this backup started; nothing was written; back up again with another --parent`, { parent: parent.id });
+  }
+}
+
+/** A file truncated while it was planned or read would otherwise pass for a disk with zeros at its end. */
+async function checkSourceKept(disk: BackupDisk): Promise<void> {
+  if (disk.sourceSize === undefined) return;
+  const now = await currentSourceSize(disk.path);
+  if (now === null || now < disk.sourceSize) {
+    const what = now === null ? 'disappeared' : `shrank from ${disk.sourceSize} to ${now} bytes`;
+    throw new SourceError(`source ${disk.path} ${what} during the backup; the backup was not committed`, { path: disk.path, size: disk.sourceSize, now });
   }
 }
 

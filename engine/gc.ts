@@ -22,6 +22,7 @@ import { describeLocks } from '../store/lock.js';
 import { DamagedDataError, InvalidInputError, StoreBusyError } from './errors.js';
 import { readMapOrDamage } from './locate.js';
 import { LiveSet } from './live-set.js';
+import { crashPoint } from './crash.js';
 
 export const DEFAULT_MAX_UNUSED_PERCENT = 10;
 /** Commands that read packs without holding the index, which gc must not pull packs from under. */
@@ -116,11 +117,6 @@ export function checkMaxUnused(percent: number, text = String(percent)): number 
 
 export function parseMaxUnused(text: string): number {
   return checkMaxUnused(/^\s*\d+(\.\d+)?\s*$/.test(text) ? Number(text) : NaN, text);
-}
-
-/** Tests kill gc at named steps (CHUNKVAULT_TEST_CRASH_AT=<step>) to prove each one crash-safe. */
-function crashPoint(step: string): void {
-  if (process.env.CHUNKVAULT_TEST_CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
 }
 
 function stopped(err: unknown): unknown {

@@ -118,7 +118,7 @@ export async function prepareDisks(store: Store, sources: Source[], name: string
       layout.changed = changedSinceParent(cbt, parentDisk!.size, layout.size, store.chunkSize);
     }
     const parentMap = parentDisk ? await readParentMap(store, parent!, parentDisk) : null;
-    disks.push({ label: source.label, path: source.path, layout, parentMap });
+    disks.push({ label: source.label, path: source.path, layout, parentMap, sourceSize: source.size });
   }
   const kind: BackupKind = changedFiles.size > 0 ? 'cbt' : extentFiles.size > 0 ? 'extents' : 'full';
   return { disks, kind, parent };

@@ -6,6 +6,7 @@
  */
 import type { Store } from '../store/store.js';
 import { UnknownRefError } from './errors.js';
+import { crashPoint } from './crash.js';
 import { checkName } from './names.js';
 import { applyRetention, checkPolicy, type RetentionDecision, type RetentionPolicy } from './retention.js';
 
@@ -47,6 +48,7 @@ export async function executePrune(store: Store, plan: PrunePlan): Promise<strin
       const point = current.get(decision.id);
       if (decision.action !== 'remove' || !point || point.hold !== null) continue;
       await store.catalog.remove(point.id);
+      crashPoint('prune-after-catalog');
       await store.removeMaps(point.id);
       removed.push(point.id);
     }

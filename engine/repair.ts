@@ -10,7 +10,7 @@ import type { Store } from '../store/store.js';
 import type { ChunkIndex } from '../store/index-db.js';
 import { recoverPack, type ChunkLocation } from '../store/pack.js';
 import { loadHasher } from '../store/chunk-id.js';
-import { StoreBusyError } from './errors.js';
+import { DamagedDataError, StoreBusyError } from './errors.js';
 
 export interface RepairReport {
   packsScanned: number;
@@ -42,10 +42,37 @@ async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recrea
     try {
       return { index: await store.openIndex(), recreated: false };
     } catch {
-      await ClassicLevel.destroy(dir);
-      return { index: await store.openIndex(), recreated: true };
+      return { index: await recreate(store), recreated: true };
     }
   }
+}
+
+/** A new, empty index in place of one LevelDB cannot use: the packs refill it. */
+async function recreate(store: Store): Promise<ChunkIndex> {
+  await ClassicLevel.destroy(join(store.dir, 'index'));
+  return store.openIndex();
+}
+
+interface IndexComparison {
+  /** Entries for chunks no pack holds. */
+  stale: Buffer[];
+  /** Chunks whose entry points at a valid copy. */
+  correct: Set<string>;
+  entries: number;
+  replaced: number;
+}
+
+async function compareIndex(index: ChunkIndex, found: Map<string, FoundChunk>): Promise<IndexComparison> {
+  const comparison: IndexComparison = { stale: [], correct: new Set(), entries: 0, replaced: 0 };
+  for await (const [id, location] of index.entries()) {
+    comparison.entries++;
+    const hex = id.toString('hex');
+    const chunk = found.get(hex);
+    if (!chunk) comparison.stale.push(id);
+    else if (chunk.copies.some((copy) => sameLocation(copy, location))) comparison.correct.add(hex);
+    else comparison.replaced++;
+  }
+  return comparison;
 }
 
 interface FoundChunk {
@@ -92,24 +119,26 @@ export async function repair(store: Store): Promise<RepairReport> {
     indexEntriesAfter: 0,
   };
   try {
-    const { index, recreated } = await openOrRecreate(store);
-    report.indexRecreated = recreated;
+    let { index, recreated } = await openOrRecreate(store);
     try {
       const found = await scanPacks(store, report);
-      const stale: Buffer[] = [];
-      const seen = new Set<string>();
-      let before = 0;
-      for await (const [id, location] of index.entries()) {
-        before++;
-        const hex = id.toString('hex');
-        const chunk = found.get(hex);
-        if (!chunk) stale.push(id);
-        else if (chunk.copies.some((copy) => sameLocation(copy, location))) seen.add(hex);
-        else report.entriesReplaced++;
+      let comparison: IndexComparison;
+      try {
+        comparison = await compareIndex(index, found);
+      } catch (err) {
+        // LevelDB opened it but cannot read its tables: start afresh.
+        if (!(err instanceof DamagedDataError)) throw err;
+        await index.close();
+        index = await recreate(store);
+        recreated = true;
+        comparison = { stale: [], correct: new Set(), entries: 0, replaced: 0 };
       }
-      report.indexEntriesBefore = recreated ? null : before;
-      const writes = Array.from(found).filter(([hex]) => !seen.has(hex));
-      report.entriesAdded = writes.length - report.entriesReplaced;
+      const { stale, correct, entries, replaced } = comparison;
+      report.indexRecreated = recreated;
+      report.indexEntriesBefore = recreated ? null : entries;
+      report.entriesReplaced = replaced;
+      const writes = Array.from(found).filter(([hex]) => !correct.has(hex));
+      report.entriesAdded = writes.length - replaced;
       report.entriesRemoved = stale.length;
       await index.deleteMany(stale);
       await index.putMany(writes.map(([, chunk]) => [chunk.id, chunk.copies[0]]));

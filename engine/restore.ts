@@ -117,7 +117,8 @@ function resolveRefs(point: RestorePoint, disk: DiskEntry, map: Buffer, ids: Map
 
 export async function restore(store: Store, ref: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
   const started = performance.now();
-  const point = resolveRef((await store.catalog.list()).points, ref);
+  const { points, damaged } = await store.catalog.list();
+  const point = resolveRef(points, ref, damaged);
   const disk = pickDisk(point, options.disk);
   const targetPath = resolve(target);
   const { isDevice } = await checkTarget(targetPath, disk.size);

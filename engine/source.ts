@@ -36,6 +36,13 @@ export async function deviceSize(stats: Stats, path: string): Promise<number> {
   }
 }
 
+/** The size of a file or block device now, or null when it is gone. */
+export async function currentSourceSize(path: string): Promise<number | null> {
+  const stats = await fs.stat(path).catch(() => null);
+  if (!stats) return null;
+  return stats.isBlockDevice() ? deviceSize(stats, path) : stats.size;
+}
+
 export async function openSource(spec: string): Promise<Source> {
   const { label, path } = parseSourceSpec(spec);
   let stats: Stats;

@@ -4,7 +4,7 @@
  * close it again); a second opener gets StoreBusyError naming who holds the store.
  */
 import { ClassicLevel } from 'classic-level';
-import { StoreBusyError } from '../engine/errors.js';
+import { DamagedDataError, StoreBusyError } from '../engine/errors.js';
 import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, CHUNK_RANGE } from './index-keys.js';
 import type { ChunkLocation } from './pack.js';
 
@@ -28,7 +28,7 @@ export class ChunkIndex {
         await db.open();
         return new ChunkIndex(db);
       } catch (err) {
-        if (!isLocked(err)) throw err;
+        if (!isLocked(err)) throw damagedIndex(dir, err);
         if (Date.now() >= deadline) {
           const holder = await options.describeHolder();
           throw new StoreBusyError(`store is busy: ${holder}`, { holder });
@@ -40,7 +40,9 @@ export class ChunkIndex {
 
   async getMany(ids: Buffer[]): Promise<(ChunkLocation | undefined)[]> {
     if (ids.length === 0) return [];
-    const values = await this.db.getMany(ids.map(chunkKey));
+    const values = await this.db.getMany(ids.map(chunkKey)).catch((err: unknown) => {
+      throw damagedIndex(this.db.location, err);
+    });
     return values.map((value) => (value ? decodeLocation(value) : undefined));
   }
 
@@ -58,12 +60,24 @@ export class ChunkIndex {
   }
 
   async *entries(): AsyncGenerator<[Buffer, ChunkLocation]> {
-    for await (const [key, value] of this.db.iterator(CHUNK_RANGE)) yield [idFromChunkKey(key), decodeLocation(value)];
+    try {
+      for await (const [key, value] of this.db.iterator(CHUNK_RANGE)) yield [idFromChunkKey(key), decodeLocation(value)];
+    } catch (err) {
+      throw damagedIndex(this.db.location, err);
+    }
   }
 
   async close(): Promise<void> {
     await this.db.close();
   }
+}
+
+/** LevelDB cannot open or read its files: the packs still hold every chunk, repair rebuilds from them. */
+function damagedIndex(dir: string, err: unknown): unknown {
+  const e = err as { code?: string; message?: string; cause?: { message?: string } };
+  if (e.code !== 'LEVEL_DATABASE_NOT_OPEN' && e.code !== 'LEVEL_CORRUPTION') return err;
+  const detail = e.cause?.message ?? e.message;
+  return new DamagedDataError(`the chunk index ${dir} is damaged (${detail}); run 'chunkvault repair' to rebuild it from the packs`, { index: dir });
 }
 
 function isLocked(err: unknown): boolean {

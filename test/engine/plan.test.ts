@@ -9,6 +9,7 @@ import { groupTasks, mergeRanges, planSlots, resizedRange, wholeDisk, type DiskL
 import { seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
 
 const CS = 64 * 1024;
+// End-to-end cases use one worker: under tap every pool thread loads tap's loaders (seconds).
 const TiB = 1024 ** 4;
 
 /** 'read 3: at+length<-from ...', 'zero 4x2', 'parent 6x1': compact and exact. */
@@ -117,7 +118,7 @@ t.test('disk size changes since the parent, end to end: grown and shrunk disks r
   const parentSize = 10 * CS + 100;
   const parent = join(dir, 'parent.img');
   await writeImage(parent, [{ kind: 'random', bytes: parentSize, seed: 1 }]);
-  const base = await runBackup(store, { sources: [`sda=${parent}`], name: 'vm' });
+  const base = await runBackup(store, { threads: 1, sources: [`sda=${parent}`], name: 'vm' });
   const nothing = join(dir, 'nothing.cbt.json');
   await fs.writeFile(nothing, JSON.stringify({ changed: [] }));
   const cases: [string, number, number][] = [
@@ -132,11 +133,11 @@ t.test('disk size changes since the parent, end to end: grown and shrunk disks r
     await fs.copyFile(parent, child);
     if (size > parentSize) await fs.appendFile(child, seededBytes(2, size - parentSize));
     else await fs.truncate(child, size);
-    const report = await runBackup(store, { sources: [`sda=${child}`], name: 'vm', parent: base.id, changed: [nothing] });
+    const report = await runBackup(store, { threads: 1, sources: [`sda=${child}`], name: 'vm', parent: base.id, changed: [nothing] });
     t.equal(report.bytesRead, reads, `${what}: reads ${reads} bytes`);
     t.same(report.disks, [{ label: 'sda', size }]);
     const out = join(dir, `out-${report.id}.img`);
-    await restore(store, report.id, out);
+    await restore(store, report.id, out, { threads: 1 });
     t.equal(await sha256File(out), await sha256File(child), `${what}: restores byte-identical`);
   }
 });
@@ -146,7 +147,7 @@ t.test('a parent removed between reading its map and opening the index is refuse
   const store = await initStore(join(dir, 'store'), '64K');
   const image = join(dir, 'sda.img');
   await writeImage(image, [{ kind: 'random', bytes: 4 * CS, seed: 5 }]);
-  await runBackup(store, { sources: [`sda=${image}`], name: 'vm' });
+  await runBackup(store, { threads: 1, sources: [`sda=${image}`], name: 'vm' });
   const [parent] = (await store.catalog.list()).points;
   const parentMap = await store.readMap(parent.id, 'sda');
   const layout = { ...wholeDisk(4 * CS, CS), changed: [] };
@@ -154,7 +155,7 @@ t.test('a parent removed between reading its map and opening the index is refuse
   // Opening LevelDB rewrites its own log and manifest: compare what a backup would add.
   const written = (): Promise<string[]> => Promise.all(['catalog', 'maps', 'packs'].map((part) => treeDigest(join(store.dir, part))));
   const before = await written();
-  await t.rejects(backup(store, [{ label: 'sda', path: image, layout, parentMap }], { name: 'vm', time: parent.time, kind: 'cbt', parent }), {
+  await t.rejects(backup(store, [{ label: 'sda', path: image, layout, parentMap }], { name: 'vm', time: parent.time, kind: 'cbt', parent, threads: 1 }), {
     code: 'CV_INVALID_INPUT',
     message: new RegExp(`parent ${parent.id} was removed while this backup started; nothing was written`),
   });
@@ -167,13 +168,13 @@ t.test('two disks: LABEL= forms pick the disk a CBT list belongs to; a disk with
   const [sda, sdb] = [join(dir, 'sda.img'), join(dir, 'sdb.img')];
   await writeImage(sda, [{ kind: 'random', bytes: 8 * CS, seed: 6 }]);
   await writeImage(sdb, [{ kind: 'random', bytes: 3 * CS, seed: 7 }]);
-  const full = await runBackup(store, { sources: [`sda=${sda}`, `sdb=${sdb}`], name: 'vm' });
+  const full = await runBackup(store, { threads: 1, sources: [`sda=${sda}`, `sdb=${sdb}`], name: 'vm' });
   const handle = await fs.open(sda, 'r+');
   await handle.write(seededBytes(8, 100), 0, 100, 5 * CS + 7);
   await handle.close();
   const cbt = join(dir, 'sda.cbt.json');
   await fs.writeFile(cbt, JSON.stringify({ changed: [{ offset: 5 * CS + 7, length: 100 }] }));
-  const next = await runBackup(store, { sources: [`sda=${sda}`, `sdb=${sdb}`], name: 'vm', parent: full.id, changed: [`sda=${cbt}`] });
+  const next = await runBackup(store, { threads: 1, sources: [`sda=${sda}`, `sdb=${sdb}`], name: 'vm', parent: full.id, changed: [`sda=${cbt}`] });
   t.equal(next.bytesRead, CS + 3 * CS, "sda: the one touched slot; sdb: all of it, compared with the parent's ids");
   t.equal(next.chunksNew, 1);
   for (const [label, image] of [
@@ -181,7 +182,7 @@ t.test('two disks: LABEL= forms pick the disk a CBT list belongs to; a disk with
     ['sdb', sdb],
   ]) {
     const out = join(dir, `out-${label}.img`);
-    await restore(store, next.id, out, { disk: label });
+    await restore(store, next.id, out, { disk: label, threads: 1 });
     t.equal(await sha256File(out), await sha256File(image), `${label} restores byte-identical`);
   }
 });

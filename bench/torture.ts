@@ -1,0 +1,500 @@
+/**
+ * Crash torture (invariants 1, 2 and 5): backups, CBT incremental backups, prunes and gc
+ * with compaction run as real CLI processes and are killed with SIGKILL, either at a random
+ * moment of their work or at an injected step between two durable writes (engine/crash.ts).
+ * After every kill the store must open, `verify --read-data` must be clean, the catalog must
+ * list exactly what was committed, every listed restore point must restore byte-identical,
+ * and the dead process's lock must be cleared; after every completed gc nothing must be left
+ * for another gc to reclaim.
+ *
+ *   npm run torture -- [--kills 200] [--seed 1] [--image-mib 16] [--dir DIR] [--json]
+ *
+ * Exits 1 when any check failed; the work directory is then kept for inspection.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { gc, planPrune, restore, verify, Store } from '../engine/index.js';
+import { CRASH_ENV, CRASH_STEPS, type CrashStep } from '../engine/crash.js';
+import { WorkerPool } from '../engine/pool.js';
+import { ChunkFetcher, DiskReader, type ChunkCache } from '../engine/reader.js';
+import type { RestorePoint } from '../store/catalog.js';
+import { formatBytes } from '../store/size.js';
+import { CLI } from './chunkvault.js';
+import { MiB, random, seededBytes, type Range } from './workload.js';
+
+export const OPS = ['backup', 'incremental', 'prune', 'gc'] as const;
+export type TortureOp = (typeof OPS)[number];
+/** How an operation ends: left to finish, killed after a random delay, or killed at a step. */
+type Ending = 'finish' | 'random' | CrashStep;
+
+export interface TortureOptions {
+  /** Stop once this many operations were killed. */
+  kills: number;
+  seed: number;
+  /** Size of the disk image backed up. */
+  imageMiB?: number;
+  /** Work directory (kept); a fresh temporary one (removed unless a check failed) otherwise. */
+  dir?: string;
+  log?: (line: string) => void;
+}
+
+export interface TortureReport {
+  seed: number;
+  kills: number;
+  killsByOp: Record<TortureOp, number>;
+  /** Kills at each injected step; a step a run did not reach is not counted. */
+  killsByStep: Record<string, number>;
+  randomKills: number;
+  operations: number;
+  operationsFinished: number;
+  /** Full checks: verify --read-data, catalog, restore of every restore point, stale lock. */
+  storeChecks: number;
+  restorePointsChecked: number;
+  bytesCompared: number;
+  /** Completed gc runs after which a dry-run gc still found something to reclaim counts a failure. */
+  leftoverChecks: number;
+  failures: string[];
+  seconds: number;
+  /** Of which: running the operations (CLI processes), and the store checks after them. */
+  secondsOperating: number;
+  secondsChecking: number;
+  workDir: string | null;
+}
+
+const NAME = 'vm';
+const CHUNK_SIZE = '64K';
+const KEEP_LAST = 3;
+const KILL_SHARE = 0.8;
+/** Random kills land within this share of an operation's typical work time, so most land. */
+const RANDOM_SPAN = 0.8;
+/** Past this many failures the store is too far gone for further checks to say anything new. */
+const MAX_FAILURES = 5;
+const OP_WEIGHTS: [TortureOp, number][] = [
+  ['backup', 0.25],
+  ['incremental', 0.35],
+  ['prune', 0.15],
+  ['gc', 0.25],
+];
+const STEPS: Record<TortureOp, readonly CrashStep[]> = { backup: CRASH_STEPS.backup, incremental: CRASH_STEPS.backup, prune: CRASH_STEPS.prune, gc: CRASH_STEPS.gc };
+
+/** A backup attempt: the image it reads and the time that identifies its restore point. */
+interface Attempt {
+  time: string;
+  image: string;
+  sha256: string;
+  size: number;
+}
+
+interface ChildEnd {
+  killed: boolean;
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  pid: number;
+  /** From the lock appearing to the exit, for a run that finished (the random kill window). */
+  workMs: number | null;
+}
+
+/** What the catalog must list after an operation: at least `required`, at most `allowed`. */
+interface Expectation {
+  required: Set<string>;
+  allowed: Set<string>;
+}
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+class Torture {
+  readonly report: TortureReport;
+  private readonly rng: () => number;
+  private readonly store: string;
+  /** Backup attempts by time, while their restore point may be listed. */
+  private readonly attempts = new Map<string, Attempt>();
+  /** Restore points the catalog lists, by time. */
+  private listed = new Set<string>();
+  private attemptNo = 0;
+  /** Typical work time of each operation, learnt from runs that finished. */
+  private readonly workMs: Record<TortureOp, number> = { backup: 300, incremental: 300, prune: 20, gc: 200 };
+
+  constructor(
+    private readonly dir: string,
+    private readonly options: TortureOptions,
+  ) {
+    this.rng = random(options.seed);
+    this.store = join(dir, 'store');
+    this.report = {
+      seed: options.seed,
+      kills: 0,
+      killsByOp: { backup: 0, incremental: 0, prune: 0, gc: 0 },
+      killsByStep: Object.fromEntries(Object.values(CRASH_STEPS).flat().map((s) => [s, 0])),
+      randomKills: 0,
+      operations: 0,
+      operationsFinished: 0,
+      storeChecks: 0,
+      restorePointsChecked: 0,
+      bytesCompared: 0,
+      leftoverChecks: 0,
+      failures: [],
+      seconds: 0,
+      secondsOperating: 0,
+      secondsChecking: 0,
+      workDir: null,
+    };
+  }
+
+  private get imageBytes(): number {
+    return (this.options.imageMiB ?? 16) * MiB;
+  }
+
+  async run(): Promise<void> {
+    await fs.mkdir(join(this.dir, 'images'), { recursive: true });
+    await this.cli(['init', '--store', this.store, '--chunk-size', CHUNK_SIZE]);
+    const limit = this.options.kills * 4 + 20;
+    while (this.report.kills < this.options.kills && this.report.operations < limit && this.report.failures.length < MAX_FAILURES) {
+      const op = this.nextOp();
+      await this.operate(op, await this.ending(op));
+    }
+    if (this.report.kills < this.options.kills) this.fail(`only ${this.report.kills} of ${this.options.kills} kills in ${this.report.operations} operations`);
+  }
+
+  /**
+   * An empty store gets a backup first (prune refuses a name without restore points); prune
+   * runs when it has something to remove, and always at twice KEEP_LAST restore points.
+   */
+  private nextOp(): TortureOp {
+    if (this.listed.size === 0) return 'backup';
+    if (this.listed.size >= 2 * KEEP_LAST) return 'prune';
+    return this.pick(OP_WEIGHTS.filter(([op]) => op !== 'prune' || this.listed.size > KEEP_LAST));
+  }
+
+  private pick<T>(weighted: [T, number][]): T {
+    let x = this.rng() * weighted.reduce((sum, [, w]) => sum + w, 0);
+    for (const [value, weight] of weighted) if ((x -= weight) < 0) return value;
+    return weighted[weighted.length - 1][0];
+  }
+
+  /** Half the kills are injected, at the step (of those the operation will reach) killed least so far. */
+  private async ending(op: TortureOp): Promise<Ending> {
+    if (this.rng() >= KILL_SHARE) return 'finish';
+    if (this.rng() < 0.5) return 'random';
+    const steps = op === 'gc' ? await this.gcStepsAhead() : STEPS[op];
+    const fewest = Math.min(...steps.map((s) => this.report.killsByStep[s]));
+    const candidates = steps.filter((s) => this.report.killsByStep[s] === fewest);
+    return candidates[Math.floor(this.rng() * candidates.length)];
+  }
+
+  /** gc passes the deletion and compaction steps only when it has packs to delete or rewrite. */
+  private async gcStepsAhead(): Promise<CrashStep[]> {
+    const plan = await gc(await Store.open(this.store), { dryRun: true, maxUnused: 0 });
+    return CRASH_STEPS.gc.filter((step) => (step === 'gc-mid-delete' ? plan.packsDeleted > 0 : step === 'gc-after-sweep' || plan.packsRewritten > 0));
+  }
+
+  private fail(message: string): void {
+    this.report.failures.push(message);
+    this.options.log?.(`FAILURE: ${message}`);
+  }
+
+  private async operate(op: TortureOp, ending: Ending): Promise<void> {
+    const what = `operation ${this.report.operations + 1} (${op}, ${ending})`;
+    this.report.operations++;
+    const { args, expect, attempt } = await this.prepare(op);
+    const started = performance.now();
+    const end = await this.runChild(op, args, ending);
+    this.report.secondsOperating += (performance.now() - started) / 1000;
+    if (end.killed) {
+      this.report.kills++;
+      this.report.killsByOp[op]++;
+      if (ending === 'random') this.report.randomKills++;
+      else this.report.killsByStep[ending]++;
+    } else {
+      this.report.operationsFinished++;
+      if (end.code !== 0) return this.fail(`${what}: exited ${end.code}: ${end.stderr.trim()}`);
+      if (end.workMs !== null) this.workMs[op] = 0.7 * this.workMs[op] + 0.3 * end.workMs;
+    }
+    this.narrow(expect, op, ending, end, attempt);
+    const ok = await this.checkCatalog(what, expect);
+    if (ok && (end.killed || op === 'gc')) await this.checkStore(what, end.killed ? end.pid : null);
+    if (ok && !end.killed && op === 'gc') await this.checkNoLeftovers(what);
+    await this.forgetUnlisted();
+    this.options.log?.(`${what}: ${end.killed ? 'killed' : 'finished'}; ${this.listed.size} restore points; ${this.report.kills} kills`);
+  }
+
+  /** What a kill at an injected step, or a finished run, tells beyond the general bounds. */
+  private narrow(expect: Expectation, op: TortureOp, ending: Ending, end: ChildEnd, attempt: Attempt | null): void {
+    const finished = !end.killed;
+    if (attempt && (finished || ending === 'backup-after-catalog')) expect.required.add(attempt.time);
+    if (attempt && end.killed && ending !== 'random' && ending !== 'backup-after-catalog') expect.allowed.delete(attempt.time);
+    if (op === 'prune' && finished) expect.allowed = new Set(expect.required);
+  }
+
+  private async prepare(op: TortureOp): Promise<{ args: string[]; expect: Expectation; attempt: Attempt | null }> {
+    const expect: Expectation = { required: new Set(this.listed), allowed: new Set(this.listed) };
+    if (op === 'gc') return { args: ['gc', '--store', this.store, '--max-unused', '0'], expect, attempt: null };
+    if (op === 'prune') {
+      const plan = await planPrune(await Store.open(this.store), { last: KEEP_LAST }, { name: NAME });
+      for (const decision of plan.points) if (decision.action === 'remove') expect.required.delete(decision.time);
+      return { args: ['prune', '--store', this.store, '--name', NAME, '--keep-last', String(KEEP_LAST)], expect, attempt: null };
+    }
+    const parent = this.newest();
+    const incremental = op === 'incremental' && parent !== null;
+    const { attempt, changed } = await this.newImage(parent);
+    expect.allowed.add(attempt.time);
+    const args = ['backup', '--store', this.store, `disk=${attempt.image}`, '--name', NAME, '--time', attempt.time, '--threads', '1'];
+    if (incremental) {
+      const cbt = join(this.dir, 'images', `${this.attemptNo}.cbt.json`);
+      await fs.writeFile(cbt, JSON.stringify({ changed }));
+      args.push('--parent', await this.idOf(parent), '--changed', cbt);
+    }
+    return { args, expect, attempt };
+  }
+
+  /** The newest listed backup attempt: the parent of the next image. */
+  private newest(): Attempt | null {
+    const times = Array.from(this.listed).sort();
+    return times.length > 0 ? this.attempts.get(times[times.length - 1])! : null;
+  }
+
+  private async idOf(attempt: Attempt): Promise<string> {
+    const { points } = await (await Store.open(this.store)).catalog.list();
+    return points.find((p) => p.time === attempt.time)!.id;
+  }
+
+  /** The parent's image with a few ranges rewritten (random bytes or zeros); the ranges are its CBT list. */
+  private async newImage(parent: Attempt | null): Promise<{ attempt: Attempt; changed: Range[] }> {
+    const n = ++this.attemptNo;
+    const image = parent ? await fs.readFile(parent.image) : this.baseImage();
+    const changed: Range[] = [];
+    const count = 1 + Math.floor(this.rng() * 5);
+    for (let i = 0; i < count; i++) {
+      const length = 1 + Math.floor(this.rng() * (image.byteLength / 6));
+      const offset = Math.floor(this.rng() * (image.byteLength - length));
+      const bytes = this.rng() < 0.2 ? Buffer.alloc(length) : seededBytes(`torture-${this.options.seed}-${n}-${i}`, length);
+      bytes.copy(image, offset);
+      changed.push({ offset, length });
+    }
+    const path = join(this.dir, 'images', `${n}.img`);
+    await fs.writeFile(path, image);
+    const time = new Date(Date.UTC(2026, 0, 1) + n * 3_600_000).toISOString();
+    const attempt = { time, image: path, sha256: sha256(image), size: image.byteLength };
+    this.attempts.set(time, attempt);
+    return { attempt, changed };
+  }
+
+  /** Random data, a zero quarter, a compressible quarter. */
+  private baseImage(): Buffer {
+    const size = this.imageBytes;
+    const image = seededBytes(`torture-${this.options.seed}-base`, size);
+    image.fill(0, size / 2, (size * 3) / 4);
+    Buffer.from('chunkvault torture: compressible text\n'.repeat(size / 128)).copy(image, (size * 3) / 4, 0, size / 4);
+    return image;
+  }
+
+  private async cli(args: string[]): Promise<void> {
+    const end = await this.runChild(null, args, 'finish');
+    if (end.code !== 0) throw new Error(`chunkvault ${args.join(' ')} exited ${end.code}: ${end.stderr}`);
+  }
+
+  /**
+   * Runs the CLI. A random kill comes a random part of the operation's typical work time
+   * after its lock file appears, so it lands in the work rather than in Node's startup.
+   */
+  private runChild(op: TortureOp | null, args: string[], ending: Ending): Promise<ChildEnd> {
+    const env = { ...process.env };
+    delete env[CRASH_ENV];
+    if (ending !== 'finish' && ending !== 'random') env[CRASH_ENV] = ending;
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    let lockSeen: number | null = null;
+    let exited = false;
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+      child.on('close', (code, signal) => {
+        exited = true;
+        done({ code, signal });
+      }),
+    );
+    const watch = async (): Promise<void> => {
+      const prefix = `${child.pid}-`;
+      while (!exited && lockSeen === null) {
+        const names = await fs.readdir(join(this.store, 'locks')).catch(() => [] as string[]);
+        if (names.some((n) => n.startsWith(prefix))) lockSeen = performance.now();
+        else await sleep(2);
+      }
+      if (ending !== 'random' || exited || op === null) return;
+      await sleep(this.rng() * RANDOM_SPAN * this.workMs[op]);
+      if (!exited) child.kill('SIGKILL');
+    };
+    const watching = watch();
+    return exit.then(async ({ code, signal }) => {
+      await watching;
+      const killed = signal === 'SIGKILL';
+      return { killed, code, stdout, stderr, pid: child.pid!, workMs: !killed && lockSeen !== null ? performance.now() - lockSeen : null };
+    });
+  }
+
+  private async listedTimes(): Promise<{ times: Set<string>; damaged: string[] }> {
+    const { points, damaged } = await (await Store.open(this.store)).catalog.list();
+    return { times: new Set(points.map((p) => p.time)), damaged };
+  }
+
+  /** The catalog lists what was committed and nothing else; the model follows it. */
+  private async checkCatalog(what: string, expect: Expectation): Promise<boolean> {
+    let listed: { times: Set<string>; damaged: string[] };
+    try {
+      listed = await this.listedTimes();
+    } catch (err) {
+      this.fail(`${what}: the store does not open: ${(err as Error).message}`);
+      return false;
+    }
+    const missing = [...expect.required].filter((t) => !listed.times.has(t));
+    const unexpected = [...listed.times].filter((t) => !expect.allowed.has(t));
+    this.listed = listed.times;
+    if (listed.damaged.length > 0) this.fail(`${what}: damaged catalog entries ${listed.damaged.join(', ')}`);
+    if (missing.length > 0) this.fail(`${what}: restore points of ${missing.join(', ')} are no longer listed`);
+    if (unexpected.length > 0) this.fail(`${what}: unexpected restore points of ${unexpected.join(', ')}`);
+    return listed.damaged.length === 0 && missing.length === 0 && unexpected.length === 0;
+  }
+
+  /** verify --read-data, every restore point byte-identical, the dead process's lock cleared. */
+  private async checkStore(what: string, killedPid: number | null): Promise<void> {
+    this.report.storeChecks++;
+    const started = performance.now();
+    try {
+      const store = await Store.open(this.store);
+      if (killedPid !== null && (await store.locks()).some((l) => l.pid === killedPid)) this.fail(`${what}: the lock of killed pid ${killedPid} was not cleared`);
+      const leftLocks = (await fs.readdir(join(this.store, 'locks'))).filter((n) => n.startsWith(`${killedPid}-`));
+      if (killedPid !== null && leftLocks.length > 0) this.fail(`${what}: lock files of killed pid ${killedPid} remain: ${leftLocks.join(', ')}`);
+      const report = await verify(store, undefined, { readData: true, threads: 1 });
+      if (!report.clean) this.fail(`${what}: verify --read-data: ${JSON.stringify(report.damaged)} ${report.damagedCatalog.join(', ')}`);
+      const points = (await store.catalog.list()).points;
+      for (const [point, data] of await readPoints(store, points)) this.compare(what, point, data, 'read back');
+      if (points.length > 0) {
+        const out = join(this.dir, 'restored.img');
+        await restore(store, points[0].id, out, { threads: 1 });
+        this.compare(what, points[0], await fs.readFile(out), 'restored');
+      }
+    } catch (err) {
+      this.fail(`${what}: ${(err as Error).message}`);
+    }
+    this.report.secondsChecking += (performance.now() - started) / 1000;
+  }
+
+  private compare(what: string, point: RestorePoint, data: Buffer, how: string): void {
+    this.report.restorePointsChecked++;
+    this.report.bytesCompared += data.byteLength;
+    if (sha256(data) !== this.attempts.get(point.time)!.sha256) this.fail(`${what}: restore point ${point.id} (${point.time}) ${how} is not byte-identical`);
+  }
+
+  /** After a gc that finished, a dry run finds nothing: every leftover of earlier kills is gone. */
+  private async checkNoLeftovers(what: string): Promise<void> {
+    this.report.leftoverChecks++;
+    const plan = await gc(await Store.open(this.store), { dryRun: true, maxUnused: 0 });
+    const left = { chunks: plan.chunksFreed, packsToDelete: plan.packsDeleted, packsToRewrite: plan.packsRewritten, orphanMaps: plan.orphanMapsRemoved };
+    if (Object.values(left).some((n) => n > 0)) this.fail(`${what}: after gc a dry run still finds leftovers: ${JSON.stringify(left)}`);
+  }
+
+  /** Images of attempts that are not listed are never needed again (a restore point never comes back). */
+  private async forgetUnlisted(): Promise<void> {
+    for (const [time, attempt] of this.attempts) {
+      if (this.listed.has(time)) continue;
+      this.attempts.delete(time);
+      await fs.rm(attempt.image, { force: true });
+    }
+  }
+}
+
+/** Decoded chunks are not kept: every read goes to the packs. */
+const NO_CACHE: ChunkCache = { get: () => undefined, has: () => false, set: () => undefined };
+const READ_BYTES = 4 * MiB;
+
+/**
+ * Every disk byte of each restore point through the engine's read path (map, index, pack,
+ * decode, re-hash: what restore and the mount do), on one worker pool for all of them.
+ */
+async function readPoints(store: Store, points: RestorePoint[]): Promise<[RestorePoint, Buffer][]> {
+  const pool = new WorkerPool(store.packsDir, 1);
+  const fetcher = new ChunkFetcher(pool, NO_CACHE);
+  try {
+    const read: [RestorePoint, Buffer][] = [];
+    for (const point of points) {
+      const reader = await DiskReader.open(store, point, point.disks[0].label, fetcher);
+      const data = Buffer.alloc(reader.size);
+      for (let at = 0; at < reader.size; at += READ_BYTES) await reader.read(data.subarray(at), Math.min(READ_BYTES, reader.size - at), at);
+      read.push([point, data]);
+    }
+    return read;
+  } finally {
+    await pool.close();
+  }
+}
+
+export async function runTorture(options: TortureOptions): Promise<TortureReport> {
+  const started = performance.now();
+  const dir = options.dir ? resolve(options.dir) : await fs.mkdtemp(join(tmpdir(), 'cv-torture-'));
+  const torture = new Torture(dir, options);
+  try {
+    await torture.run();
+  } catch (err) {
+    torture.report.failures.push(`harness: ${(err as Error).stack ?? String(err)}`);
+  }
+  const report = torture.report;
+  report.seconds = (performance.now() - started) / 1000;
+  const keep = options.dir !== undefined || report.failures.length > 0;
+  report.workDir = keep ? dir : null;
+  if (!keep) await fs.rm(dir, { recursive: true, force: true });
+  return report;
+}
+
+export function describeTorture(r: TortureReport): string[] {
+  const byOp = OPS.map((op) => `${op} ${r.killsByOp[op]}`).join(', ');
+  const bySteps = Object.entries(r.killsByStep).map(([step, n]) => `${step} ${n}`).join(', ');
+  return [
+    `torture, seed ${r.seed}: ${r.kills} kills (${byOp}) in ${r.operations} operations (${r.operationsFinished} finished), ${r.seconds.toFixed(0)} s (${r.secondsOperating.toFixed(0)} s operating, ${r.secondsChecking.toFixed(0)} s checking)`,
+    `  random moments: ${r.randomKills}; injected steps: ${bySteps}`,
+    `  store checks ${r.storeChecks}, restore points checked ${r.restorePointsChecked}, bytes compared ${r.bytesCompared} (${formatBytes(r.bytesCompared)}), gc leftover checks ${r.leftoverChecks}`,
+    ...r.failures.map((f) => `  FAILURE ${f}`),
+    `failures: ${r.failures.length}${r.workDir ? ` (work directory kept: ${r.workDir})` : ''}`,
+  ];
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      kills: { type: 'string', default: '200' },
+      seed: { type: 'string', default: '1' },
+      'image-mib': { type: 'string', default: '16' },
+      dir: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      quiet: { type: 'boolean', default: false },
+    },
+  });
+  const number = (flag: string, text: string): number => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new Error(`--${flag}: '${text}' is not a positive whole number`);
+    return n;
+  };
+  const report = await runTorture({
+    kills: number('kills', values.kills!),
+    seed: number('seed', values.seed!),
+    imageMiB: number('image-mib', values['image-mib']!),
+    dir: values.dir,
+    log: values.quiet ? undefined : (line) => process.stderr.write(`[torture] ${line}\n`),
+  });
+  if (values.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  else process.stdout.write(describeTorture(report).join('\n') + '\n');
+  process.exitCode = report.failures.length > 0 ? 1 : 0;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main().catch((err: Error) => {
+    process.stderr.write(`torture: ${err.message}\n`);
+    process.exitCode = 2;
+  });
+}
