@@ -193,7 +193,8 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
   const pool = new WorkerPool(store.packsDir, options.threads);
   const id = newRestorePointId();
   try {
-    index = await store.openIndex();
+    // A mount or restore holds the index for a moment to resolve chunk locations: wait for it.
+    index = await store.openIndex(10_000);
     if (options.parent) await confirmParent(store, options.parent);
     const throttle = options.throttle ? new Throttle(options.throttle) : null;
     const run = new BackupRun(index, packs, disks.reduce((s, d) => s + d.layout.size, 0), throttle, options.onProgress);

@@ -4,12 +4,13 @@
  */
 import { Store } from '../store/store.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
-import type { BackupKind, RestorePoint } from '../store/catalog.js';
+import type { BackupKind, BackupStats, RestorePoint } from '../store/catalog.js';
 import { backup, type BackupProgress } from './backup.js';
 import { prepareDisks, type LayoutOptions } from './layout.js';
 import { throttleLimits } from './throttle.js';
 import { openSources } from './source.js';
 import { checkName, parseTime } from './names.js';
+import { checkSpace, diskNeed, estimateBackupBytes } from './space.js';
 
 export { Store } from '../store/store.js';
 export { restore, type RestoreOptions, type RestoreSummary } from './restore.js';
@@ -44,22 +45,18 @@ export interface BackupRequest extends LayoutOptions {
   maxLatencyMs?: number;
   /** Cap on the source read rate, in MB/s (10^6 bytes). */
   maxRateMBps?: number;
+  /** Start even when the space pre-flight says the store's filesystem may be too small. */
+  force?: boolean;
   onProgress?: (progress: BackupProgress) => void;
 }
 
-export interface BackupReport {
+export interface BackupReport extends BackupStats {
   id: string;
   name: string;
   time: string;
   kind: BackupKind;
   parent: string | null;
   disks: { label: string; size: number }[];
-  bytesRead: number;
-  bytesNew: number;
-  chunksTotal: number;
-  chunksNew: number;
-  chunksZero: number;
-  seconds: number;
   secondsThrottled: number;
 }
 
@@ -73,6 +70,7 @@ export async function runBackup(store: Store, request: BackupRequest): Promise<B
   const name = checkName(request.name ?? sources[0].label);
   const throttle = throttleLimits(request.maxLatencyMs, request.maxRateMBps);
   const { disks, kind, parent } = await prepareDisks(store, sources, name, request);
+  await checkSpace(store, estimateBackupBytes(disks.map((d) => diskNeed(d.layout)), store.chunkSize, parent), request.force === true);
   const point = await backup(store, disks, { name, time, kind, parent, threads: request.threads, throttle, onProgress: request.onProgress });
   return backupReport(point);
 }

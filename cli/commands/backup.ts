@@ -14,6 +14,7 @@ interface BackupFlags extends StoreOptions {
   changed: string[];
   maxLatency?: number;
   maxRate?: number;
+  force?: boolean;
   json?: boolean;
 }
 
@@ -48,6 +49,7 @@ export function register(program: Command): void {
     .option('--changed <[label=]file>', 'CBT JSON {changed:[{offset,length}]} since --parent: read only chunks touching it (repeatable)', repeatable, [])
     .option('--max-latency <ms>', 'slow reading down while source read latency is above this', positiveNumber('--max-latency'))
     .option('--max-rate <MB/s>', 'cap the source read rate', positiveNumber('--max-rate'))
+    .option('--force', 'start even when the store may not have space for this backup')
     .option('--json', 'machine-readable output')
     .action(async (sources: string[], options: BackupFlags) => {
       const store = await openStoreFrom(options);
@@ -62,6 +64,7 @@ export function register(program: Command): void {
         changed: options.changed,
         maxLatencyMs: options.maxLatency,
         maxRateMBps: options.maxRate,
+        force: options.force,
         onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `new ${formatBytes(p.bytesNew)}, dedup ${p.chunksTotal > 0 ? (p.chunksTotal / Math.max(p.chunksNew, 1)).toFixed(1) : '1.0'}x`),
       });
       bar.done();
