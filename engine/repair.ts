@@ -4,10 +4,9 @@
  * The index is then made to match exactly: missing entries added, wrong ones replaced,
  * entries for chunks no pack holds removed. An index LevelDB cannot open is recreated.
  */
-import { ClassicLevel } from 'classic-level';
 import { join } from 'node:path';
 import type { Store } from '../store/store.js';
-import type { ChunkIndex } from '../store/index-db.js';
+import { ChunkIndex } from '../store/index-db.js';
 import { recoverPack, type ChunkLocation } from '../store/pack.js';
 import { loadHasher } from '../store/chunk-id.js';
 import { DamagedDataError, StoreBusyError } from './errors.js';
@@ -38,7 +37,7 @@ async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recrea
   } catch (err) {
     if (err instanceof StoreBusyError) throw err;
     const dir = join(store.dir, 'index');
-    await ClassicLevel.repair(dir).catch(() => undefined);
+    await ChunkIndex.salvage(dir);
     try {
       return { index: await store.openIndex(), recreated: false };
     } catch {
@@ -49,7 +48,7 @@ async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recrea
 
 /** A new, empty index in place of one LevelDB cannot use: the packs refill it. */
 async function recreate(store: Store): Promise<ChunkIndex> {
-  await ClassicLevel.destroy(join(store.dir, 'index'));
+  await ChunkIndex.destroy(join(store.dir, 'index'));
   return store.openIndex();
 }
 

@@ -1,30 +1,31 @@
 import { createRequire } from 'node:module';
-import * as blake3 from 'blake3';
 
 export const ID_BYTES = 32;
 /** Reserved id of an all-zero chunk: never stored, never read, a hole on restore. */
 export const ZERO_ID = Buffer.alloc(ID_BYTES);
 
-let loaded = false;
+let hash: ((data: Uint8Array) => Buffer) | null = null;
 
 /**
+ * Loads BLAKE3 for this thread; chunkId needs it first. Loaded on demand because the main
+ * thread of most commands never hashes, and loading costs a tenth of a second at startup.
  * blake3 silently falls back to WebAssembly (~5x slower) when its native addon did not
  * build; a backup tool must not quietly run at a fifth of its speed, so say so.
  */
 export async function loadHasher(): Promise<void> {
-  if (loaded) return;
+  if (hash) return;
+  const blake3 = await import('blake3');
   await blake3.load();
   const require = createRequire(import.meta.url);
-  const entry = require.resolve('blake3');
-  const nativeLoaded = Object.keys(require.cache).some((key) => key.endsWith('blake3.node'));
-  if (!nativeLoaded) {
-    process.emitWarning(`blake3 native backend is not loaded (${entry}); hashing runs on WebAssembly`);
+  if (!Object.keys(require.cache).some((key) => key.endsWith('blake3.node'))) {
+    process.emitWarning(`blake3 native backend is not loaded (${require.resolve('blake3')}); hashing runs on WebAssembly`);
   }
-  loaded = true;
+  hash = (data) => blake3.hash(data) as Buffer;
 }
 
 export function chunkId(data: Uint8Array): Buffer {
-  return blake3.hash(data) as Buffer;
+  if (!hash) throw new Error('chunkId before loadHasher()');
+  return hash(data);
 }
 
 export function isZeroId(id: Uint8Array): boolean {

@@ -3,7 +3,7 @@
  * so callers hold it only as long as they must (restore and mount resolve their maps and
  * close it again); a second opener gets StoreBusyError naming who holds the store.
  */
-import { ClassicLevel } from 'classic-level';
+import type { ClassicLevel } from 'classic-level';
 import { DamagedDataError, StoreBusyError } from '../engine/errors.js';
 import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, CHUNK_RANGE } from './index-keys.js';
 import type { ChunkLocation } from './pack.js';
@@ -21,6 +21,8 @@ export class ChunkIndex {
   private constructor(private readonly db: Db) {}
 
   static async open(dir: string, options: IndexOpenOptions): Promise<ChunkIndex> {
+    // Loaded here, not at startup: commands that never open the index do not pay for it.
+    const { ClassicLevel } = await import('classic-level');
     const deadline = Date.now() + (options.waitMs ?? 0);
     for (;;) {
       const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
@@ -36,6 +38,17 @@ export class ChunkIndex {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
+  }
+
+  /** LevelDB's own repair of a damaged database directory; errors are left to the next open. */
+  static async salvage(dir: string): Promise<void> {
+    const { ClassicLevel } = await import('classic-level');
+    await ClassicLevel.repair(dir).catch(() => undefined);
+  }
+
+  static async destroy(dir: string): Promise<void> {
+    const { ClassicLevel } = await import('classic-level');
+    await ClassicLevel.destroy(dir);
   }
 
   async getMany(ids: Buffer[]): Promise<(ChunkLocation | undefined)[]> {

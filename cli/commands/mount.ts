@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { DEFAULT_CACHE_BYTES, mount, serveUntilSignalled } from '../../fuse/mount.js';
+import { DEFAULT_CACHE_BYTES } from '../../fuse/chunk-cache.js';
 import { formatBytes, parseSize } from '../../store/size.js';
 import { printLines } from '../output.js';
 import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
@@ -17,6 +17,8 @@ export function register(program: Command): void {
     .action(async (mountpoint: string, options: MountFlags) => {
       const cacheBytes = options.cache === undefined ? DEFAULT_CACHE_BYTES : parseSize(options.cache, '--cache');
       const store = await openStoreFrom(options);
+      // fuse-native is loaded only by the command that serves FUSE.
+      const { mount, serveUntilSignalled } = await import('../../fuse/mount.js');
       const session = await mount(store, mountpoint, { cacheBytes, allowOther: options.allowOther });
       printLines([`mounted at ${mountpoint}`]);
       await serveUntilSignalled(session);
