@@ -6,7 +6,6 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { compressBlock, compressBound, decompressBlock } from '../store/lz4.js';
 import { chunkId, loadHasher } from '../store/chunk-id.js';
 import { measureCommand } from './measure.js';
@@ -87,17 +86,26 @@ export async function measureRead(path: string, scratchDir: string): Promise<Rea
   return { coldMBps: cacheDropped ? first : null, warmMBps, cacheDropped, copyMBps: await copyMBps(path, scratchDir) };
 }
 
-/** MB/s of `work` over `sample` in 1 MiB pieces, repeated until at least `minSeconds` passed. */
+/** CPU seconds this process has used: unlike wall time, others' load on the cores does not inflate it. */
+function cpuSeconds(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+}
+
+/**
+ * MB/s per CPU second of `work` over `sample` in 1 MiB pieces, repeated until it has used at
+ * least `minSeconds` of CPU: the speed of one core of its own, even on a shared machine.
+ */
 function rate(sample: Buffer[], work: (piece: Buffer) => unknown, minSeconds = 0.5): number {
   let bytes = 0;
-  const started = performance.now();
+  const started = cpuSeconds();
   do {
     for (const piece of sample) {
       work(piece);
       bytes += piece.byteLength;
     }
-  } while (performance.now() - started < minSeconds * 1000);
-  return bytes / 1e6 / ((performance.now() - started) / 1000);
+  } while (cpuSeconds() - started < minSeconds);
+  return bytes / 1e6 / (cpuSeconds() - started);
 }
 
 function pieces(data: Buffer, size = MiB): Buffer[] {

@@ -16,6 +16,8 @@ export interface Measurement {
   peakRssBytes: number;
   /** How peak RSS was measured: exact rusage, polled /proc, or this process's lifetime maximum. */
   rssSource: 'time -v' | 'proc poll' | 'process max';
+  /** Cores the whole machine kept busy meanwhile (/proc/stat): above this run's own, others' load. */
+  machineBusyCores: number;
 }
 
 export interface CommandRun extends Measurement {
@@ -62,6 +64,21 @@ function reapedChildrenCpu(): number {
   return (Number(fields[13]) + Number(fields[14])) / 100;
 }
 
+/** Busy and total jiffies of all cores (/proc/stat), and how many cores there are. */
+function cpuTimes(): { busy: number; total: number; cores: number } {
+  const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+  const all = lines[0].split(/\s+/).slice(1).map(Number);
+  const total = all.slice(0, 8).reduce((s, v) => s + v, 0);
+  // Fields 4 and 5 are idle and iowait: neither keeps a core busy.
+  return { busy: total - all[3] - all[4], total, cores: lines.filter((l) => /^cpu\d/.test(l)).length };
+}
+
+function machineBusyCores(before: ReturnType<typeof cpuTimes>): number {
+  const after = cpuTimes();
+  const total = after.total - before.total;
+  return total > 0 ? ((after.busy - before.busy) / total) * after.cores : 0;
+}
+
 function vmHwm(pid: number): number {
   try {
     const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -75,6 +92,7 @@ export async function measureCommand(command: string, args: string[], options: C
   const timeFile = options.gnuTime ?? hasGnuTime() ? join(await fs.mkdtemp(join(tmpdir(), 'cv-time-')), 'time.txt') : null;
   const [file, argv] = timeFile ? [TIME, ['-v', '-o', timeFile, command, ...args]] : [command, args];
   const cpuBefore = reapedChildrenCpu();
+  const machineBefore = cpuTimes();
   const started = performance.now();
   const child = spawn(file, argv, { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -99,7 +117,7 @@ export async function measureCommand(command: string, args: string[], options: C
     await fs.rm(join(timeFile, '..'), { recursive: true, force: true });
     if (parsed) usage = { ...parsed, rssSource: 'time -v' };
   }
-  const run: CommandRun = { command: [command, ...args].join(' '), exitCode, stdout, stderr, wallSeconds, ...usage };
+  const run: CommandRun = { command: [command, ...args].join(' '), exitCode, stdout, stderr, wallSeconds, machineBusyCores: machineBusyCores(machineBefore), ...usage };
   if (exitCode !== 0 && options.check !== false) {
     // The first lines say what went wrong (a message, or the error above a stack trace).
     throw new Error(`${run.command} exited ${exitCode}: ${stderr.trim().split('\n').slice(0, 3).join(' | ')}`);
@@ -110,9 +128,17 @@ export async function measureCommand(command: string, args: string[], options: C
 /** Times a function in this process; CPU includes worker threads; peak RSS is the process's lifetime maximum. */
 export async function measureFunction<T>(fn: () => Promise<T> | T): Promise<Measurement & { value: T }> {
   const cpuBefore = process.cpuUsage();
+  const machineBefore = cpuTimes();
   const started = performance.now();
   const value = await fn();
   const wallSeconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
-  return { value, wallSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssBytes: process.resourceUsage().maxRSS * 1024, rssSource: 'process max' };
+  return {
+    value,
+    wallSeconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    rssSource: 'process max',
+    machineBusyCores: machineBusyCores(machineBefore),
+  };
 }

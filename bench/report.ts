@@ -16,6 +16,8 @@ export interface RunFigures {
   wallSeconds: number;
   cpuSeconds: number;
   peakRssBytes: number;
+  /** Cores the whole machine kept busy during the run, this run's included (absent in older results). */
+  machineBusyCores?: number;
 }
 
 export interface OpResult extends RunFigures {
@@ -171,6 +173,10 @@ export function bottleneck(run: BottleneckInput, cores: number, io: IoBound, per
   const workerShare = rate / (workers * perCoreMBps);
   const pct = (x: number): string => `${Math.round(x * 100)}%`;
   if (rate >= 0.8 * io.mbps) return `${io.doing}: ${rate.toFixed(0)} MB/s is ${pct(rate / io.mbps)} of ${io.limit} (${io.mbps.toFixed(0)} MB/s)`;
+  const machine = run.machineBusyCores ?? 0;
+  if (machine >= 0.9 * cores && busy < 0.75 * machine) {
+    return `contention: the machine kept ${machine.toFixed(1)} of ${cores} cores busy, this run only ${busy.toFixed(1)}; other processes took the rest (its workers reached ${pct(workerShare)} of their single-core limit)`;
+  }
   if (workerShare >= 0.75) {
     return `the workers' hashing and LZ4: ${workers} worker(s) run at ${pct(workerShare)} of the single-core limit each; ${run.threads < cores ? 'more workers would help' : 'only more cores would help'}`;
   }
@@ -262,7 +268,7 @@ function limitsSection(limits: Limits): string[] {
         ['`cat` of the source, cold', read.coldMBps === null ? 'page cache could not be dropped (not root): no cold figure' : `${rate(read.coldMBps)} MB/s`],
         ['`cat` of the source, warm (every tool ran warm)', `${rate(read.warmMBps)} MB/s`],
         ['`cp --sparse=always` of the source + `sync` (restore target)', `${rate(read.copyMBps)} MB/s`],
-        ['BLAKE3, one core', `${rate(limits.blake3MBps)} MB/s`],
+        ['BLAKE3, one core (per CPU second, so others\' load does not lower it)', `${rate(limits.blake3MBps)} MB/s`],
         ['LZ4 compress, one core', `${rate(limits.lz4CompressMBps)} MB/s (ratio ${limits.lz4Ratio.toFixed(2)})`],
         ['LZ4 decompress, one core', `${rate(limits.lz4DecompressMBps)} MB/s`],
         ['BLAKE3 + LZ4 compress, one core', `${rate(limits.hashCompressMBps)} MB/s`],
@@ -355,8 +361,10 @@ export function chunkSizeBottlenecks(results: BenchResults): { chunkSize: number
   }));
 }
 
+/** Cores this run kept busy, and the whole machine's where known: the gap is others' load. */
 function busy(run: RunFigures): string {
-  return (run.cpuSeconds / Math.max(run.wallSeconds, 1e-9)).toFixed(2);
+  const own = (run.cpuSeconds / Math.max(run.wallSeconds, 1e-9)).toFixed(2);
+  return run.machineBusyCores === undefined ? own : `${own} (machine ${run.machineBusyCores.toFixed(2)})`;
 }
 
 function scalingSection(results: BenchResults): string[] {
@@ -536,9 +544,9 @@ export function renderCharts(results: BenchResults): { file: string; svg: string
     charts.push({ file: `ops-${w.name}.svg`, svg: barChart({ title: `${w.name}: throughput per operation`, unit: 'MB/s', groups }) });
   }
   const { scaling, chunkSizes, limits } = results;
-  // The reference line: what the workers could do at their single-core hash + LZ4 speed.
+  // The reference line: what backup workers could do at their single-core hash + LZ4 speed.
   const cpuLimit = (points: { threads: number; dataShare: number }[]): { name: string; values: number[] }[] =>
-    limits ? [{ name: 'CPU limit', values: points.map((p) => perCoreLimitMBps(limits, 'backup', p.dataShare) * Math.min(p.threads, limits.machine.cores)) }] : [];
+    limits ? [{ name: 'backup limit', values: points.map((p) => perCoreLimitMBps(limits, 'backup', p.dataShare) * Math.min(p.threads, limits.machine.cores)) }] : [];
   if (scaling) {
     charts.push({
       file: 'threads.svg',

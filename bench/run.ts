@@ -48,7 +48,7 @@ function log(message: string): void {
 }
 
 function figures(run: CommandRun): RunFigures {
-  return { wallSeconds: run.wallSeconds, cpuSeconds: run.cpuSeconds, peakRssBytes: run.peakRssBytes };
+  return { wallSeconds: run.wallSeconds, cpuSeconds: run.cpuSeconds, peakRssBytes: run.peakRssBytes, machineBusyCores: run.machineBusyCores };
 }
 
 function summary(w: DiskWorkload): WorkloadSummary {

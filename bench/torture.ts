@@ -80,6 +80,26 @@ const OP_WEIGHTS: [TortureOp, number][] = [
   ['prune', 0.15],
   ['gc', 0.25],
 ];
+/**
+ * The run opens with every injected step once, in an order that makes each reachable (a
+ * dead pack for gc to delete, pruned points for it to compact), then goes on at random.
+ */
+const OPENING: [TortureOp, Ending][] = [
+  ['backup', 'finish'],
+  ['incremental', 'finish'],
+  ['incremental', 'finish'],
+  ['incremental', 'finish'],
+  ['backup', 'backup-after-packs'],
+  ['incremental', 'backup-after-index'],
+  ['incremental', 'backup-after-maps'],
+  ['incremental', 'backup-after-catalog'],
+  ['gc', 'gc-mid-delete'],
+  ['prune', 'prune-after-catalog'],
+  ['prune', 'finish'],
+  ['gc', 'gc-after-copy'],
+  ['gc', 'gc-after-index'],
+  ['gc', 'gc-after-sweep'],
+];
 const STEPS: Record<TortureOp, readonly CrashStep[]> = { backup: CRASH_STEPS.backup, incremental: CRASH_STEPS.backup, prune: CRASH_STEPS.prune, gc: CRASH_STEPS.gc };
 
 /** A backup attempt: the image it reads and the time that identifies its restore point. */
@@ -117,6 +137,8 @@ class Torture {
   private readonly attempts = new Map<string, Attempt>();
   /** Restore points the catalog lists, by time. */
   private listed = new Set<string>();
+  /** Restore points written out once by restore (each check reads every one back, on one pool). */
+  private readonly restored = new Set<string>();
   private attemptNo = 0;
   /** Typical work time of each operation, learnt from runs that finished. */
   private readonly workMs: Record<TortureOp, number> = { backup: 300, incremental: 300, prune: 20, gc: 200 };
@@ -155,7 +177,9 @@ class Torture {
     await fs.mkdir(join(this.dir, 'images'), { recursive: true });
     await this.cli(['init', '--store', this.store, '--chunk-size', CHUNK_SIZE]);
     const limit = this.options.kills * 4 + 20;
-    while (this.report.kills < this.options.kills && this.report.operations < limit && this.report.failures.length < MAX_FAILURES) {
+    const going = (): boolean => this.report.failures.length < MAX_FAILURES;
+    for (const [op, ending] of OPENING) if (going()) await this.operate(op, ending);
+    while (going() && this.report.kills < this.options.kills && this.report.operations < limit) {
       const op = this.nextOp();
       await this.operate(op, await this.ending(op));
     }
@@ -372,13 +396,17 @@ class Torture {
       const leftLocks = (await fs.readdir(join(this.store, 'locks'))).filter((n) => n.startsWith(`${killedPid}-`));
       if (killedPid !== null && leftLocks.length > 0) this.fail(`${what}: lock files of killed pid ${killedPid} remain: ${leftLocks.join(', ')}`);
       const report = await verify(store, undefined, { readData: true, threads: 1 });
-      if (!report.clean) this.fail(`${what}: verify --read-data: ${JSON.stringify(report.damaged)} ${report.damagedCatalog.join(', ')}`);
+      if (!report.clean) {
+        const first = report.damaged[0] ? `${report.damaged[0].restorePoint} disk ${report.damaged[0].disk} ${JSON.stringify(report.damaged[0].ranges[0])}` : '';
+        this.fail(`${what}: verify --read-data: ${report.damaged.length} damaged disks (first: ${first}), ${report.damagedCatalog.length} damaged catalog entries`);
+      }
       const points = (await store.catalog.list()).points;
       for (const [point, data] of await readPoints(store, points)) this.compare(what, point, data, 'read back');
-      if (points.length > 0) {
+      for (const point of points.filter((p) => !this.restored.has(p.time))) {
         const out = join(this.dir, 'restored.img');
-        await restore(store, points[0].id, out, { threads: 1 });
-        this.compare(what, points[0], await fs.readFile(out), 'restored');
+        await restore(store, point.id, out, { threads: 1 });
+        this.compare(what, point, await fs.readFile(out), 'restored');
+        this.restored.add(point.time);
       }
     } catch (err) {
       this.fail(`${what}: ${(err as Error).message}`);

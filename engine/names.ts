@@ -19,9 +19,16 @@ export function checkName(name: string): string {
   return name;
 }
 
+/** Date.parse rolls 2026-02-30 over into March: the date written must exist. */
+function isCalendarDate(text: string): boolean {
+  const [y, m, d] = text.slice(0, 10).split('-').map(Number);
+  const date = new Date(Date.UTC(y, m - 1, d));
+  return date.getUTCFullYear() === y && date.getUTCMonth() === m - 1 && date.getUTCDate() === d;
+}
+
 export function parseTime(text: string): string {
   const ms = Date.parse(text);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms)) {
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms) || !isCalendarDate(text)) {
     throw new InvalidInputError(`--time: '${text}' is not an ISO 8601 date and time (e.g. 2026-11-20T23:00:00Z)`, { value: text });
   }
   return new Date(ms).toISOString();

@@ -60,6 +60,8 @@ const BUCKET_RULES = ['hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const
 type BucketRule = (typeof BUCKET_RULES)[number];
 const COUNT_RULES = ['last', ...BUCKET_RULES] as const;
 
+/** Any instant of our era: a duration that leads from it to a valid date is usable for centuries. */
+const DURATION_REFERENCE = Date.UTC(2000, 0, 1);
 const DURATION = /^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?$/;
 
 export function parseDuration(text: string): Duration {
@@ -68,7 +70,12 @@ export function parseDuration(text: string): Duration {
   if (!m || years + months + weeks + days + hours === 0) {
     throw new InvalidInputError(`--keep-within: '${text}' is not a duration (e.g. 6y, 18m, 2w, 3d, 12h, 1y6m: y years, m months, w weeks, d days, h hours)`, { value: text });
   }
-  return { years, months, weeks, days, hours };
+  const duration = { years, months, weeks, days, hours };
+  // Past the range of a date, the cut-off is no instant at all: every comparison with it fails and nothing would be kept.
+  if (!Number.isFinite(subtractDuration(DURATION_REFERENCE, duration))) {
+    throw new InvalidInputError(`--keep-within: '${text}' reaches back further than any date (over 270,000 years)`, { value: text });
+  }
+  return duration;
 }
 
 /** Rejects policies that keep nothing or have impossible counts, before anything is read. */

@@ -54,9 +54,10 @@ export async function openSource(spec: string): Promise<Source> {
     const why = code === 'ENOENT' ? 'no such file or device' : code === 'EACCES' ? 'permission denied' : String(code);
     throw new SourceError(`source ${path}: ${why}`, { path, code });
   }
-  if (stats.isBlockDevice()) return { label, path, size: await deviceSize(stats, path), isDevice: true };
-  if (!stats.isFile()) throw new SourceError(`source ${path} is not a regular file or block device`, { path });
-  return { label, path, size: stats.size, isDevice: false };
+  if (!stats.isFile() && !stats.isBlockDevice()) throw new SourceError(`source ${path} is not a regular file or block device`, { path });
+  const source = { label, path, size: stats.isFile() ? stats.size : await deviceSize(stats, path), isDevice: stats.isBlockDevice() };
+  if (source.size === 0) throw new SourceError(`source ${path} is empty (0 bytes): there is no disk to back up`, { path });
+  return source;
 }
 
 export async function openSources(specs: string[]): Promise<Source[]> {

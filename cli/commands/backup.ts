@@ -3,7 +3,7 @@ import { InvalidInputError, runBackup, type BackupReport } from '../../engine/in
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
-import { openStoreFrom, positiveInt, withStore, type StoreOptions } from '../store-option.js';
+import { openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
 
 interface BackupFlags extends StoreOptions {
   name?: string;
@@ -43,7 +43,7 @@ export function register(program: Command): void {
     .argument('<source...>', 'PATH or LABEL=PATH of a raw image or block device')
     .option('--name <name>', 'group name of the machine (default: first label)')
     .option('--time <iso8601>', 'when the snapshot was taken (default: now)')
-    .option('--threads <n>', 'worker threads (default: one per core)', positiveInt('--threads'))
+    .option('--threads <n>', 'worker threads (default: one per core)', threadCount)
     .option('--extents <[label=]file>', 'extent map JSON {size, extents:[{offset,length,sourceOffset}]}: read only those source bytes (repeatable)', repeatable, [])
     .option('--parent <ref>', 'restore point this backup is incremental to (same name): unchanged chunks skip compression')
     .option('--changed <[label=]file>', 'CBT JSON {changed:[{offset,length}]} since --parent: read only chunks touching it (repeatable)', repeatable, [])

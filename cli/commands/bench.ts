@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { machineBenchmark, type MachineBenchmark } from '../../bench/machine.js';
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines, table } from '../output.js';
-import { positiveInt } from '../store-option.js';
+import { threadCount } from '../store-option.js';
 
 function describe(b: MachineBenchmark): string[] {
   const rate = (x: number): string => `${x.toFixed(0)} MB/s`;
@@ -22,7 +22,7 @@ export function register(program: Command): void {
   program
     .command('bench')
     .description('measure hashing, compression and pipeline speed of this machine on generated data')
-    .option('--threads <n>', 'worker threads for the pipelines (default: one per core)', positiveInt('--threads'))
+    .option('--threads <n>', 'worker threads for the pipelines (default: one per core)', threadCount)
     .option('--json', 'machine-readable output')
     .action(async (options: { threads?: number; json?: boolean }) => {
       const result = await machineBenchmark({ threads: options.threads });

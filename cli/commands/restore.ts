@@ -3,7 +3,7 @@ import { restore } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
-import { openStoreFrom, positiveInt, withStore, type StoreOptions } from '../store-option.js';
+import { openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
 
 export function register(program: Command): void {
   withStore(program.command('restore').description('write a disk of a restore point to a file or block device'))
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .argument('<target>', 'file (created or overwritten) or block device')
     .option('--disk <label>', 'which disk, when the restore point has several')
     .option('--partial', 'write what can be restored and list the ranges that could not be (exit 1)')
-    .option('--threads <n>', 'worker threads (default: one per core)', positiveInt('--threads'))
+    .option('--threads <n>', 'worker threads (default: one per core)', threadCount)
     .option('--json', 'machine-readable output')
     .action(async (ref: string, target: string, options: StoreOptions & { disk?: string; partial?: boolean; threads?: number; json?: boolean }) => {
       const store = await openStoreFrom(options);

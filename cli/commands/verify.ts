@@ -3,7 +3,7 @@ import { verify, type VerifyReport } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
-import { openStoreFrom, positiveInt, withStore, type StoreOptions } from '../store-option.js';
+import { openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
 
 function describe(report: VerifyReport): string[] {
   const how = report.readData ? 'decoded and re-hashed' : 'located';
@@ -20,7 +20,7 @@ export function register(program: Command): void {
   withStore(program.command('verify').description('check that restore points are complete; exit 1 on damage'))
     .argument('[ref]', 'only this restore point')
     .option('--read-data', 'decode and re-hash every chunk')
-    .option('--threads <n>', 'worker threads (default: one per core)', positiveInt('--threads'))
+    .option('--threads <n>', 'worker threads (default: one per core)', threadCount)
     .option('--json', 'machine-readable output')
     .action(async (ref: string | undefined, options: StoreOptions & { readData?: boolean; threads?: number; json?: boolean }) => {
       const store = await openStoreFrom(options);

@@ -109,6 +109,15 @@ t.test('bottleneck sentences for each regime', async (t) => {
     'CPU: 1.9 of 2 cores busy, yet the workers reach 25% of their single-core limit: the time goes outside hashing and LZ4 (main thread, copies, kernel)',
   );
   t.equal(
+    bottleneck({ ...run(2, 2, 2), logicalBytes: 400e6, machineBusyCores: 1.9 }, 2, read, 400),
+    'contention: the machine kept 1.9 of 2 cores busy, this run only 1.0; other processes took the rest (its workers reached 25% of their single-core limit)',
+  );
+  t.equal(
+    bottleneck({ ...run(2, 2, 2), logicalBytes: 400e6, machineBusyCores: 1.2 }, 2, read, 400),
+    'waiting: 1.0 of 2 cores busy with 2 worker(s), which reach 25% of their limit: they wait on the main thread (dedup lookups, pack writes, fsync) or on reads',
+    'an idle machine is no contention',
+  );
+  t.equal(
     bottleneck({ ...run(2, 2, 2), logicalBytes: 400e6 }, 2, read, 400),
     'waiting: 1.0 of 2 cores busy with 2 worker(s), which reach 25% of their limit: they wait on the main thread (dedup lookups, pack writes, fsync) or on reads',
   );
@@ -202,6 +211,8 @@ t.test('the Markdown report', async (t) => {
   t.ok(lines.includes('### mount: sequentialRead'));
   t.ok(lines.includes('- a note'));
   t.equal(renderMarkdown(results()), md, 'the same results give the same bytes');
+  const scaled = renderMarkdown({ ...results(), scaling: { workload: 'vm', logicalBytes: 3 * GB, points: [{ threads: 1, backup: { wallSeconds: 10, cpuSeconds: 10, peakRssBytes: 1, machineBusyCores: 1.95 }, restore: { wallSeconds: 5, cpuSeconds: 5, peakRssBytes: 1 } }] } });
+  t.match(scaled, '| 1 | 300 | 1.00 (machine 1.95) | 1 B | 600 | 1.00 |', 'the machine busy figure is shown where known');
 });
 
 t.test('the summary for the README: goals and the operations on the first workload', async (t) => {
@@ -232,6 +243,6 @@ t.test('charts: one per workload with operations, threads and chunk sizes', asyn
   for (const chart of charts) t.ok(chart.svg.startsWith('<svg') && chart.svg.endsWith('</svg>\n'));
   t.match(charts[0].svg, '<title>backup chunkvault: 1500 MB/s</title>');
   // 400 MB/s per worker at half data (see above), times min(threads, cores).
-  t.match(charts[1].svg, '<title>CPU limit at 1: 400 MB/s</title>');
-  t.match(charts[1].svg, '<title>CPU limit at 2: 800 MB/s</title>');
+  t.match(charts[1].svg, '<title>backup limit at 1: 400 MB/s</title>');
+  t.match(charts[1].svg, '<title>backup limit at 2: 800 MB/s</title>');
 });
