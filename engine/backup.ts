@@ -132,6 +132,7 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
       }
       run.report();
     },
+    Array.isArray,
   );
 }
 

@@ -78,26 +78,33 @@ export class WorkerPool {
 }
 
 /**
- * Runs `produce`d tasks with at most `window` in flight and hands their results to
- * `consume` one at a time, in submission order, so consumers never interleave.
+ * Runs tasks with at most `window` of those that `occupies` (default: all) in flight and
+ * hands their results to `consume` one at a time, in submission order, so consumers never
+ * interleave. Tasks that give the pool no work (a run of unchanged slots) must not occupy
+ * the window, or they starve the workers of the tasks that do.
  */
 export async function pipeline<T, R>(
   tasks: Iterable<T>,
   window: number,
   start: (task: T) => Promise<R>,
   consume: (result: R, task: T) => Promise<void>,
+  occupies: (task: T) => boolean = () => true,
 ): Promise<void> {
-  const inFlight: { task: T; result: Promise<R> }[] = [];
+  const inFlight: { task: T; result: Promise<R>; occupying: boolean }[] = [];
+  let occupied = 0;
   const drainOne = async (): Promise<void> => {
     const next = inFlight.shift()!;
+    if (next.occupying) occupied--;
     await consume(await next.result, next.task);
   };
   try {
     for (const task of tasks) {
       const result = start(task);
       result.catch(() => undefined); // observed in drainOne; avoid unhandled rejections meanwhile
-      inFlight.push({ task, result });
-      if (inFlight.length >= window) await drainOne();
+      const occupying = occupies(task);
+      inFlight.push({ task, result, occupying });
+      if (occupying) occupied++;
+      while (occupied >= window) await drainOne();
     }
     while (inFlight.length > 0) await drainOne();
   } finally {
