@@ -1,5 +1,5 @@
 /**
- * The worker pool. Workers load the compiled worker (dist/engine/worker.js) by absolute
+ * The worker pool. Workers load dist/engine/worker-entry.cjs (which imports worker.js) by absolute
  * path, also when this module runs from TypeScript source under tests.
  */
 import { availableParallelism } from 'node:os';
@@ -20,8 +20,8 @@ import type {
 
 function workerPath(): string {
   const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.js')) return join(dirname(here), 'worker.js');
-  return join(dirname(here), '..', 'dist', 'engine', 'worker.js');
+  if (here.endsWith('.js')) return join(dirname(here), 'worker-entry.cjs');
+  return join(dirname(here), '..', 'dist', 'engine', 'worker-entry.cjs');
 }
 
 export function defaultThreads(): number {
