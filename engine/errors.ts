@@ -50,6 +50,10 @@ export class DamagedDataError extends ChunkvaultError {
   override readonly code = 'CV_DAMAGED';
   override readonly exitCode = 1;
 }
+/** The store's directory refuses writes (permissions, a read-only filesystem). */
+export class StoreNotWritableError extends ChunkvaultError {
+  override readonly code = 'CV_STORE_NOT_WRITABLE';
+}
 export class NoSpaceError extends ChunkvaultError {
   override readonly code = 'CV_NO_SPACE';
 }

@@ -270,6 +270,9 @@ export async function gc(store: Store, options: GcOptions = {}): Promise<GcRepor
   checkMaxUnused(options.maxUnused ?? DEFAULT_MAX_UNUSED_PERCENT);
   const lock = await store.lock(options.dryRun ? 'gc --dry-run' : 'gc');
   try {
+    // Checked before waiting for the index (a reader may hold it for a moment: no use waiting to
+    // refuse) and again once gc holds it (a reader may have started meanwhile).
+    if (!options.dryRun) await refuseWhilePacksAreRead(store);
     const index = await store.openIndex(options.waitMs ?? 10_000);
     try {
       if (!options.dryRun) await refuseWhilePacksAreRead(store);

@@ -5,7 +5,10 @@
  * without its maps. Chunks stay until gc.
  */
 import type { Store } from '../store/store.js';
-import { UnknownRefError } from './errors.js';
+import type { RestorePoint } from '../store/catalog.js';
+import { describeLocks } from '../store/lock.js';
+import { StoreBusyError, UnknownRefError } from './errors.js';
+import { RESTORE_COMMAND } from './restore.js';
 import { crashPoint } from './crash.js';
 import { checkName } from './names.js';
 import { applyRetention, checkPolicy, type RetentionDecision, type RetentionPolicy } from './retention.js';
@@ -35,6 +38,17 @@ export async function planPrune(store: Store, policy: RetentionPolicy, options: 
   return { points: decisions, kept: decisions.length - removed, removed };
 }
 
+/** A restore reads a point's map once, as it starts; removing the point under it must wait. */
+async function refuseWhileRestored(store: Store, ids: Set<string>): Promise<void> {
+  const readers = (await store.locks()).filter((l) => {
+    const [command, id] = l.command.split(' ');
+    return command === RESTORE_COMMAND && ids.has(id);
+  });
+  if (readers.length === 0) return;
+  const holder = describeLocks(readers);
+  throw new StoreBusyError(`prune would remove a restore point that ${holder} is reading; nothing was removed; run prune when that has finished`, { holder });
+}
+
 /**
  * Removes the plan's restore points. A point held since the plan was made is kept: the
  * catalog is read again before removing. Returns the ids removed.
@@ -43,10 +57,12 @@ export async function executePrune(store: Store, plan: PrunePlan): Promise<strin
   const lock = await store.lock('prune');
   try {
     const current = new Map((await store.catalog.list()).points.map((p) => [p.id, p]));
+    const doomed = plan.points
+      .map((d) => (d.action === 'remove' ? current.get(d.id) : undefined))
+      .filter((p): p is RestorePoint => p !== undefined && p.hold === null);
+    await refuseWhileRestored(store, new Set(doomed.map((p) => p.id)));
     const removed: string[] = [];
-    for (const decision of plan.points) {
-      const point = current.get(decision.id);
-      if (decision.action !== 'remove' || !point || point.hold !== null) continue;
+    for (const point of doomed) {
       await store.catalog.remove(point.id);
       crashPoint('prune-after-catalog');
       await store.removeMaps(point.id);

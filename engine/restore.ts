@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import type { Store } from '../store/store.js';
 import type { RestorePoint, DiskEntry } from '../store/catalog.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
-import { InvalidInputError, TargetError } from './errors.js';
+import { InvalidInputError, TargetError, UnknownRefError } from './errors.js';
 import { appendRange, damageAt, type DamagedRange } from './damage.js';
 import type { ChunkLocation } from '../store/pack.js';
 
@@ -17,6 +17,8 @@ import { chunkRef, locateChunks, readMapOrDamage, uniqueIds } from './locate.js'
 import type { ChunkRef, RestoreSlot } from './tasks.js';
 
 const TASK_BYTES = 8 * 1024 * 1024;
+/** The lock's command: `restore <id>`. */
+export const RESTORE_COMMAND = 'restore';
 
 export interface RestoreOptions {
   /** Write what can be restored and report the rest, instead of stopping at the first damage. */
@@ -123,10 +125,17 @@ export async function restore(store: Store, ref: string, target: string, options
   const targetPath = resolve(target);
   const { isDevice } = await checkTarget(targetPath, disk.size);
   const partial = options.partial === true;
-  const lock = await store.lock('restore');
+  // The id in the lock tells prune which restore point is being read (prune.ts refuseWhileRestored).
+  const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`);
   const pool = new WorkerPool(store.packsDir, options.threads);
   try {
-    const map = await readMapOrDamage(store, point, disk.label);
+    const map = await readMapOrDamage(store, point, disk.label).catch(async (err: unknown) => {
+      await confirmStillListed(store, point);
+      throw err;
+    });
+    // A prune that started before this lock was visible may have removed the point, maps last:
+    // the map read above came first, or the point is gone now.
+    await confirmStillListed(store, point);
     const ids = uniqueIds(map);
     const refs = resolveRefs(point, disk, map, ids, await locateChunks(store, ids), partial);
     const { slots, missing } = restoreSlots(map, disk.size, point.chunkSize, refs, isDevice);
@@ -136,7 +145,9 @@ export async function restore(store: Store, ref: string, target: string, options
     await pipeline(
       batches(slots, Math.max(1, Math.floor(TASK_BYTES / point.chunkSize))),
       pool.window,
-      (batch) => pool.restore({ op: 'restore', target: targetPath, slots: batch }),
+      (batch) => pool.restore({ op: 'restore', target: targetPath, slots: batch }).catch((err: Error) => {
+        throw new TargetError(`target ${targetPath}: writing failed (${err.message}); the restore is incomplete`, { target: targetPath });
+      }),
       async (result, batch) => {
         for (const { index, problem } of result.problems) {
           if (!partial) throw damageAt(point, disk.label, batch[index].diskOffset, problem);
@@ -162,6 +173,11 @@ export async function restore(store: Store, ref: string, target: string, options
     await pool.close();
     await lock.release();
   }
+}
+
+async function confirmStillListed(store: Store, point: RestorePoint): Promise<void> {
+  if ((await store.catalog.list()).points.some((p) => p.id === point.id)) return;
+  throw new UnknownRefError(`restore point ${point.id} was removed (by prune) as this restore started; nothing was written`, { restorePoint: point.id });
 }
 
 function unrestoredRanges(items: { slot: RestoreSlot; problem: string }[]): DamagedRange[] {

@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { StoreExistsError, InvalidInputError } from '../engine/errors.js';
+import { StoreExistsError, InvalidInputError, StoreNotWritableError } from '../engine/errors.js';
 import { FORMAT_FILE, encodeFormat, readFormat, type StoreFormat } from './format.js';
 import { Catalog } from './catalog.js';
 import { ChunkIndex } from './index-db.js';
@@ -136,8 +136,12 @@ export class Store {
     return ChunkIndex.open(join(this.dir, 'index'), { waitMs, describeHolder: async () => describeLocks(await this.locks()) });
   }
 
+  /** Every command that changes or reads packs registers first: the first write, so the place to say the store refuses writes. */
   lock(command: string): Promise<HeldLock> {
-    return acquireLock(join(this.dir, 'locks'), command);
+    return acquireLock(join(this.dir, 'locks'), command).catch((err: NodeJS.ErrnoException) => {
+      if (!['EACCES', 'EPERM', 'EROFS'].includes(err.code ?? '')) throw err;
+      throw new StoreNotWritableError(`store ${this.dir} is not writable (${err.code}); '${command}' needs to write to it: run it as the store's owner`, { store: this.dir, code: err.code });
+    });
   }
 
   locks(): Promise<LockInfo[]> {

@@ -4,13 +4,15 @@
  * For each: verify names exactly the damaged restore points, disks and byte ranges and
  * exits 1; undamaged restore points and disks still restore byte-identical; restoring a
  * damaged disk fails naming where, or with --partial writes the rest and lists the ranges;
- * repair rebuilds the index from the packs.
+ * repair rebuilds the index from the packs. Commands run through the CLI's main() in this
+ * process (main-cli.ts); gc and the other direct calls through the real binary.
  */
 import t, { type Test } from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { RECORD_HEADER_BYTES } from '../../store/pack.js';
 import { cli, cliJson, sha256File } from '../helpers/index.js';
+import { runMain } from './main-cli.js';
 import { corruptChunk } from '../helpers/corrupt.js';
 import { CS, buildFixture, copyStore, dropIndexEntries, packOf, type Fixture } from './fixture.js';
 
@@ -42,7 +44,7 @@ const fixture = await buildFixture(t);
 const CHUNKS = 21 + 8 + 2 + 6; // A's sda and sdb, B's two new slots, C
 
 async function verifyJson(t: Test, store: string, readData: boolean, exitCode: number): Promise<VerifyJson> {
-  const result = await cli(['verify', '--store', store, '--json', ...(readData ? ['--read-data'] : [])]);
+  const result = await runMain(['verify', '--store', store, '--json', ...(readData ? ['--read-data'] : [])]);
   t.equal(result.code, exitCode, `verify${readData ? ' --read-data' : ''} exits ${exitCode}`);
   return JSON.parse(result.stdout) as VerifyJson;
 }
@@ -50,13 +52,13 @@ async function verifyJson(t: Test, store: string, readData: boolean, exitCode: n
 /** The disk restores byte-identical to its source image. */
 async function restores(t: Test, store: string, dir: string, ref: string, disk: string, sha: string): Promise<void> {
   const out = join(dir, `ok-${ref}-${disk}.img`);
-  const result = await cli(['restore', '--store', store, ref, out, '--disk', disk]);
+  const result = await runMain(['restore', '--store', store, ref, out, '--disk', disk]);
   t.equal(result.code, 0, `${ref} ${disk} restores: ${result.stderr}`);
   t.equal(await sha256File(out), sha, `${ref} ${disk} is byte-identical`);
 }
 
 async function restoreFails(t: Test, store: string, dir: string, ref: string, disk: string, message: RegExp): Promise<void> {
-  const result = await cli(['restore', '--store', store, ref, join(dir, `failed-${ref}-${disk}.img`), '--disk', disk]);
+  const result = await runMain(['restore', '--store', store, ref, join(dir, `failed-${ref}-${disk}.img`), '--disk', disk]);
   t.equal(result.code, 1, `restoring ${ref} ${disk} fails with exit 1`);
   t.match(result.stderr.trimEnd(), message);
   t.equal(result.stderr.trimEnd().split('\n').length, 1, 'in one line');
@@ -65,7 +67,7 @@ async function restoreFails(t: Test, store: string, dir: string, ref: string, di
 /** --partial: exit 1, the unrestored ranges listed and left zero, every other byte the source's. */
 async function restoresPartially(t: Test, store: string, dir: string, ref: string, disk: string, image: string, expected: Range[]): Promise<void> {
   const out = join(dir, `partial-${ref}-${disk}.img`);
-  const result = await cli(['restore', '--store', store, ref, out, '--disk', disk, '--partial', '--json']);
+  const result = await runMain(['restore', '--store', store, ref, out, '--disk', disk, '--partial', '--json']);
   t.equal(result.code, 1, '--partial exits 1');
   t.same((JSON.parse(result.stdout) as { unrestored: Range[] }).unrestored, expected, '--partial lists exactly the damaged ranges');
   const restored = await fs.readFile(out);
@@ -80,7 +82,7 @@ async function restoresPartially(t: Test, store: string, dir: string, ref: strin
 }
 
 async function repairJson(t: Test, store: string): Promise<RepairJson> {
-  const result = await cli(['repair', '--store', store, '--json']);
+  const result = await runMain(['repair', '--store', store, '--json']);
   t.equal(result.code, 0, `repair exits 0: ${result.stderr}`);
   return JSON.parse(result.stdout) as RepairJson;
 }

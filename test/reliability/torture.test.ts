@@ -4,8 +4,8 @@
  * moments and at every injected step. After each kill the store opens, verify --read-data
  * is clean, the catalog lists exactly what was committed, every restore point reads back
  * byte-identical, the dead process's lock is gone; after each gc nothing is left to reclaim.
- * The harness runs compiled, in its own process: under the test runner's coverage hooks its
- * in-process checks would take twice as long.
+ * The harness runs compiled, in its own process, without the test runner's NODE_OPTIONS hooks:
+ * under them every one of its hundred CLI processes starts twice as slowly.
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
@@ -16,7 +16,7 @@ import { ROOT } from '../helpers/index.js';
 
 function torture(args: string[]): Promise<{ code: number | null; report: TortureReport }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'dist', 'bench', 'torture.js'), ...args, '--json', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, join(ROOT, 'dist', 'bench', 'torture.js'), ...args, '--json', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.on('error', reject);
