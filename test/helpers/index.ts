@@ -1,5 +1,6 @@
 /** Test helpers: real temp storage, seeded images, the real CLI in a child process. */
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { createCipheriv, createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -113,10 +114,9 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real CLI (compiled) in a child process. */
-export function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** Waits for a child process and returns its exit code and output. */
+export function collect(child: ChildProcessByStdio<null, Readable, Readable>): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -124,6 +124,11 @@ export function cli(args: string[], env: Record<string, string> = {}): Promise<C
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+/** Runs the real CLI (compiled) in a child process. */
+export function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return collect(spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 /** Runs the CLI and parses its --json output, failing loudly when it did not succeed. */
@@ -167,14 +172,7 @@ export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
 
-export function hasCommand(name: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { hasCommand } from '../../bench/peers.js';
 
 /** A new store (1 MiB chunks) holding one backup of a mixed image, in a temp dir. */
 export async function backedUpStore(t: Test): Promise<{ dir: string; store: string; image: string; id: string }> {

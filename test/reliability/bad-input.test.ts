@@ -11,7 +11,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { random } from '../../bench/workload.js';
 import { openStore, runBackup, type BackupRequest } from '../../engine/index.js';
-import { CLI, MiB, cli, cliJson, hasCommand, isRoot, requireCapability, seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
+import { CLI, MiB, cli, cliJson, collect, hasCommand, isRoot, requireCapability, seededBytes, sha256File, tempDir, treeDigest, writeImage, type CliResult } from '../helpers/index.js';
 import { runMain } from './main-cli.js';
 
 const CS = 64 * 1024;
@@ -211,18 +211,9 @@ t.test('a store directory that is not writable: a clear refusal, nothing changed
   const out = join(dir, 'out');
   await fs.mkdir(out, { mode: 0o777 });
   await fs.chmod(out, 0o777);
-  const asNobody = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-    new Promise((resolve, reject) => {
-      // env -i: the test runner adds its NODE_OPTIONS hooks to every child, and they write into the checkout, which nobody cannot.
-      const bare = ['env', '-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`];
-      const child = spawn(bare[0], [...bare.slice(1), 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
+  const asNobody = (args: string[]): Promise<CliResult> =>
+    // env -i: the test runner adds its NODE_OPTIONS hooks to every child, and they write into the checkout, which nobody cannot.
+    collect(spawn('env', ['-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`, 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const before = await treeDigest(store);
   const refused = (command: string): RegExp => new RegExp(`^chunkvault: store ${store} is not writable \\(EACCES\\); '${command}' needs to write to it: run it as the store's owner$`, 'm');
   oneLineError(t, 'backup', await asNobody(['backup', '--store', store, image, '--name', 'vm']), 2, refused('backup'));
