@@ -2,22 +2,10 @@
 import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import type { BackupReport } from '../../engine/index.js';
 import { MiB, cli, cliJson, mixedImage, sha256File, tempDir, writeImage } from '../helpers/index.js';
 
 const SIZE = 16 * MiB + 12345;
-
-interface Report {
-  id: string;
-  name: string;
-  time: string;
-  disks: { label: string; size: number }[];
-  bytesRead: number;
-  bytesNew: number;
-  chunksTotal: number;
-  chunksNew: number;
-  chunksZero: number;
-  seconds: number;
-}
 
 t.test('backup, dedup, list, restore, verify and stats of a mixed image', async (t) => {
   const dir = await tempDir(t);
@@ -26,7 +14,7 @@ t.test('backup, dedup, list, restore, verify and stats of a mixed image', async 
   t.equal(await mixedImage(image), SIZE);
   await cliJson(['init', '--store', store]);
 
-  const first = await cliJson<Report>(['backup', '--store', store, image, '--time', '2026-11-20T23:00:00Z']);
+  const first = await cliJson<BackupReport>(['backup', '--store', store, image, '--time', '2026-11-20T23:00:00Z']);
   t.match(first, { name: 'vm-disk', time: '2026-11-20T23:00:00.000Z', disks: [{ label: 'vm-disk', size: SIZE }] });
   t.equal(first.bytesRead, SIZE, 'every byte read once');
   t.equal(first.chunksTotal, 17);
@@ -35,7 +23,7 @@ t.test('backup, dedup, list, restore, verify and stats of a mixed image', async 
   t.ok(first.bytesNew < 8 * MiB, 'text is compressed');
   t.ok(first.seconds > 0);
 
-  const second = await cliJson<Report>(['backup', '--store', store, `disk0=${image}`, '--name', 'vm', '--time', '2026-11-21T23:00:00Z']);
+  const second = await cliJson<BackupReport>(['backup', '--store', store, `disk0=${image}`, '--name', 'vm', '--time', '2026-11-21T23:00:00Z']);
   t.equal(second.chunksNew, 0, 'a second backup of the same image stores no chunk');
   t.equal(second.bytesNew, 0);
   t.equal(second.disks[0].label, 'disk0');
@@ -76,7 +64,7 @@ t.test('several disks make one restore point; CHUNKVAULT_STORE names the store',
   await writeImage(a, [{ kind: 'random', bytes: 300_000, seed: 7 }]);
   await mixedImage(b, 3);
   await cliJson(['init', '--chunk-size', '64K'], env);
-  const report = await cliJson<Report>(['backup', `sys=${a}`, `data=${b}`, '--name', 'vm1'], env);
+  const report = await cliJson<BackupReport>(['backup', `sys=${a}`, `data=${b}`, '--name', 'vm1'], env);
   t.same(report.disks.map((d) => d.label), ['sys', 'data']);
   t.equal(report.chunksTotal, Math.ceil(300_000 / 65536) + Math.ceil(SIZE / 65536));
   const noDisk = await cli(['restore', 'vm1@latest', join(dir, 'x.img')], env);

@@ -5,18 +5,7 @@ import { join } from 'node:path';
 import { backedUpStore, cli, cliJson, sha256File } from '../helpers/index.js';
 import { chunkLocation } from '../helpers/corrupt.js';
 import { RECORD_HEADER_BYTES } from '../../store/pack.js';
-
-interface Report {
-  chunksFound: number;
-  duplicates: number;
-  damagedRanges: { pack: string; offset: number; length: number }[];
-  indexEntriesBefore: number | null;
-  indexRecreated: boolean;
-  entriesAdded: number;
-  entriesReplaced: number;
-  entriesRemoved: number;
-  indexEntriesAfter: number;
-}
+import type { RepairReport } from '../../engine/repair.js';
 
 async function restoresIdentical(store: string, id: string, image: string, dir: string): Promise<boolean> {
   const out = join(dir, `check-${Math.random()}.img`);
@@ -26,7 +15,7 @@ async function restoresIdentical(store: string, id: string, image: string, dir: 
 
 t.test('a healthy store: repair finds every chunk and changes nothing', async (t) => {
   const { store } = await backedUpStore(t);
-  const report = await cliJson<Report>(['repair', '--store', store]);
+  const report = await cliJson<RepairReport>(['repair', '--store', store]);
   t.match(report, { chunksFound: 9, duplicates: 0, damagedRanges: [], indexEntriesBefore: 9, indexRecreated: false, entriesAdded: 0, entriesReplaced: 0, entriesRemoved: 0, indexEntriesAfter: 9 });
 });
 
@@ -37,12 +26,12 @@ t.test('a wiped index is rebuilt; a garbage index is recreated', async (t) => {
   const broken = await cli(['verify', '--store', store]);
   t.equal(broken.code, 1);
   t.match(broken.stdout, /chunk missing from the index/);
-  t.match(await cliJson<Report>(['repair', '--store', store]), { indexEntriesBefore: 0, entriesAdded: 9, indexEntriesAfter: 9 });
+  t.match(await cliJson<RepairReport>(['repair', '--store', store]), { indexEntriesBefore: 0, entriesAdded: 9, indexEntriesAfter: 9 });
   t.equal((await cli(['verify', '--store', store, '--read-data'])).code, 0);
   t.ok(await restoresIdentical(store, id, image, dir));
 
   for (const name of await fs.readdir(join(store, 'index'))) await fs.writeFile(join(store, 'index', name), 'garbage');
-  const salvaged = await cliJson<Report>(['repair', '--store', store]);
+  const salvaged = await cliJson<RepairReport>(['repair', '--store', store]);
   t.match(salvaged, { entriesAdded: 9, indexEntriesAfter: 9 }, 'salvaged by LevelDB repair or recreated, then refilled from the packs');
   t.not(salvaged.indexEntriesBefore, 9);
   t.ok(await restoresIdentical(store, id, image, dir));
@@ -58,7 +47,7 @@ t.test('a damaged record header costs only that record; duplicates and wrong ent
   await pack.write(Buffer.from('XXXX'), 0, 4, second.offset);
   await pack.close();
 
-  const report = await cliJson<Report>(['repair', '--store', store]);
+  const report = await cliJson<RepairReport>(['repair', '--store', store]);
   t.same(report.damagedRanges, [{ pack: second.pack, offset: second.offset, length: RECORD_HEADER_BYTES + second.storedLength }]);
   t.equal(report.chunksFound, 9, 'the damaged chunk still has its copy in the other pack');
   t.equal(report.duplicates, 8);
@@ -67,7 +56,7 @@ t.test('a damaged record header costs only that record; duplicates and wrong ent
   t.ok(await restoresIdentical(store, id, image, dir));
 
   await fs.rm(copy);
-  const lost = await cliJson<Report>(['repair', '--store', store]);
+  const lost = await cliJson<RepairReport>(['repair', '--store', store]);
   t.match(lost, { chunksFound: 8, entriesRemoved: 1, indexEntriesAfter: 8 });
   const verify = await cli(['verify', '--store', store]);
   t.equal(verify.code, 1);
