@@ -1,17 +1,12 @@
 /** gc killed (kill -9) at each of its steps leaves every restore point restorable, and the next gc finishes. */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, cli, cliJson, sha256File, tempDir, writeImage } from '../helpers/index.js';
+import { MiB, cli, cliJson, tempDir, writeImage, restoresIdentically } from '../helpers/index.js';
 
 interface StatsJson {
   packBytes: number;
   reclaimableBytes: number;
-}
-
-async function restoresIdentically(t: Test, store: string, id: string, image: string, out: string): Promise<void> {
-  await cliJson(['restore', '--store', store, id, out]);
-  t.equal(await sha256File(out), await sha256File(image), `${id} restores byte-identical`);
 }
 
 t.test('gc killed at each step leaves every restore point restorable, and the next gc finishes', async (t) => {

@@ -2,11 +2,11 @@
  * gc and backups side by side: racing a backup gc loses nothing; a backup that fills the
  * disk leaves a consistent store whose partial data gc reclaims.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, MiB, cli, cliJson, hasCommand, isRoot, requireCapability, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
+import { CLI, MiB, cli, cliJson, hasCommand, isRoot, requireCapability, tempDir, treeDigest, writeImage, restoresIdentically } from '../helpers/index.js';
 
 interface StatsJson {
   packBytes: number;
@@ -16,11 +16,6 @@ interface StatsJson {
 /** Packs, catalog and maps: LevelDB rewrites its own files whenever it is opened. */
 async function contentDigest(store: string): Promise<string> {
   return (await Promise.all(['packs', 'catalog', 'maps'].map((part) => treeDigest(join(store, part))))).join();
-}
-
-async function restoresIdentically(t: Test, store: string, id: string, image: string, out: string): Promise<void> {
-  await cliJson(['restore', '--store', store, id, out]);
-  t.equal(await sha256File(out), await sha256File(image), `${id} restores byte-identical`);
 }
 
 t.test('gc racing a backup loses nothing: one of them waits or is told the store is busy', async (t) => {

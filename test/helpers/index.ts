@@ -184,3 +184,9 @@ export async function backedUpStore(t: Test): Promise<{ dir: string; store: stri
   const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
   return { dir, store, image, id };
 }
+
+/** Restores a restore point through the CLI and checks it equals the image it was made from. */
+export async function restoresIdentically(t: Test, store: string, id: string, image: string, out: string): Promise<void> {
+  await cliJson(['restore', '--store', store, id, out]);
+  t.equal(await sha256File(out), await sha256File(image), `${id} restores byte-identical`);
+}

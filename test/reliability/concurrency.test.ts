@@ -3,13 +3,13 @@
  * readers read a mount, prune and gc while a restore runs, locks of dead processes. Each
  * ends with correct results, or with a clear busy message naming the holder.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI, MiB, cli, cliJson, mixedImage, sha256File, tempDir, writeImage } from '../helpers/index.js';
+import { CLI, MiB, cli, cliJson, mixedImage, sha256File, tempDir, writeImage, restoresIdentically } from '../helpers/index.js';
 import { canMount, startMount } from '../fuse/mounting.js';
 
 const run = promisify(execFile);
@@ -33,11 +33,6 @@ async function lockOf(store: string, pid: number): Promise<{ command: string } |
     if (name.startsWith(`${pid}-`)) return JSON.parse(await fs.readFile(join(store, 'locks', name), 'utf8')) as { command: string };
   }
   return null;
-}
-
-async function restoresIdentically(t: Test, store: string, id: string, image: string, out: string): Promise<void> {
-  await cliJson(['restore', '--store', store, id, out]);
-  t.equal(await sha256File(out), await sha256File(image), `${id} restores byte-identical`);
 }
 
 t.test('two backups into one store at once: each waits for the other or is told who holds the store; both results correct', async (t) => {
