@@ -4,7 +4,7 @@
  * process tree); otherwise CPU comes from this process's reaped-children counters and peak
  * RSS from polling /proc/<pid>/status, which can miss a short spike between two polls.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,7 +88,13 @@ function vmHwm(pid: number): number {
   }
 }
 
+/**
+ * Every timed command starts with no dirty pages left by the step before it (`sync`): the
+ * kernel writing back an earlier run's gigabytes would otherwise be billed to whichever
+ * tool runs next, and a restore point is taken long after the one before it.
+ */
 export async function measureCommand(command: string, args: string[], options: CommandOptions = {}): Promise<CommandRun> {
+  spawnSync('sync');
   const timeFile = options.gnuTime ?? hasGnuTime() ? join(await fs.mkdtemp(join(tmpdir(), 'cv-time-')), 'time.txt') : null;
   const [file, argv] = timeFile ? [TIME, ['-v', '-o', timeFile, command, ...args]] : [command, args];
   const cpuBefore = reapedChildrenCpu();

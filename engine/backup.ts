@@ -39,7 +39,8 @@ export interface BackupOptions {
   time: string;
   kind: BackupKind;
   parent: RestorePoint | null;
-  threads?: number;
+  /** The caller's, started early so its threads load while the disks are planned; not closed here. */
+  pool: WorkerPool;
   throttle?: ThrottleLimits | null;
   onProgress?: (progress: BackupProgress) => void;
 }
@@ -58,6 +59,8 @@ class BackupRun {
   readonly stats: BackupStats = { bytesRead: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0, secondsThrottled: 0 };
   /** Chunks written by this run, not yet in the index: dedup within the backup. */
   readonly pending = new Map<string, [Buffer, ChunkLocation]>();
+  /** Result buffers whose bytes are written: handed back to the workers for their next output. */
+  readonly spare: ArrayBuffer[] = [];
   bytesDone = 0;
 
   constructor(
@@ -79,8 +82,13 @@ class BackupRun {
     });
   }
 
-  /** Stores the records of a worker result that neither this run nor the index has yet. */
+  /** Stores the records of a worker result that neither this run nor the index has yet, then recycles its buffer. */
   async storeNewChunks(result: BackupResult): Promise<void> {
+    const { written } = await this.appendNewChunks(result);
+    void written.then(() => this.spare.push(result.buffer));
+  }
+
+  private async appendNewChunks(result: BackupResult): Promise<{ written: Promise<void> }> {
     const bytes = Buffer.from(result.buffer);
     const candidates: { id: Buffer; hex: string; record: Buffer; header: ReturnType<typeof decodeRecordHeader> }[] = [];
     const seen = new Set<string>();
@@ -95,8 +103,8 @@ class BackupRun {
     });
     const known = await this.index.getMany(candidates.map((c) => c.id));
     const fresh = candidates.filter((_, i) => known[i] === undefined);
-    if (fresh.length === 0) return;
-    const { pack, offset } = await this.packs.append(fresh.map((c) => c.record));
+    if (fresh.length === 0) return { written: Promise.resolve() };
+    const { pack, offset, written } = await this.packs.append(fresh.map((c) => c.record));
     let at = offset;
     for (const { id, hex, record, header } of fresh) {
       this.pending.set(hex, [id, { pack, offset: at, storedLength: header!.storedLength, rawLength: header!.rawLength, codec: header!.codec }]);
@@ -104,6 +112,7 @@ class BackupRun {
       this.stats.bytesNew += record.byteLength;
       this.stats.chunksNew++;
     }
+    return { written };
   }
 }
 
@@ -119,14 +128,15 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
     async (unit) => (Array.isArray(unit) ? readSlots(run, pool, disk, unit) : null),
     async (result, unit) => {
       if (Array.isArray(unit)) {
+        // A copy: the result's buffer goes back to a worker once its records are written.
+        writeIds(map, unit, Buffer.from(result!.buffer.slice(0, unit.length * ID_BYTES)));
         await run.storeNewChunks(result!);
-        await writeIds(map, unit, Buffer.from(result!.buffer, 0, unit.length * ID_BYTES));
         run.stats.bytesRead += result!.bytesRead;
         run.stats.chunksZero += result!.slots.filter((s) => s.outcome === SlotOutcome.Zero).length;
         run.stats.chunksTotal += unit.length;
         run.bytesDone += unit.reduce((sum, plan) => sum + plan.length, 0);
       } else {
-        await recordUnreadRun(run, disk, map, unit);
+        recordUnreadRun(run, disk, map, unit);
         run.stats.chunksTotal += unit.count;
         run.bytesDone += slotBytes(unit.first, unit.count);
       }
@@ -139,7 +149,7 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
 /** Workers read, hash and compress; the throttle holds the submission back and learns the read latency. */
 async function readSlots(run: BackupRun, pool: WorkerPool, disk: BackupDisk, slots: SlotPlan[]): Promise<BackupResult> {
   await run.throttle?.admit(slots.reduce((sum, plan) => sum + plan.reads.reduce((s, r) => s + r.length, 0), 0));
-  const result = await pool.backup({ op: 'backup', path: disk.path, slots, parentIds: parentIds(disk, slots) }).catch((err: Error) => {
+  const result = await pool.backup({ op: 'backup', path: disk.path, slots, parentIds: parentIds(disk, slots), out: run.spare.pop() ?? null }).catch((err: Error) => {
     throw new SourceError(`source ${disk.path}: reading failed (${err.message}); the backup was not committed`, { path: disk.path });
   });
   if (result.reads > 0) run.throttle?.observe(result.readMs / result.reads);
@@ -158,11 +168,11 @@ function parentIds(disk: BackupDisk, slots: SlotPlan[]): Buffer | null {
 }
 
 /** Writes a task's ids into the map, one write per run of consecutive slots. */
-async function writeIds(map: ChunkMapWriter, slots: SlotPlan[], ids: Buffer): Promise<void> {
+function writeIds(map: ChunkMapWriter, slots: SlotPlan[], ids: Buffer): void {
   for (let i = 0; i < slots.length; ) {
     let n = 1;
     while (i + n < slots.length && slots[i + n].slot === slots[i].slot + n) n++;
-    await map.write(slots[i].slot, ids.subarray(i * ID_BYTES, (i + n) * ID_BYTES));
+    map.write(slots[i].slot, ids.subarray(i * ID_BYTES, (i + n) * ID_BYTES));
     i += n;
   }
 }
@@ -172,7 +182,7 @@ async function writeIds(map: ChunkMapWriter, slots: SlotPlan[], ids: Buffer): Pr
  * pieces. Parent runs lie within the parent's map: a size change makes the slots past its
  * common part read (plan.ts resizedRange).
  */
-async function recordUnreadRun(run: BackupRun, disk: BackupDisk, map: ChunkMapWriter, unit: UnreadRun): Promise<void> {
+function recordUnreadRun(run: BackupRun, disk: BackupDisk, map: ChunkMapWriter, unit: UnreadRun): void {
   if (unit.kind === 'zero') {
     run.stats.chunksZero += unit.count;
     return;
@@ -180,7 +190,7 @@ async function recordUnreadRun(run: BackupRun, disk: BackupDisk, map: ChunkMapWr
   const end = unit.first + unit.count;
   for (let first = unit.first; first < end; first += PARENT_RUN_SLOTS) {
     const ids = disk.parentMap!.subarray(first * ID_BYTES, Math.min(first + PARENT_RUN_SLOTS, end) * ID_BYTES);
-    await map.write(first, ids);
+    map.write(first, ids);
     for (let at = 0; at < ids.byteLength; at += ID_BYTES) if (isZeroId(ids.subarray(at, at + ID_BYTES))) run.stats.chunksZero++;
   }
 }
@@ -191,7 +201,7 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
   const maps: ChunkMapWriter[] = [];
   let index: ChunkIndex | null = null;
   const packs = store.newPackWriter();
-  const pool = new WorkerPool(store.packsDir, options.threads);
+  const pool = options.pool;
   const id = newRestorePointId();
   try {
     // A mount or restore holds the index for a moment to resolve chunk locations: wait for it.
@@ -234,7 +244,6 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
     throw explainNoSpace(err, store.dir);
   } finally {
     await packs.close();
-    await pool.close();
     await index?.close();
     await lock.release();
   }

@@ -6,6 +6,7 @@ import { Store } from '../store/store.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
 import type { BackupKind, BackupStats, RestorePoint } from '../store/catalog.js';
 import { backup, type BackupProgress } from './backup.js';
+import { WorkerPool } from './pool.js';
 import { prepareDisks, type LayoutOptions } from './layout.js';
 import { throttleLimits } from './throttle.js';
 import { openSources } from './source.js';
@@ -66,13 +67,19 @@ export function backupReport(point: RestorePoint): BackupReport {
 
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {
   const time = request.time === undefined ? new Date().toISOString() : parseTime(request.time);
-  const sources = await openSources(request.sources);
-  const name = checkName(request.name ?? sources[0].label);
-  const throttle = throttleLimits(request.maxLatencyMs, request.maxRateMBps);
-  const { disks, kind, parent } = await prepareDisks(store, sources, name, request);
-  await checkSpace(store, estimateBackupBytes(disks.map((d) => diskNeed(d.layout)), store.chunkSize, parent), request.force === true);
-  const point = await backup(store, disks, { name, time, kind, parent, threads: request.threads, throttle, onProgress: request.onProgress });
-  return backupReport(point);
+  // Workers take ~50 ms to load their native modules: let that overlap the planning below.
+  const pool = new WorkerPool(store.packsDir, request.threads);
+  try {
+    const sources = await openSources(request.sources);
+    const name = checkName(request.name ?? sources[0].label);
+    const throttle = throttleLimits(request.maxLatencyMs, request.maxRateMBps);
+    const { disks, kind, parent } = await prepareDisks(store, sources, name, request);
+    await checkSpace(store, estimateBackupBytes(disks.map((d) => diskNeed(d.layout)), store.chunkSize, parent), request.force === true);
+    const point = await backup(store, disks, { name, time, kind, parent, pool, throttle, onProgress: request.onProgress });
+    return backupReport(point);
+  } finally {
+    await pool.close();
+  }
 }
 
 export interface ListEntry {

@@ -60,7 +60,7 @@ export class WorkerPool {
   }
 
   backup(task: BackupTask): Promise<BackupResult> {
-    return this.run(task);
+    return this.run(task, task.out ? [task.out] : undefined);
   }
   restore(task: RestoreTask): Promise<RestoreResult> {
     return this.run(task);

@@ -20,6 +20,8 @@ export interface BackupTask {
   slots: SlotPlan[];
   /** Parent's ids for these slots (32 bytes each), or empty: equal ids skip compression. */
   parentIds: Uint8Array | null;
+  /** A spent result buffer handed back (transferred) for the output, when large enough. */
+  out: ArrayBuffer | null;
 }
 
 export enum SlotOutcome {

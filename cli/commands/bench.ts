@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { machineBenchmark, type MachineBenchmark } from '../../bench/machine.js';
+import type { MachineBenchmark } from '../../bench/machine.js';
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines, table } from '../output.js';
 import { threadCount } from '../store-option.js';
@@ -25,6 +25,8 @@ export function register(program: Command): void {
     .option('--threads <n>', 'worker threads for the pipelines (default: one per core)', threadCount)
     .option('--json', 'machine-readable output')
     .action(async (options: { threads?: number; json?: boolean }) => {
+      // Loaded on use: it pulls in the benchmark code, a sixth of every other command's start-up.
+      const { machineBenchmark } = await import('../../bench/machine.js');
       const result = await machineBenchmark({ threads: options.threads });
       if (options.json) printJson(result);
       else printLines(describe(result));

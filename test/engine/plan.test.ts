@@ -3,6 +3,7 @@ import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../../engine/backup.js';
+import { WorkerPool } from '../../engine/pool.js';
 import { initStore, restore, runBackup } from '../../engine/index.js';
 import { groupTasks, mergeRanges, planSlots, resizedRange, wholeDisk, type DiskLayout, type SlotAction } from '../../engine/plan.js';
 
@@ -155,7 +156,9 @@ t.test('a parent removed between reading its map and opening the index is refuse
   // Opening LevelDB rewrites its own log and manifest: compare what a backup would add.
   const written = (): Promise<string[]> => Promise.all(['catalog', 'maps', 'packs'].map((part) => treeDigest(join(store.dir, part))));
   const before = await written();
-  await t.rejects(backup(store, [{ label: 'sda', path: image, layout, parentMap }], { name: 'vm', time: parent.time, kind: 'cbt', parent, threads: 1 }), {
+  const pool = new WorkerPool(store.packsDir, 1);
+  t.teardown(() => pool.close());
+  await t.rejects(backup(store, [{ label: 'sda', path: image, layout, parentMap }], { name: 'vm', time: parent.time, kind: 'cbt', parent, pool }), {
     code: 'CV_INVALID_INPUT',
     message: new RegExp(`parent ${parent.id} was removed while this backup started; nothing was written`),
   });

@@ -86,3 +86,27 @@ t.test('zero detection', async (t) => {
   t.notOk(isAllZero(b));
   t.notOk(isAllZero(Buffer.from([0, 0, 0, 1])));
 });
+
+t.test('writes happen behind append: sync waits for them, and a failed write fails sync and every later append', async (t) => {
+  const dir = await tempDir(t);
+  const writer = new PackWriter(dir);
+  const chunks = [4, 5, 6].map((seed) => seededBytes(seed, 70_000));
+  const places: { pack: string; offset: number }[] = [];
+  for (const c of chunks) places.push(await writer.append([record(c)]));
+  await writer.sync();
+  const path = join(dir, packFileName(places[0].pack));
+  t.same(
+    await checkRecords(path, chunks.map((c, i) => ({ offset: places[i].offset, storedLength: 70_000, id: chunkId(c) }))),
+    [null, null, null],
+    'every record is in place once sync returns',
+  );
+  await writer.close();
+
+  const gone = join(dir, 'removed');
+  const failing = new PackWriter(gone);
+  const placed = await failing.append([record(chunks[0])]);
+  t.equal(placed.offset, 0, 'append places the record before its pack is even open');
+  await t.rejects(failing.sync(), { code: 'ENOENT' });
+  await t.rejects(failing.append([record(chunks[1])]), { code: 'ENOENT' });
+  await failing.close();
+});
