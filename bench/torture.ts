@@ -437,7 +437,7 @@ class Torture {
 }
 
 /** Decoded chunks are not kept: every read goes to the packs. */
-const NO_CACHE: ChunkCache = { get: () => undefined, has: () => false, set: () => undefined };
+const NO_CACHE: ChunkCache = { get: () => undefined, has: () => false, set: (_hex, data) => [data] };
 const READ_BYTES = 4 * MiB;
 
 /**

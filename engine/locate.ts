@@ -37,7 +37,7 @@ export async function locateChunks(store: Store, ids: Map<string, Buffer>, waitM
 }
 
 export function chunkRef(id: Buffer, location: ChunkLocation): ChunkRef {
-  return { pack: location.pack, offset: location.offset, storedLength: location.storedLength, id };
+  return { pack: location.pack, offset: location.offset, storedLength: location.storedLength, rawLength: location.rawLength, id };
 }
 
 /** A map file that cannot be read damages the whole disk. */

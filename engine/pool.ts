@@ -69,7 +69,7 @@ export class WorkerPool {
     return this.run(task);
   }
   decode(task: DecodeTask): Promise<DecodeResult> {
-    return this.run(task);
+    return this.run(task, task.outs.filter((out): out is ArrayBuffer => out !== null));
   }
 
   async close(): Promise<void> {

@@ -19,36 +19,41 @@ export interface ChunkCache {
   get(hex: string): Buffer | undefined;
   /** Like get, without counting as a use. */
   has(hex: string): boolean;
-  set(hex: string, data: Buffer): void;
+  /** Returns the buffers it let go of (evicted or replaced). */
+  set(hex: string, data: Buffer): Buffer[];
 }
 
 interface LocatedChunk {
   hex: string;
   ref: ChunkRef;
-  rawLength: number;
 }
 
 /** A chunk the index knows, or why it cannot be read at all. */
 type SlotChunk = LocatedChunk | { missing: string };
 
-/** Why a chunk's bytes cannot be trusted; the reader turns it into a DamagedDataError. */
-class ChunkProblem extends Error {}
-
-interface Deferred {
-  chunk: LocatedChunk;
-  resolve(data: Buffer): void;
-  reject(err: Error): void;
+/**
+ * Who waits for a chunk. `deliver` must copy what it needs before it returns: the buffer
+ * goes back to the workers once the cache lets go of it.
+ */
+export interface ChunkWaiter {
+  deliver(data: Buffer): void;
+  fail(problem: string): void;
 }
 
 const DEFAULT_TASK_BYTES = 4 * 1024 * 1024;
+/** Buffers let go of by the cache, kept for the next decodes; more are left to the GC. */
+const MAX_SPARE_BUFFERS = 64;
 
 /**
  * Decodes chunks on the pool, shared by every disk reader of a mount: one cache keyed by
  * chunk id (restore points of the same disk share most chunks) and one decode per chunk
- * however many readers want it at the same time.
+ * however many readers want it at the same time. Decoded bytes are copied out to their
+ * waiters as they arrive, so no reader holds a chunk buffer: the cache's evictions can be
+ * recycled as the workers' next output buffers, sparing a page fault per 4 KiB decoded.
  */
 export class ChunkFetcher {
-  private readonly pending = new Map<string, Promise<Buffer>>();
+  private readonly pending = new Map<string, ChunkWaiter[]>();
+  private readonly spare: ArrayBuffer[] = [];
 
   constructor(
     private readonly pool: WorkerPool,
@@ -56,58 +61,71 @@ export class ChunkFetcher {
     private readonly taskBytes = DEFAULT_TASK_BYTES,
   ) {}
 
-  cached(chunk: LocatedChunk): Buffer | undefined {
-    return this.cache.get(chunk.hex);
-  }
-
   isUnderWay(chunk: LocatedChunk): boolean {
     return this.pending.has(chunk.hex) || this.cache.has(chunk.hex);
   }
 
-  /** Each chunk's bytes; chunks neither cached nor under way are decoded in tasks of about taskBytes. */
-  fetch(chunks: LocatedChunk[]): Promise<Buffer>[] {
-    let batch: Deferred[] = [];
+  /**
+   * Hands each chunk's bytes to its waiter, at once when cached; chunks neither cached nor
+   * under way are decoded in tasks of about taskBytes. Without a waiter: read-ahead.
+   */
+  request(wants: { chunk: LocatedChunk; waiter?: ChunkWaiter }[]): void {
+    let batch: LocatedChunk[] = [];
     let batchBytes = 0;
-    const results = chunks.map((chunk) => {
-      const hit = this.cache.get(chunk.hex);
-      if (hit) return Promise.resolve(hit);
-      const underway = this.pending.get(chunk.hex);
-      if (underway) return underway;
-      const promise = new Promise<Buffer>((resolve, reject) => batch.push({ chunk, resolve, reject }));
-      promise.catch(() => undefined); // read-ahead never awaits; readers that do see the error
-      this.pending.set(chunk.hex, promise);
-      batchBytes += chunk.rawLength;
+    for (const { chunk, waiter } of wants) {
+      const hit = waiter && this.cache.get(chunk.hex);
+      if (hit) {
+        waiter.deliver(hit);
+        continue;
+      }
+      const waiters = this.pending.get(chunk.hex);
+      if (waiters) {
+        if (waiter) waiters.push(waiter);
+        continue;
+      }
+      if (!waiter && this.cache.has(chunk.hex)) continue;
+      this.pending.set(chunk.hex, waiter ? [waiter] : []);
+      batch.push(chunk);
+      batchBytes += chunk.ref.rawLength;
       if (batchBytes >= this.taskBytes) {
         this.decode(batch);
         batch = [];
         batchBytes = 0;
       }
-      return promise;
-    });
+    }
     if (batch.length > 0) this.decode(batch);
-    return results;
   }
 
-  private decode(batch: Deferred[]): void {
-    const settle = (): void => batch.forEach((d) => this.pending.delete(d.chunk.hex));
-    this.pool.decode({ op: 'decode', chunks: batch.map((d) => d.chunk.ref) }).then(
+  private decode(batch: LocatedChunk[]): void {
+    const outs = batch.map((chunk) => this.spareFor(chunk.ref.rawLength));
+    this.pool.decode({ op: 'decode', chunks: batch.map((c) => c.ref), outs }).then(
       (result) => {
         const problems = new Map(result.problems.map((p) => [p.index, p.problem]));
-        batch.forEach((d, i) => {
+        batch.forEach((chunk, i) => {
           const problem = problems.get(i);
-          if (problem !== undefined) return d.reject(new ChunkProblem(problem));
-          const { buffer, offset, length } = result.chunks[i];
-          const data = Buffer.from(buffer, offset, length);
-          this.cache.set(d.chunk.hex, data);
-          d.resolve(data);
+          if (problem !== undefined) return this.settle(chunk, (w) => w.fail(problem));
+          const data = Buffer.from(result.chunks[i].buffer, 0, result.chunks[i].length);
+          this.settle(chunk, (w) => w.deliver(data));
+          this.recycle(this.cache.set(chunk.hex, data));
         });
-        settle();
       },
-      (err: Error) => {
-        batch.forEach((d) => d.reject(new ChunkProblem(`decode failed: ${err.message}`)));
-        settle();
-      },
+      (err: Error) => batch.forEach((chunk) => this.settle(chunk, (w) => w.fail(`decode failed: ${err.message}`))),
     );
+  }
+
+  private settle(chunk: LocatedChunk, notify: (waiter: ChunkWaiter) => void): void {
+    const waiters = this.pending.get(chunk.hex) ?? [];
+    this.pending.delete(chunk.hex);
+    waiters.forEach(notify);
+  }
+
+  private spareFor(rawLength: number): ArrayBuffer | null {
+    const out = this.spare.pop();
+    return out && out.byteLength >= rawLength ? out : null;
+  }
+
+  private recycle(released: Buffer[]): void {
+    for (const data of released) if (this.spare.length < MAX_SPARE_BUFFERS) this.spare.push(data.buffer as ArrayBuffer);
   }
 }
 
@@ -119,7 +137,7 @@ async function locateSlots(store: Store, point: RestorePoint, disk: DiskEntry, w
   const chunks = new Map<string, SlotChunk>();
   for (const [hex, id] of ids) {
     const location = locations.get(hex);
-    chunks.set(hex, location ? { hex, ref: chunkRef(id, location), rawLength: location.rawLength } : { missing: 'chunk missing from the index' });
+    chunks.set(hex, location ? { hex, ref: chunkRef(id, location) } : { missing: 'chunk missing from the index' });
   }
   const slots: (SlotChunk | null)[] = [];
   for (let slot = 0; slot < slotCount(disk.size, point.chunkSize); slot++) {
@@ -158,62 +176,53 @@ export class DiskReader {
 
   /**
    * Copies disk bytes [offset, offset + length) into `into`, clipped at the end of the disk,
-   * and returns how many. Throws DamagedDataError naming the first damaged chunk touched.
+   * and returns how many. Rejects with DamagedDataError naming the first damaged chunk touched.
    */
-  async read(into: Buffer, length: number, offset: number): Promise<number> {
+  read(into: Buffer, length: number, offset: number): Promise<number> {
     const end = Math.min(offset + length, this.size);
-    if (offset >= end) return 0;
-    const first = this.slotOf(offset);
-    const last = this.slotOf(end - 1);
-    const data = this.chunksOf(first, last);
-    const ready = data.some((d) => d instanceof Promise) ? await this.settle(data, first) : (data as (Buffer | null)[]);
-    for (let slot = first; slot <= last; slot++) {
-      const slotStart = slot * this.chunkSize;
-      const from = Math.max(offset, slotStart);
-      const upto = Math.min(end, slotStart + this.chunkSize);
-      const chunk = ready[slot - first];
-      if (chunk === null) into.fill(0, from - offset, upto - offset);
-      else if (chunk.byteLength < upto - slotStart) throw damageAt(this.point, this.disk.label, slotStart, 'chunk shorter than its slot');
-      else chunk.copy(into, from - offset, from - slotStart, upto - slotStart);
-    }
-    return end - offset;
+    if (offset >= end) return Promise.resolve(0);
+    return new Promise((resolve, reject) => {
+      let damaged: { slot: number; problem: string } | null = null;
+      const noteDamage = (slot: number, problem: string): void => {
+        if (!damaged || slot < damaged.slot) damaged = { slot, problem };
+      };
+      // One for the loop below, so that chunks delivered at once cannot finish the read early.
+      let waiting = 1;
+      const pieceDone = (): void => {
+        if (--waiting > 0) return;
+        if (damaged) reject(damageAt(this.point, this.disk.label, damaged.slot * this.chunkSize, damaged.problem));
+        else resolve(end - offset);
+      };
+      const wants: { chunk: LocatedChunk; waiter: ChunkWaiter }[] = [];
+      for (let slot = this.slotOf(offset); slot <= this.slotOf(end - 1); slot++) {
+        const slotStart = slot * this.chunkSize;
+        const from = Math.max(offset, slotStart);
+        const upto = Math.min(end, slotStart + this.chunkSize);
+        const chunk = this.slots[slot];
+        if (chunk === null) into.fill(0, from - offset, upto - offset);
+        else if ('missing' in chunk) noteDamage(slot, chunk.missing);
+        else {
+          waiting++;
+          const deliver = (data: Buffer): void => {
+            if (data.byteLength < upto - slotStart) noteDamage(slot, 'chunk shorter than its slot');
+            else data.copy(into, from - offset, from - slotStart, upto - slotStart);
+            pieceDone();
+          };
+          wants.push({ chunk, waiter: { deliver, fail: (problem) => (noteDamage(slot, problem), pieceDone()) } });
+        }
+      }
+      if (wants.length > 0) this.fetcher.request(wants);
+      pieceDone();
+    });
   }
 
   /** Starts decoding the chunks of slots [first, first + count) that are neither cached nor under way. */
   prefetch(first: number, count: number): void {
-    const wanted: LocatedChunk[] = [];
+    const wanted: { chunk: LocatedChunk }[] = [];
     for (let slot = first; slot < Math.min(first + count, this.slots.length); slot++) {
       const chunk = this.slots[slot];
-      if (chunk && 'ref' in chunk && !this.fetcher.isUnderWay(chunk)) wanted.push(chunk);
+      if (chunk && 'ref' in chunk && !this.fetcher.isUnderWay(chunk)) wanted.push({ chunk });
     }
-    if (wanted.length > 0) this.fetcher.fetch(wanted);
-  }
-
-  /** null for a zero slot, the bytes when cached, a promise otherwise (all fetched together). */
-  private chunksOf(first: number, last: number): (Buffer | null | Promise<Buffer>)[] {
-    const out: (Buffer | null | Promise<Buffer>)[] = [];
-    const toFetch: { at: number; chunk: LocatedChunk }[] = [];
-    for (let slot = first; slot <= last; slot++) {
-      const chunk = this.slots[slot];
-      if (chunk === null) out.push(null);
-      else if ('missing' in chunk) out.push(Promise.reject(new ChunkProblem(chunk.missing)));
-      else {
-        const hit = this.fetcher.cached(chunk);
-        out.push(hit ?? null);
-        if (!hit) toFetch.push({ at: slot - first, chunk });
-      }
-    }
-    const fetched = toFetch.length > 0 ? this.fetcher.fetch(toFetch.map((f) => f.chunk)) : [];
-    toFetch.forEach((f, i) => (out[f.at] = fetched[i]));
-    return out;
-  }
-
-  private async settle(data: (Buffer | null | Promise<Buffer>)[], first: number): Promise<(Buffer | null)[]> {
-    const settled = await Promise.allSettled(data);
-    return settled.map((s, i) => {
-      if (s.status === 'fulfilled') return s.value;
-      const problem = s.reason instanceof ChunkProblem ? s.reason.message : String(s.reason);
-      throw damageAt(this.point, this.disk.label, (first + i) * this.chunkSize, problem);
-    });
+    if (wanted.length > 0) this.fetcher.request(wanted);
   }
 }

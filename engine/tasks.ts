@@ -53,6 +53,7 @@ export interface ChunkRef {
   pack: string;
   offset: number;
   storedLength: number;
+  rawLength: number;
   id: Uint8Array;
 }
 
@@ -91,12 +92,13 @@ export interface VerifyResult {
 export interface DecodeTask {
   op: 'decode';
   chunks: ChunkRef[];
+  /** Per chunk, a spent buffer handed back (transferred) to decode into, or null. */
+  outs: (ArrayBuffer | null)[];
 }
 
-/** Where one decoded chunk's bytes are: a view into a buffer of its own, transferred. */
+/** Where one decoded chunk's bytes are: at the start of a buffer of its own, transferred. */
 export interface DecodedChunk {
   buffer: ArrayBuffer;
-  offset: number;
   length: number;
 }
 

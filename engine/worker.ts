@@ -113,15 +113,17 @@ function backup(task: BackupTask): unknown {
 }
 
 /**
- * Reads, decodes and re-hashes one chunk. `reuse`: into this thread's scratch buffers, valid
- * until the next call; otherwise into buffers of its own that can be transferred.
+ * Reads, decodes and re-hashes one chunk: the record into this thread's scratch buffer, the
+ * bytes into `into` when given (a raw chunk is copied there), else into scratch, valid until
+ * the next call.
  */
-function readChunk(chunk: ChunkRef, packsDir: string, reuse: boolean): { data: Buffer } | { problem: string } {
+function readChunk(chunk: ChunkRef, packsDir: string, into?: Buffer): { data: Buffer } | { problem: string } {
   try {
-    const length = RECORD_HEADER_BYTES + chunk.storedLength;
-    const record = reuse ? scratchOf(length, 'record') : Buffer.allocUnsafeSlow(length);
+    const record = scratchOf(RECORD_HEADER_BYTES + chunk.storedLength, 'record');
     withFile(join(packsDir, packFileName(chunk.pack)), 'r', (fd) => readFully(fd, record, chunk.offset, `pack ${chunk.pack}`));
-    return decodeRecord(record, Buffer.from(chunk.id), reuse ? scratchOf(MAX_CHUNK_SIZE) : undefined);
+    const read = decodeRecord(record, Buffer.from(chunk.id), into ?? scratchOf(MAX_CHUNK_SIZE));
+    if (!into || !('data' in read) || read.data.buffer === into.buffer) return read;
+    return { data: into.subarray(0, read.data.copy(into)) };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return { problem: code === 'ENOENT' ? 'pack missing' : code === 'ESHORT' ? 'pack truncated' : (err as Error).message };
@@ -137,7 +139,7 @@ function restore(task: RestoreTask, packsDir: string): RestoreResult {
       if (slot.chunk === null) {
         data = scratchOf(slot.length).fill(0);
       } else {
-        const read = readChunk(slot.chunk, packsDir, true);
+        const read = readChunk(slot.chunk, packsDir);
         if ('problem' in read) {
           problems.push({ index, problem: read.problem });
           return;
@@ -155,34 +157,26 @@ function restore(task: RestoreTask, packsDir: string): RestoreResult {
 function verify(task: VerifyTask, packsDir: string): VerifyResult {
   const problems: ChunkProblem[] = [];
   task.chunks.forEach((chunk, index) => {
-    const read = readChunk(chunk, packsDir, true);
+    const read = readChunk(chunk, packsDir);
     if ('problem' in read) problems.push({ index, problem: read.problem });
   });
   return { problems };
 }
 
-/**
- * Chunk bytes move to the main thread without a copy where their buffer holds nothing else:
- * a raw chunk is a view into the record read for it (allocUnsafeSlow), LZ4 output of 4 KiB
- * or more has a buffer of its own. Smaller buffers may be carved from Node's shared pool,
- * which must never be transferred: those few bytes are copied.
- */
-function movable(data: Buffer): DecodedChunk {
-  if (data.byteLength >= Buffer.poolSize >>> 1) return { buffer: data.buffer as ArrayBuffer, offset: data.byteOffset, length: data.byteLength };
-  const own = new ArrayBuffer(data.byteLength);
-  data.copy(Buffer.from(own));
-  return { buffer: own, offset: 0, length: data.byteLength };
+/** The chunk's own buffer: the one handed back with the task when it is large enough (no page faults), else a new one. */
+function outputFor(out: ArrayBuffer | null, rawLength: number): Buffer {
+  return out && out.byteLength >= rawLength ? Buffer.from(out) : Buffer.from(new ArrayBuffer(rawLength));
 }
 
 function decode(task: DecodeTask, packsDir: string): unknown {
   const problems: ChunkProblem[] = [];
   const chunks: DecodedChunk[] = task.chunks.map((chunk, index) => {
-    const read = readChunk(chunk, packsDir, false);
+    const read = readChunk(chunk, packsDir, outputFor(task.outs[index], chunk.rawLength));
     if ('problem' in read) {
       problems.push({ index, problem: read.problem });
-      return { buffer: new ArrayBuffer(0), offset: 0, length: 0 };
+      return { buffer: new ArrayBuffer(0), length: 0 };
     }
-    return movable(read.data);
+    return { buffer: read.data.buffer as ArrayBuffer, length: read.data.byteLength };
   });
   const result: DecodeResult = { chunks, problems };
   return Piscina.move({ [Piscina.transferableSymbol]: chunks.map((c) => c.buffer), [Piscina.valueSymbol]: result } as never);

@@ -27,22 +27,28 @@ export class LruChunkCache implements ChunkCache {
     return this.chunks.has(hex);
   }
 
-  set(hex: string, data: Buffer): void {
+  /** Returns the buffers let go of: the one replaced, and the least recently used beyond capacity. */
+  set(hex: string, data: Buffer): Buffer[] {
+    const released: Buffer[] = [];
     const old = this.chunks.get(hex);
     if (old) {
       this.bytes -= old.byteLength;
       this.chunks.delete(hex);
+      if (old !== data) released.push(old);
     }
     this.chunks.set(hex, data);
     this.bytes += data.byteLength;
-    this.evict();
+    return released.concat(this.evict());
   }
 
-  private evict(): void {
+  private evict(): Buffer[] {
+    const evicted: Buffer[] = [];
     for (const [hex, data] of this.chunks) {
-      if (this.bytes <= this.capacity) return;
+      if (this.bytes <= this.capacity) break;
       this.chunks.delete(hex);
       this.bytes -= data.byteLength;
+      evicted.push(data);
     }
+    return evicted;
   }
 }

@@ -6,6 +6,7 @@ import { Store } from '../../store/store.js';
 import { DamagedDataError, StoreBusyError } from '../../engine/errors.js';
 import { WorkerPool } from '../../engine/pool.js';
 import { ChunkFetcher, DiskReader, type ChunkCache } from '../../engine/reader.js';
+import { LruChunkCache } from '../../fuse/chunk-cache.js';
 import { MiB, cliJson, seededBytes, tempDir, writeImage } from '../helpers/index.js';
 import { corruptChunk } from '../helpers/corrupt.js';
 
@@ -13,7 +14,7 @@ const CHUNK = 64 * 1024;
 
 function mapCache(): ChunkCache & { map: Map<string, Buffer> } {
   const map = new Map<string, Buffer>();
-  return { map, get: (k) => map.get(k), has: (k) => map.has(k), set: (k, v) => void map.set(k, v) };
+  return { map, get: (k) => map.get(k), has: (k) => map.has(k), set: (k, v) => (map.set(k, v), []) };
 }
 
 /** A store holding one restore point of a 64K-chunk image: random, zeros, text, random tail. */
@@ -88,6 +89,23 @@ t.test('zero chunks cost no decode; a chunk is decoded once however many want it
   t.equal(before, 2, 'read-ahead of 8 chunks (512 KiB) is one pool task');
   t.same(await readRange(reader, 16 * CHUNK, 8 * CHUNK), f.source.subarray(16 * CHUNK, 24 * CHUNK));
   t.equal(f.decodes(), before, 'what was read ahead is not decoded again');
+});
+
+t.test('buffers the cache lets go of are decoded into again, and what readers got stays intact', async (t) => {
+  const f = await fixture(t);
+  const pool = new WorkerPool(f.store.packsDir, 2);
+  t.teardown(() => pool.close());
+  let recycled = 0;
+  const decode = pool.decode.bind(pool);
+  pool.decode = (task) => ((recycled += task.outs.filter((out) => out !== null).length), decode(task));
+  const reader = await DiskReader.open(f.store, f.point, 'disk', new ChunkFetcher(pool, new LruChunkCache(2 * CHUNK), CHUNK));
+  for (let pass = 0; pass < 2; pass++) {
+    const reads = [];
+    for (let offset = 0; offset < f.size; offset += 20_000) reads.push(readRange(reader, offset, 20_000));
+    for (let at = 0; at < f.size; at += 7 * CHUNK) reader.prefetch(at / CHUNK, 3);
+    t.same(Buffer.concat(await Promise.all(reads)), f.source, `pass ${pass}: concurrent reads and read-ahead through a two-chunk cache`);
+  }
+  t.ok(recycled > 10, `decodes wrote into ${recycled} recycled buffers`);
 });
 
 t.test('a damaged chunk fails only the reads that touch it, every time', async (t) => {

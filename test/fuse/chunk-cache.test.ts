@@ -16,18 +16,25 @@ t.test('evicts the least recently used chunks beyond its capacity in bytes', asy
   t.equal(cache.size, 300);
 
   t.ok(cache.has('c'));
-  cache.set('e', chunk(150));
-  t.same(['a', 'c', 'd', 'e'].map((k) => cache.has(k)), [false, false, true, true], 'has() does not count as a use; enough is evicted to fit');
+  const c = cache.get('c')!;
+  cache.get('d');
+  const e = chunk(150);
+  t.equal(cache.set('e', e).length, 2, 'set returns what it evicted, to be reused');
+  t.ok(cache.has('d') && !cache.has('c'));
+  cache.set('c', c);
+  t.same(['a', 'c', 'd', 'e'].map((k) => cache.has(k)), [false, true, false, true], 'has() does not count as a use; enough is evicted to fit');
   t.equal(cache.size, 250);
 });
 
 t.test('replacing a chunk counts its bytes once; a chunk larger than the cache is not kept', async (t) => {
   const cache = new LruChunkCache(200);
-  cache.set('a', chunk(100, 1));
-  cache.set('a', chunk(100, 2));
+  const first = chunk(100, 1);
+  cache.set('a', first);
+  t.same(cache.set('a', chunk(100, 2)), [first], 'the replaced buffer is let go of');
   t.equal(cache.size, 100);
   t.equal(cache.get('a')![0], 2);
-  cache.set('huge', chunk(500));
+  const huge = chunk(500);
+  t.ok(cache.set('huge', huge).includes(huge), 'a chunk larger than the cache is let go of at once');
   t.equal(cache.size, 0);
   t.equal(cache.get('huge'), undefined);
   t.equal(cache.get('missing'), undefined);
