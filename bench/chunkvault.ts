@@ -34,17 +34,25 @@ export async function cliJson<T>(args: string[], nodeArgs: string[] = []): Promi
 export function chunkvaultTool(options: ChunkvaultOptions = {}): Tool {
   const threads = options.threads === undefined ? [] : ['--threads', String(options.threads)];
   const node = options.nodeArgs ?? [];
+  // Every tag is a restore point of one name, as a VM's daily backups are: the newest is
+  // the next one's default parent. Tags are kept here to restore the right one.
+  const points = new Map<string, string>();
   return {
     name: 'chunkvault',
     version: `chunkvault (node ${process.version})`,
-    settings: `fixed ${options.chunkSize ?? '1M'} chunks, BLAKE3, LZ4, no encryption, ${options.threads ?? 'one per core'} workers; restore keeps holes; verify --read-data`,
+    settings: `fixed ${options.chunkSize ?? '1M'} chunks, BLAKE3, LZ4, no encryption, ${options.threads ?? 'one per core'} workers; one name for every backup (the newest is the default parent); restore keeps holes; verify --read-data`,
     async init(repo) {
       await runCli(['init', '--store', repo, ...(options.chunkSize ? ['--chunk-size', options.chunkSize] : [])]);
     },
-    backup: (repo, image, tag) => runCli(['backup', '--store', repo, '--name', tag, `disk=${image}`, ...threads, '--json'], node),
+    async backup(repo, image, tag) {
+      const run = await runCli(['backup', '--store', repo, '--name', 'disk', `disk=${image}`, ...threads, '--json'], node);
+      points.set(`${repo}\0${tag}`, (JSON.parse(run.stdout) as { id: string }).id);
+      return run;
+    },
     async restore(repo, tag, into) {
       const path = join(into, 'disk.img');
-      return { run: await runCli(['restore', '--store', repo, `${tag}@latest`, path, ...threads, '--json'], node), path };
+      const id = points.get(`${repo}\0${tag}`) ?? `${tag}@latest`;
+      return { run: await runCli(['restore', '--store', repo, id, path, ...threads, '--json'], node), path };
     },
     verify: (repo) => runCli(['verify', '--store', repo, '--read-data', ...threads, '--json'], node),
   };

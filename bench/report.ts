@@ -301,7 +301,7 @@ function workloadsSection(results: BenchResults): string[] {
   ];
 }
 
-function opsSection(results: BenchResults, workload: WorkloadSummary): string[] {
+export function opsSection(results: BenchResults, workload: WorkloadSummary): string[] {
   const peers = results.tools.map((t) => t.name).filter((n) => n !== CHUNKVAULT);
   const store = results.stores.find((s) => s.workload === workload.name);
   const limits = results.limits;
@@ -325,7 +325,7 @@ function opsSection(results: BenchResults, workload: WorkloadSummary): string[] 
       ];
     });
   const lines = [`## Operations on ${workload.name} (${formatBytes(workload.size)})`, '', ...table(head, rows), ''];
-  lines.push('backup-changed backs up the changed image into the same repository as a plain backup (no parent, no CBT), as every peer does; restore and verify are of the first backup.');
+  lines.push("backup-changed backs up the changed image into the same repository without a CBT list: chunkvault under the same name, so the first backup is its default parent (unchanged chunks skip compression), as borg's chunk index and restic's parent snapshot do for them; restore and verify are of the first backup.");
   lines.push('MB/s are logical bytes (the whole disk) per wall second. "vs PEER" is how many times faster chunkvault is (PEER wall time / chunkvault wall time);');
   lines.push('"vs I/O limit" compares with `cat` of the source (restore: `cp --sparse` + `sync` of it); "vs CPU limit" with all cores hashing + LZ4 on the non-zero share at their single-core speed.');
   if (store) lines.push(`chunkvault store: dedup ratio ${store.dedupRatio.toFixed(2)}, compression ratio ${store.compressionRatio.toFixed(2)}, non-zero share ${(store.dataShare * 100).toFixed(1)}%.`);
@@ -505,18 +505,6 @@ export function renderMarkdown(results: BenchResults): string {
     ...(results.notes.length > 0 ? ['## Notes', '', ...results.notes.map((n) => `- ${n}`), ''] : []),
   ];
   return lines.join('\n');
-}
-
-/** The short form for the README's performance section: goals, limits and the first workload's operations. */
-export function renderSummary(results: BenchResults): string {
-  const first = results.workloads.find((w) => results.ops.some((o) => o.workload === w.name));
-  const machine = results.limits?.machine;
-  return [
-    `Measured by \`npm run bench -- --profile ${results.profile}\` on ${results.started.slice(0, 10)}${machine ? `, ${machine.cores} cores (${machine.cpuModel}), load average ${machine.loadAverage.toFixed(2)} at start` : ''}.`,
-    '',
-    ...goalsSection(results).slice(2),
-    ...(first ? opsSection(results, first).slice(2) : []),
-  ].join('\n');
 }
 
 /** The results with every derived figure, for tools that read the JSON. */

@@ -1,19 +1,21 @@
 /**
  * `npm run bench`: builds the workloads, measures the physical limits, runs chunkvault and
  * every installed peer on the same bytes, sweeps worker threads and chunk sizes, and writes
- * report.md, results.json, summary.md (for the README) and SVG charts.
+ * report.md, results.json, summary.md and SVG charts; a full run (every step) also rewrites the
+ * README's performance section (bench/readme.ts).
  *
  *   node dist/bench/run.js [--profile quick|default|full] [--out DIR] [--work DIR]
  *                          [--only limits,paired,ops,peers,scaling,chunks,large,mount,incremental,retention]
  *                          [--rounds N] [--cpu-prof DIR]
- *   node dist/bench/run.js --render results.json [--out DIR]   (the report again, from saved results)
+ *   node dist/bench/run.js --render results.json [--out DIR] [--readme]   (the report again, from saved results;
+ *                                                                         --readme: and the README section)
  * `paired` runs chunkvault and borg alternately for --rounds rounds (default 3): the goals
  * of issue 2 are judged on the median of those same-load ratios.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CLI, chunkvaultTool, cliJson, runCli } from './chunkvault.js';
@@ -26,7 +28,6 @@ import {
   renderCharts,
   renderJson,
   renderMarkdown,
-  renderSummary,
   type BenchResults,
   type ChunkSizePoint,
   type OpResult,
@@ -36,6 +37,7 @@ import {
   type StoreFigures,
   type WorkloadSummary,
 } from './report.js';
+import { readmeSection, updateReadme } from './readme.js';
 import { buildWorkload, MiB, PROFILES, sampleData, type DiskWorkload, type ProfileName } from './workload.js';
 
 const STEPS = ['limits', 'paired', 'ops', 'peers', 'scaling', 'chunks', 'large', ...PLUGIN_MODULES] as const;
@@ -214,7 +216,7 @@ async function runPlugin(module: string, context: BenchContext, results: BenchRe
   }
 }
 
-function parse(): { profile: ProfileName; out: string; work: string; steps: Set<Step>; rounds: number; render: string | null; nodeArgs: string[] } {
+function parse(): { profile: ProfileName; out: string; work: string; steps: Set<Step>; rounds: number; render: string | null; readme: string | null; root: string; nodeArgs: string[] } {
   const { values } = parseArgs({
     options: {
       profile: { type: 'string', default: 'default' },
@@ -224,6 +226,7 @@ function parse(): { profile: ProfileName; out: string; work: string; steps: Set<
       'cpu-prof': { type: 'string' },
       rounds: { type: 'string', default: '3' },
       render: { type: 'string' },
+      readme: { type: 'boolean' },
     },
   });
   const rounds = Number(values.rounds);
@@ -241,6 +244,9 @@ function parse(): { profile: ProfileName; out: string; work: string; steps: Set<
     steps: new Set(only as Step[]),
     rounds,
     render: values.render ? resolve(values.render) : null,
+    // The README shows the latest full report: a full run of every step into the default place updates it.
+    readme: values.readme === true || (profile === 'full' && values.only === undefined && values.out === undefined) ? join(root, 'README.md') : null,
+    root,
     nodeArgs: values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof'])}`] : [],
   };
 }
@@ -250,7 +256,7 @@ async function main(): Promise<void> {
   if (options.render) {
     // Only the report is made again (e.g. after the report code changed), from a results.json.
     const { derived: _derived, ...results } = JSON.parse(await fs.readFile(options.render, 'utf8')) as BenchResults & { derived: unknown };
-    return writeReport(results, options.out);
+    return writeReport(results, options);
   }
   const profile = PROFILES[options.profile];
   const started = Date.now();
@@ -342,18 +348,22 @@ async function main(): Promise<void> {
   for (const module of PLUGIN_MODULES) if (options.steps.has(module)) await runPlugin(module, context, results);
 
   results.seconds = (Date.now() - started) / 1000;
-  await writeReport(results, options.out);
+  await writeReport(results, options);
 }
 
-async function writeReport(results: BenchResults, out: string): Promise<void> {
+async function writeReport(results: BenchResults, { out, readme, root }: { out: string; readme: string | null; root: string }): Promise<void> {
   await fs.mkdir(out, { recursive: true });
   const markdown = renderMarkdown(results);
   await fs.writeFile(join(out, 'report.md'), markdown);
   await fs.writeFile(join(out, 'results.json'), renderJson(results));
-  await fs.writeFile(join(out, 'summary.md'), renderSummary(results));
+  await fs.writeFile(join(out, 'summary.md'), readmeSection(results, ''));
   for (const chart of renderCharts(results)) await fs.writeFile(join(out, chart.file), chart.svg);
   process.stdout.write(markdown);
   log(`report written to ${out}`);
+  if (readme) {
+    await updateReadme(readme, results, relative(root, out));
+    log(`performance section of ${readme} rewritten from this report`);
+  }
 }
 
 main().catch((err: unknown) => {

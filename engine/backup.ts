@@ -39,6 +39,8 @@ export interface BackupOptions {
   time: string;
   kind: BackupKind;
   parent: RestorePoint | null;
+  /** The parent was picked by default: if it was removed meanwhile, back up without it. */
+  implicitParent?: boolean;
   /** The caller's, started early so its threads load while the disks are planned; not closed here. */
   pool: WorkerPool;
   throttle?: ThrottleLimits | null;
@@ -206,7 +208,7 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
   try {
     // A mount or restore holds the index for a moment to resolve chunk locations: wait for it.
     index = await store.openIndex(10_000);
-    if (options.parent) await confirmParent(store, options.parent);
+    const parent = options.parent && (await parentStillListed(store, options.parent, disks, options.implicitParent === true));
     const throttle = options.throttle ? new Throttle(options.throttle) : null;
     const run = new BackupRun(index, packs, disks.reduce((s, d) => s + d.layout.size, 0), throttle, options.onProgress);
     for (const disk of disks) {
@@ -230,7 +232,7 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
       created: new Date().toISOString(),
       chunkSize: store.chunkSize,
       kind: options.kind,
-      parent: options.parent?.id ?? null,
+      parent: parent ? parent.id : null,
       disks: disks.map((d) => ({ label: d.label, size: d.layout.size })),
       hold: null,
       stats: run.stats,
@@ -254,11 +256,15 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
  * they stay valid if the parent is still in the catalog now: if it was removed (and gc may
  * have run) between reading its map and opening the index, its chunks may be gone.
  */
-async function confirmParent(store: Store, parent: RestorePoint): Promise<void> {
+async function parentStillListed(store: Store, parent: RestorePoint, disks: BackupDisk[], implicit: boolean): Promise<RestorePoint | null> {
   const { points } = await store.catalog.list();
-  if (!points.some((p) => p.id === parent.id)) {
+  if (points.some((p) => p.id === parent.id)) return parent;
+  if (!implicit) {
     throw new InvalidInputError(`parent ${parent.id} was removed while this backup started; nothing was written; back up again with another --parent`, { parent: parent.id });
   }
+  // Only a default parent's ids were to be reused (no CBT list): every slot is read anyway.
+  disks.forEach((d) => (d.parentMap = null));
+  return null;
 }
 
 /** A file truncated while it was planned or read would otherwise pass for a disk with zeros at its end. */

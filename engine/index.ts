@@ -73,9 +73,9 @@ export async function runBackup(store: Store, request: BackupRequest): Promise<B
     const sources = await openSources(request.sources);
     const name = checkName(request.name ?? sources[0].label);
     const throttle = throttleLimits(request.maxLatencyMs, request.maxRateMBps);
-    const { disks, kind, parent } = await prepareDisks(store, sources, name, request);
+    const { disks, kind, parent, implicitParent } = await prepareDisks(store, sources, name, request);
     await checkSpace(store, estimateBackupBytes(disks.map((d) => diskNeed(d.layout)), store.chunkSize, parent), request.force === true);
-    const point = await backup(store, disks, { name, time, kind, parent, pool, throttle, onProgress: request.onProgress });
+    const point = await backup(store, disks, { name, time, kind, parent, implicitParent, pool, throttle, onProgress: request.onProgress });
     return backupReport(point);
   } finally {
     await pool.close();

@@ -23,8 +23,11 @@ import type { Source } from './source.js';
 export interface LayoutOptions {
   /** `[LABEL=]FILE.json` extent maps. */
   extents?: string[];
-  /** REF of the restore point this backup is incremental to. */
-  parent?: string;
+  /**
+   * REF of the restore point this backup is incremental to; by default the newest restore
+   * point of the same name, if any (as restic picks its parent); false: none.
+   */
+  parent?: string | false;
   /** `[LABEL=]CBT.json` changed-block lists, relative to the parent. */
   changed?: string[];
 }
@@ -33,6 +36,8 @@ export interface PreparedBackup {
   disks: BackupDisk[];
   kind: BackupKind;
   parent: RestorePoint | null;
+  /** The parent was picked by default, not named: if it goes away, the backup goes on without it. */
+  implicitParent: boolean;
 }
 
 /** `LABEL=FILE` or `FILE` (only when there is one disk), keyed by the disk's label. */
@@ -64,6 +69,12 @@ async function findParent(store: Store, ref: string, name: string): Promise<Rest
     );
   }
   return parent;
+}
+
+/** The default parent: the newest restore point of this name. */
+async function newestOf(store: Store, name: string): Promise<RestorePoint | null> {
+  const points = (await store.catalog.list()).points.filter((p) => p.name === name);
+  return points.reduce<RestorePoint | null>((newest, p) => (!newest || p.time > newest.time ? p : newest), null);
 }
 
 async function baseLayout(source: Source, extentFile: string | undefined, chunkSize: number): Promise<DiskLayout> {
@@ -98,13 +109,14 @@ function changedSinceParent(cbt: Range[], parentSize: number, size: number, chun
 export async function prepareDisks(store: Store, sources: Source[], name: string, options: LayoutOptions): Promise<PreparedBackup> {
   const extentFiles = byLabel(options.extents ?? [], sources, '--extents');
   const changedFiles = byLabel(options.changed ?? [], sources, '--changed');
-  if (changedFiles.size > 0 && options.parent === undefined) {
+  if (changedFiles.size > 0 && typeof options.parent !== 'string') {
     throw new InvalidInputError('--changed needs --parent REF: a changed-block list describes changes since the restore point it was tracked from', {});
   }
-  const parent = options.parent === undefined ? null : await findParent(store, options.parent, name);
+  const implicitParent = options.parent === undefined;
+  let parent = typeof options.parent === 'string' ? await findParent(store, options.parent, name) : implicitParent ? await newestOf(store, name) : null;
   const disks: BackupDisk[] = [];
   for (const source of sources) {
-    const parentDisk = parent?.disks.find((d) => d.label === source.label);
+    const parentDisk = parent?.disks.find((d) => d.label === source.label) ?? null;
     const cbtFile = changedFiles.get(source.label);
     if (cbtFile !== undefined && !parentDisk) {
       throw new InvalidInputError(`--changed ${cbtFile}: parent ${parent!.id} has no disk '${source.label}' (it has ${parent!.disks.map((d) => d.label).join(', ')})`, {
@@ -117,9 +129,14 @@ export async function prepareDisks(store: Store, sources: Source[], name: string
       const cbt = parseChangedList(await readInputFile(cbtFile, '--changed'), cbtFile, layout.size);
       layout.changed = changedSinceParent(cbt, parentDisk!.size, layout.size, store.chunkSize);
     }
-    const parentMap = parentDisk ? await readParentMap(store, parent!, parentDisk) : null;
+    const parentMap = parentDisk ? await readParentMap(store, parent!, parentDisk).catch((err: Error) => (implicitParent ? null : Promise.reject(err))) : null;
+    if (parentDisk && !parentMap) {
+      // A damaged default parent must not stop the next backup: it only saves compression.
+      parent = null;
+      disks.forEach((d) => (d.parentMap = null));
+    }
     disks.push({ label: source.label, path: source.path, layout, parentMap, sourceSize: source.size });
   }
   const kind: BackupKind = changedFiles.size > 0 ? 'cbt' : extentFiles.size > 0 ? 'extents' : 'full';
-  return { disks, kind, parent };
+  return { disks, kind, parent, implicitParent };
 }

@@ -10,7 +10,7 @@ interface BackupFlags extends StoreOptions {
   time?: string;
   threads?: number;
   extents: string[];
-  parent?: string;
+  parent?: string | false;
   changed: string[];
   maxLatency?: number;
   maxRate?: number;
@@ -45,7 +45,8 @@ export function register(program: Command): void {
     .option('--time <iso8601>', 'when the snapshot was taken (default: now)')
     .option('--threads <n>', 'worker threads (default: one per core)', threadCount)
     .option('--extents <[label=]file>', 'extent map JSON {size, extents:[{offset,length,sourceOffset}]}: read only those source bytes (repeatable)', repeatable, [])
-    .option('--parent <ref>', 'restore point this backup is incremental to (same name): unchanged chunks skip compression')
+    .option('--parent <ref>', 'restore point this backup is incremental to (same name; default: the newest of --name): unchanged chunks skip compression')
+    .option('--no-parent', 'no parent: compress every chunk before looking it up')
     .option('--changed <[label=]file>', 'CBT JSON {changed:[{offset,length}]} since --parent: read only chunks touching it (repeatable)', repeatable, [])
     .option('--max-latency <ms>', 'slow reading down while source read latency is above this', positiveNumber('--max-latency'))
     .option('--max-rate <MB/s>', 'cap the source read rate', positiveNumber('--max-rate'))

@@ -13,70 +13,10 @@ import {
   renderCharts,
   renderJson,
   renderMarkdown,
-  renderSummary,
   speedup,
-  type BenchResults,
-  type OpResult,
   type Paired,
 } from '../../bench/report.js';
-import type { Limits } from '../../bench/limits.js';
-
-const GB = 1e9;
-
-const limits: Limits = {
-  machine: { cores: 2, cpuModel: 'Test CPU', loadAverage: 0.5, memoryBytes: 8 * GB },
-  read: { coldMBps: 200, warmMBps: 2000, cacheDropped: true, copyMBps: 1000 },
-  sampleBytes: 64 * 1024 * 1024,
-  blake3MBps: 1000,
-  lz4CompressMBps: 250,
-  lz4DecompressMBps: 1000,
-  lz4Ratio: 2,
-  hashCompressMBps: 200,
-};
-
-function op(tool: string, kind: OpResult['op'], wallSeconds: number, extra: Partial<OpResult> = {}): OpResult {
-  return { workload: 'vm', tool, op: kind, logicalBytes: 3 * GB, wallSeconds, cpuSeconds: wallSeconds, peakRssBytes: 100e6, storedBytes: null, identical: null, ...extra };
-}
-
-function results(): BenchResults {
-  return {
-    schema: 1,
-    profile: 'test',
-    started: '2026-11-21T12:00:00.000Z',
-    seconds: 60,
-    limits,
-    workloads: [{ name: 'vm', kind: 'ext4', size: 3 * GB, dataBytes: 1.5 * GB, allocatedBytes: 1.6 * GB, changedBytes: 4096, changedRanges: 1, details: { files: 10 } }],
-    tools: [
-      { name: 'chunkvault', version: 'cv', settings: 'lz4' },
-      { name: 'borg', version: 'borg 1.2.4', settings: 'lz4' },
-    ],
-    missing: [{ name: 'casync', note: 'not installed (apt-get install casync); skipped' }],
-    ops: [
-      op('chunkvault', 'backup', 2, { storedBytes: 1e9 }),
-      op('chunkvault', 'restore', 3, { identical: true }),
-      op('borg', 'backup', 6, { storedBytes: 1.1e9 }),
-      op('borg', 'restore', 5, { identical: true }),
-    ],
-    stores: [{ workload: 'vm', dedupRatio: 1.25, compressionRatio: 2, dataShare: 0.5 }],
-    scaling: {
-      workload: 'vm',
-      logicalBytes: 3 * GB,
-      points: [
-        { threads: 1, backup: { wallSeconds: 10, cpuSeconds: 10, peakRssBytes: 1 }, restore: { wallSeconds: 5, cpuSeconds: 5, peakRssBytes: 1 } },
-        { threads: 2, backup: { wallSeconds: 6, cpuSeconds: 11.4, peakRssBytes: 1 }, restore: { wallSeconds: 3, cpuSeconds: 3, peakRssBytes: 1 } },
-      ],
-    },
-    chunkSizes: {
-      workload: 'vm',
-      logicalBytes: 3 * GB,
-      points: [{ chunkSize: 65536, backup: { wallSeconds: 15, cpuSeconds: 15, peakRssBytes: 1 }, restore: { wallSeconds: 6, cpuSeconds: 6, peakRssBytes: 1 }, storedBytes: 1e9, dedupRatio: 1.3, compressionRatio: 2, dataShare: 0.5 }],
-    },
-    large: { size: 8 * 1024 ** 3, dataBytes: 3 * 1024 ** 3, wallSeconds: 20, cpuSeconds: 30, peakRssBytes: 250e6 },
-    paired: null,
-    extras: [{ module: 'mount', name: 'sequentialRead', figures: { mbps: 512.25, seconds: 2 } }],
-    notes: ['a note'],
-  };
-}
+import { GB, limits, results } from '../helpers/bench-results.js';
 
 t.test('rates, speedups and per-core limits', async (t) => {
   t.equal(mbps(100e6, 2), 50);
@@ -213,14 +153,6 @@ t.test('the Markdown report', async (t) => {
   t.equal(renderMarkdown(results()), md, 'the same results give the same bytes');
   const scaled = renderMarkdown({ ...results(), scaling: { workload: 'vm', logicalBytes: 3 * GB, points: [{ threads: 1, backup: { wallSeconds: 10, cpuSeconds: 10, peakRssBytes: 1, machineBusyCores: 1.95 }, restore: { wallSeconds: 5, cpuSeconds: 5, peakRssBytes: 1 } }] } });
   t.match(scaled, '| 1 | 300 | 1.00 (machine 1.95) | 1 B | 600 | 1.00 |', 'the machine busy figure is shown where known');
-});
-
-t.test('the summary for the README: goals and the operations on the first workload', async (t) => {
-  const summary = renderSummary(results()).split('\n');
-  t.equal(summary[0], 'Measured by `npm run bench -- --profile test` on 2026-11-21, 2 cores (Test CPU), load average 0.50 at start.');
-  t.equal(summary[2], '| goal | measured | result |');
-  t.ok(summary.includes('| chunkvault | backup | 1500 | 2.00 | 2.00 | 95.4 MiB | 954 MiB | 3.00x | 0.75x | 1.88x |'));
-  t.notOk(summary.some((l) => l.startsWith('## ')), 'no headings of its own: it goes under the README heading');
 });
 
 t.test('the JSON carries the results and the derived figures', async (t) => {

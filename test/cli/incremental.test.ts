@@ -142,6 +142,41 @@ t.test('a day of changes on ext4: CBT incremental reads only the touched slots, 
   });
 });
 
+t.test('without --parent the newest restore point of the name is the parent; --no-parent and a damaged one mean none', async (t) => {
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  await cliJson(['init', '--store', store, '--chunk-size', '64K']);
+  const [day1, day2] = [join(dir, 'day1.img'), join(dir, 'day2.img')];
+  const size = await writeImage(day1, [{ kind: 'text', bytes: 40 * CS }]);
+  await fs.copyFile(day1, day2);
+  await fs.writeFile(day2, seededBytes(8, 3 * CS), { flag: 'r+' });
+  const backup = (image: string, ...extra: string[]): Promise<Report> => cliJson<Report>(['backup', '--store', store, `sda=${image}`, '--name', 'vm', ...extra]);
+
+  const first = await backup(day1);
+  t.match(first, { kind: 'full', parent: null });
+  const second = await backup(day2);
+  t.match(second, { kind: 'full', parent: first.id, bytesRead: size, chunksNew: 3 }, 'every slot read; only the 3 rewritten ones stored');
+  const unrelated = await cliJson<Report>(['backup', '--store', store, `sda=${day2}`, '--name', 'db']);
+  t.equal(unrelated.parent, null, 'another name has no parent');
+  const none = await backup(day2, '--no-parent');
+  t.match(none, { kind: 'full', parent: null, chunksNew: 0 });
+
+  await fs.writeFile(join(store, 'maps', none.id, 'sda.map'), 'short');
+  const afterDamage = await backup(day1);
+  t.match(afterDamage, { kind: 'full', parent: null }, 'the newest point has a damaged map: backed up without a parent');
+  for (const [point, image] of [
+    [second, day2],
+    [afterDamage, day1],
+  ] as const) {
+    const out = join(dir, `restored-${point.id}.img`);
+    await cliJson(['restore', '--store', store, point.id, out]);
+    t.equal(await sha256File(out), await sha256File(image), `restore point ${point.id} restores byte-identical`);
+  }
+  const explicit = await cli(['backup', '--store', store, `sda=${day1}`, '--name', 'vm', '--parent', none.id]);
+  t.equal(explicit.code, 1, 'a named parent with a damaged map is an error, not silently dropped');
+  t.match(explicit.stderr, /chunk map has 5 bytes/);
+});
+
 t.test('bad extent maps, CBT lists, parents and limits are refused before anything is written', async (t) => {
   const dir = await tempDir(t);
   const storeDir = join(dir, 'store');
@@ -211,6 +246,7 @@ t.test('bad extent maps, CBT lists, parents and limits are refused before anythi
     ['extent size not a number', [...backup, '--extents', await file('f.json', { size: '4G', extents: [] })], /^chunkvault: .*f\.json: "size" must be a whole number of bytes, 1 or more, got "4G"\n$/],
     ['--max-rate text', [...backup, '--max-rate', 'fast'], /^chunkvault: --max-rate: 'fast' is not a positive number\n$/],
     ['parent of another name', [...backup, '--parent', 'db@latest'], /^chunkvault: --parent db@latest is restore point [0-9a-f]{16} of 'db'/],
+    ['--changed with --no-parent', [...backup, '--no-parent', '--changed', goodCbt], /^chunkvault: --changed needs --parent REF/],
   ];
   for (const [what, args, message] of cliCases) {
     const result = await cli(args);
