@@ -93,6 +93,13 @@ function vmHwm(pid: number): number {
  * kernel writing back an earlier run's gigabytes would otherwise be billed to whichever
  * tool runs next, and a restore point is taken long after the one before it.
  */
+/** CPU seconds so far (user + system, fields 14 and 15 of /proc/<pid>/stat) and peak RSS of a running process. */
+export function processUsage(pid: number): { cpuSeconds: number; peakRssBytes: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / 100, peakRssBytes: vmHwm(pid) };
+}
+
 export async function measureCommand(command: string, args: string[], options: CommandOptions = {}): Promise<CommandRun> {
   spawnSync('sync');
   const timeFile = options.gnuTime ?? hasGnuTime() ? join(await fs.mkdtemp(join(tmpdir(), 'cv-time-')), 'time.txt') : null;

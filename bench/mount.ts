@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CLI } from './chunkvault.js';
 import type { BenchContext } from './context.js';
-import { measureCommand } from './measure.js';
+import { measureCommand, processUsage } from './measure.js';
 import { hasCommand } from './peers.js';
 import { MiB } from './workload.js';
 
@@ -24,6 +24,12 @@ const WARM_REGION = 128 * MiB;
 interface SequentialRead {
   seconds: number;
   MBps: number;
+}
+
+/** What serving a read cost the process behind the mount: its CPU seconds meanwhile, its peak RSS so far. */
+interface ServerCost {
+  serverCpuSeconds: number;
+  serverPeakRssBytes: number;
 }
 
 interface RandomReads {
@@ -38,9 +44,9 @@ export interface MountFigures {
   /** `cat` of the source image, page cache warm: the ceiling of any read path here. */
   cat: SequentialRead;
   /** First read after mounting: every chunk decoded and checked on the pool. */
-  sequential: SequentialRead & { vsCat: number };
+  sequential: SequentialRead & ServerCost & { vsCat: number };
   random4k: { tool: string; jobs: number; seconds: number; cold: RandomReads; warm: RandomReads };
-  borg: (SequentialRead & { version: string }) | { skipped: string };
+  borg: (SequentialRead & ServerCost & { version: string }) | { skipped: string };
   /** sequential MB/s through chunkvault mount / through borg mount; the goal is >= 2. */
   mountVsBorg: number | null;
   notes: string[];
@@ -48,6 +54,7 @@ export interface MountFigures {
 
 interface Mounted {
   file: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -68,6 +75,7 @@ async function mountStore(store: string, mountpoint: string, file: string, extra
   });
   return {
     file: join(mountpoint, file),
+    pid: child.pid!,
     async stop() {
       child.kill('SIGTERM');
       const code = await exited;
@@ -76,10 +84,10 @@ async function mountStore(store: string, mountpoint: string, file: string, extra
   };
 }
 
-async function withMount<T>(store: string, mountpoint: string, file: string, extra: string[], use: (file: string) => Promise<T>): Promise<T> {
+async function withMount<T>(store: string, mountpoint: string, file: string, extra: string[], use: (file: string, pid: number) => Promise<T>): Promise<T> {
   const mounted = await mountStore(store, mountpoint, file, extra);
   try {
-    return await use(mounted.file);
+    return await use(mounted.file, mounted.pid);
   } finally {
     await mounted.stop();
   }
@@ -88,6 +96,14 @@ async function withMount<T>(store: string, mountpoint: string, file: string, ext
 async function sequentialRead(path: string, bytes: number): Promise<SequentialRead> {
   const run = await measureCommand('dd', [`if=${path}`, 'of=/dev/null', 'bs=1M']);
   return { seconds: run.wallSeconds, MBps: bytes / 1e6 / run.wallSeconds };
+}
+
+/** A sequential read through a mount, with what the mount's process spent serving it. */
+async function servedRead(path: string, bytes: number, server: number): Promise<SequentialRead & ServerCost> {
+  const before = processUsage(server);
+  const read = await sequentialRead(path, bytes);
+  const after = processUsage(server);
+  return { ...read, serverCpuSeconds: after.cpuSeconds - before.cpuSeconds, serverPeakRssBytes: after.peakRssBytes };
 }
 
 async function catRead(path: string, bytes: number): Promise<SequentialRead> {
@@ -130,6 +146,16 @@ async function randomIops(file: string, region: number): Promise<number> {
   return (JSON.parse(run.stdout) as { iops: number }).iops;
 }
 
+/** The pid of the process whose command line holds every one of `args` (borg mount goes to the background). */
+async function processWith(args: string[]): Promise<number | null> {
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = (await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (args.every((a) => argv.includes(a))) return Number(entry);
+  }
+  return null;
+}
+
 async function borgMountRead(workDir: string, image: string, bytes: number, log: (m: string) => void): Promise<MountFigures['borg']> {
   if (!hasCommand('borg')) return { skipped: 'borg is not installed (apt-get install borgbackup)' };
   const repo = join(workDir, 'borg');
@@ -142,7 +168,9 @@ async function borgMountRead(workDir: string, image: string, bytes: number, log:
   await measureCommand('borg', ['create', '--compression', 'lz4', `${repo}::disk`, 'disk.img'], { cwd: join(image, '..'), env });
   await measureCommand('borg', ['mount', `${repo}::disk`, mountpoint], { env });
   try {
-    return { ...(await sequentialRead(join(mountpoint, 'disk.img'), bytes)), version };
+    const server = await processWith(['mount', `${repo}::disk`]);
+    if (server === null) throw new Error('the borg mount process was not found');
+    return { ...(await servedRead(join(mountpoint, 'disk.img'), bytes, server)), version };
   } finally {
     await measureCommand('borg', ['umount', mountpoint], { env });
   }
@@ -169,7 +197,7 @@ export async function mountReads(context: BenchContext): Promise<MountFigures> {
 
     const cat = await catRead(image, bytes);
     context.log('mount: sequential dd through chunkvault mount');
-    const sequential = await withMount(store, mountpoint, file, [], (path) => sequentialRead(path, bytes));
+    const sequential = await withMount(store, mountpoint, file, [], (path, pid) => servedRead(path, bytes, pid));
 
     context.log('mount: 4 KiB random reads, cold and warm');
     const cold = await withMount(store, mountpoint, file, ['--cache', COLD_CACHE], (path) => randomIops(path, bytes));

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { compressBlock, compressBound, decompressBlock } from './lz4.js';
 import { chunkId, ID_BYTES } from './chunk-id.js';
 import { fsyncDir } from './durable.js';
+import { EarlyFlush, WriteQueue, writeAll } from './write-queue.js';
 
 export const RECORD_MAGIC = 0x43564b31; // "CVK1"
 export const RECORD_HEADER_BYTES = 16 + ID_BYTES;
@@ -117,43 +118,26 @@ export function packFileName(pack: string): string {
   return pack + PACK_SUFFIX;
 }
 
-/** writev may write less than asked (a full disk does that before it fails): go on until all is written. */
-async function writeAll(handle: fs.FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let pending = [...buffers];
-  let at = position;
-  while (pending.length > 0) {
-    let { bytesWritten } = await handle.writev(pending, at);
-    if (bytesWritten === 0) throw Object.assign(new Error('pack write made no progress'), { code: 'EIO' });
-    at += bytesWritten;
-    while (pending.length > 0 && bytesWritten >= pending[0].byteLength) bytesWritten -= pending.shift()!.byteLength;
-    if (pending.length > 0 && bytesWritten > 0) pending = [pending[0].subarray(bytesWritten), ...pending.slice(1)];
-  }
-}
-
 /** Bytes a PackWriter may hold queued for writing before `append` waits for the oldest write. */
 const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
-/** Written bytes after which a pack's writeback starts in the background (measured: a CBT backup's final sync 70 -> 15 ms). */
+/** Written bytes after which a pack's writeback starts in the background. */
 const EARLY_FLUSH_BYTES = 32 * 1024 * 1024;
 
 /**
  * Appends records to size-capped pack files. Nothing written here is referenced until
  * `sync()` has made it durable and the caller commits index entries for it.
  *
- * Writes happen behind the caller (write-behind): `append` places the records and returns
- * once the queue has room, so the caller's next batch is computed while the page cache
- * takes this one (a backup's workers went idle ~40% of the time waiting on these writes).
- * Writes run one at a time, in order; the first failure fails every later call.
+ * Writes happen behind the caller (store/write-queue.ts): `append` places the records and
+ * returns once the queue has room, so the caller's next batch is computed while the page
+ * cache takes this one (a backup's workers went idle ~40% of the time waiting on these
+ * writes). The first failure fails every later call.
  */
 export class PackWriter {
   private current: { name: string; handle: Promise<fs.FileHandle>; size: number } | null = null;
   private readonly unsynced: Promise<fs.FileHandle>[] = [];
   private readonly written: string[] = [];
-  private readonly queue: { done: Promise<void>; bytes: number }[] = [];
-  private queuedBytes = 0;
-  private tail: Promise<void> = Promise.resolve();
-  private failure: Error | null = null;
-  private bytesSinceFlush = 0;
-  private flushing: Promise<void> | null = null;
+  private readonly writes = new WriteQueue(MAX_QUEUED_BYTES);
+  private readonly flush = new EarlyFlush(EARLY_FLUSH_BYTES, (err) => this.writes.fail(err));
 
   constructor(
     private readonly dir: string,
@@ -165,19 +149,17 @@ export class PackWriter {
    * settles once their bytes are in the file; the records must not change before that.
    */
   async append(records: Buffer[]): Promise<{ pack: string; offset: number; written: Promise<void> }> {
-    this.throwIfFailed();
+    this.writes.throwIfFailed();
     const total = records.reduce((sum, r) => sum + r.byteLength, 0);
     if (!this.current || (this.current.size > 0 && this.current.size + total > this.cap)) this.rollOver();
     const current = this.current!;
     const offset = current.size;
     current.size += total;
-    const written = this.enqueue(async () => {
+    const { written } = await this.writes.add(async () => {
       const handle = await current.handle;
       await writeAll(handle, records, offset);
-      this.startFlush(handle, total);
+      this.flush.wrote(handle, total);
     }, total);
-    while (this.queuedBytes > MAX_QUEUED_BYTES) await this.queue[0].done;
-    this.throwIfFailed();
     return { pack: current.name, offset, written };
   }
 
@@ -185,50 +167,10 @@ export class PackWriter {
     return this.written;
   }
 
-  private enqueue(write: () => Promise<void>, bytes: number): Promise<void> {
-    const done = this.tail
-      .then(() => (this.failure ? undefined : write()))
-      .catch((err: Error) => {
-        this.failure ??= err;
-      })
-      .finally(() => {
-        this.queue.shift();
-        this.queuedBytes -= bytes;
-      });
-    this.tail = done;
-    this.queue.push({ done, bytes });
-    this.queuedBytes += bytes;
-    return done;
-  }
-
-  /**
-   * Starts writeback of what is written so far, so `sync()` at the end finds little left to
-   * do; one at a time, so a slow disk gets fewer, larger flushes.
-   */
-  private startFlush(handle: fs.FileHandle, bytes: number): void {
-    this.bytesSinceFlush += bytes;
-    if (this.bytesSinceFlush < EARLY_FLUSH_BYTES || this.flushing) return;
-    this.bytesSinceFlush = 0;
-    this.flushing = handle
-      .datasync()
-      .catch((err: Error) => {
-        this.failure ??= err;
-      })
-      .finally(() => {
-        this.flushing = null;
-      });
-  }
-
-  private throwIfFailed(): void {
-    if (this.failure) throw this.failure;
-  }
-
   private rollOver(): void {
     const name = newPackName();
     const handle = fs.open(join(this.dir, packFileName(name)), 'wx');
-    handle.catch((err: Error) => {
-      this.failure ??= err;
-    });
+    handle.catch((err: Error) => this.writes.fail(err));
     this.current = { name, handle, size: 0 };
     this.unsynced.push(handle);
     this.written.push(name);
@@ -236,9 +178,9 @@ export class PackWriter {
 
   /** Waits for every queued write, then fsyncs every pack written so far and the directory that names them. */
   async sync(): Promise<void> {
-    await this.tail;
-    await this.flushing;
-    this.throwIfFailed();
+    await this.writes.drain();
+    await this.flush.settle();
+    this.writes.throwIfFailed();
     for (const handle of this.unsynced) await (await handle).sync();
     if (this.unsynced.length > 0) await fsyncDir(this.dir);
     for (const handle of this.unsynced) if (handle !== this.current?.handle) await (await handle).close();
@@ -248,8 +190,8 @@ export class PackWriter {
 
   /** Closes every pack, after queued writes end; durable only what `sync()` made so. */
   async close(): Promise<void> {
-    await this.tail;
-    await this.flushing;
+    await this.writes.settle();
+    await this.flush.settle();
     const handles = new Set([...this.unsynced, ...(this.current ? [this.current.handle] : [])]);
     this.current = null;
     this.unsynced.length = 0;
