@@ -34,6 +34,8 @@ export interface CommandOptions {
   check?: boolean;
   /** Measure through /usr/bin/time -v (default: when it is installed), or by polling /proc. */
   gnuTime?: boolean;
+  /** `sync` before starting (default true); false for a command that finishes what the one before began. */
+  settle?: boolean;
 }
 
 const TIME = '/usr/bin/time';
@@ -101,7 +103,7 @@ export function processUsage(pid: number): { cpuSeconds: number; peakRssBytes: n
 }
 
 export async function measureCommand(command: string, args: string[], options: CommandOptions = {}): Promise<CommandRun> {
-  spawnSync('sync');
+  if (options.settle !== false) spawnSync('sync');
   const timeFile = options.gnuTime ?? hasGnuTime() ? join(await fs.mkdtemp(join(tmpdir(), 'cv-time-')), 'time.txt') : null;
   const [file, argv] = timeFile ? [TIME, ['-v', '-o', timeFile, command, ...args]] : [command, args];
   const cpuBefore = reapedChildrenCpu();

@@ -325,7 +325,7 @@ export function opsSection(results: BenchResults, workload: WorkloadSummary): st
       ];
     });
   const lines = [`## Operations on ${workload.name} (${formatBytes(workload.size)})`, '', ...table(head, rows), ''];
-  lines.push("backup-changed backs up the changed image into the same repository without a CBT list: chunkvault under the same name, so the first backup is its default parent (unchanged chunks skip compression), as borg's chunk index and restic's parent snapshot do for them; restore and verify are of the first backup.");
+  lines.push("backup-changed backs up the changed image into the same repository without a CBT list: chunkvault under the same name, so the first backup is its default parent (unchanged chunks skip compression), as borg's chunk index and restic's parent snapshot do for them; restore and verify are of the first backup, and every restore is timed until its data is on disk (`sync FILE` after the tool: chunkvault fsyncs, borg and restic do not).");
   lines.push('MB/s are logical bytes (the whole disk) per wall second. "vs PEER" is how many times faster chunkvault is (PEER wall time / chunkvault wall time);');
   lines.push('"vs I/O limit" compares with `cat` of the source (restore: `cp --sparse` + `sync` of it); "vs CPU limit" with all cores hashing + LZ4 on the non-zero share at their single-core speed.');
   if (store) lines.push(`chunkvault store: dedup ratio ${store.dedupRatio.toFixed(2)}, compression ratio ${store.compressionRatio.toFixed(2)}, non-zero share ${(store.dataShare * 100).toFixed(1)}%.`);

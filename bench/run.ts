@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { CLI, chunkvaultTool, cliJson, runCli } from './chunkvault.js';
 import { PLUGIN_MODULES, type BenchContext } from './context.js';
 import { measureCpu, measureRead, machineInfo, type Limits } from './limits.js';
-import type { CommandRun } from './measure.js';
+import { measureCommand, type CommandRun } from './measure.js';
 import { dirBytes, findPeers, removeRepo, type Tool } from './peers.js';
 import {
   CHUNKVAULT,
@@ -73,6 +73,21 @@ async function storeFigures(repo: string): Promise<StoreStats> {
   return (await cliJson<StoreStats>(['stats', '--store', repo])).value;
 }
 
+/**
+ * A restore timed until its data is on disk: chunkvault fsyncs the target before it exits,
+ * borg extract and restic restore do not, and the `sync` before the next timed command would
+ * otherwise flush their gigabytes outside any measurement. `sync FILE` after each tool (a
+ * no-op for a file already synced) makes every restore pay for the same durability.
+ */
+async function restoreUntilDurable(tool: Tool, repo: string, tag: string, into: string): Promise<{ run: CommandRun; path: string }> {
+  const { run, path } = await tool.restore(repo, tag, into);
+  const sync = await measureCommand('sync', [path], { settle: false });
+  return {
+    path,
+    run: { ...run, wallSeconds: run.wallSeconds + sync.wallSeconds, cpuSeconds: run.cpuSeconds + sync.cpuSeconds },
+  };
+}
+
 /** One tool through the same sequence on one workload: full backup, backup of the changed image, restore, verify. */
 async function runTool(tool: Tool, workload: DiskWorkload, workDir: string): Promise<{ ops: OpResult[]; store: StoreFigures | null }> {
   const repo = join(workDir, 'repos', `${tool.name}-${workload.spec.name}`);
@@ -97,7 +112,7 @@ async function runTool(tool: Tool, workload: DiskWorkload, workDir: string): Pro
     log(`${tool.name}: restore ${name}`);
     await fs.rm(into, { recursive: true, force: true });
     await fs.mkdir(into, { recursive: true });
-    const restored = await tool.restore(repo, 'base', into);
+    const restored = await restoreUntilDurable(tool, repo, 'base', into);
     add('restore', restored.run, { identical: identical(workload.base, restored.path) });
     await fs.rm(into, { recursive: true, force: true });
     if (tool.verify) {
@@ -132,7 +147,7 @@ async function pairedRounds(workload: DiskWorkload, workDir: string, ours: Tool,
         await tool.init(repo);
         runs.push({ round, tool: tool.name, op: 'backup', ...figures(await tool.backup(repo, workload.base, 'base')) });
         await fs.mkdir(into, { recursive: true });
-        runs.push({ round, tool: tool.name, op: 'restore', ...figures((await tool.restore(repo, 'base', into)).run) });
+        runs.push({ round, tool: tool.name, op: 'restore', ...figures((await restoreUntilDurable(tool, repo, 'base', into)).run) });
       } finally {
         await fs.rm(into, { recursive: true, force: true });
         await removeRepo(repo);
