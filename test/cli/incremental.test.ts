@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { diffBlocks } from '../../bench/workload.js';
 import { openStore, runBackup, type BackupRequest } from '../../engine/index.js';
-import { MiB, cli, cliJson, compressibleText, ext4Image, hasCommand, isRoot, requireCapability, seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
+import { MiB, cli, cliJson, compressibleText, ext4Image, hasCommand, isRoot, requireCapability, restoresIdentically, seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
 
 const CS = 64 * 1024;
 
@@ -105,14 +105,8 @@ t.test('a day of changes on ext4: CBT incremental reads only the touched slots, 
   t.equal(incremental.bytesRead, expected, `reads exactly the ${expected / CS} touched slots`);
   t.ok(expected < size / 4, 'a small share of the disk');
 
-  for (const [point, image] of [
-    [full, day1],
-    [incremental, day2],
-  ] as const) {
-    const out = join(dir, `restored-${point.id}.img`);
-    await cliJson(['restore', '--store', store, point.id, out]);
-    t.equal(await sha256File(out), await sha256File(image), `${point.kind} restore point restores byte-identical`);
-  }
+  await restoresIdentically(t, store, full.id, day1, join(dir, 'restored-full.img'));
+  await restoresIdentically(t, store, incremental.id, day2, join(dir, 'restored-cbt.img'));
 
   const parentOnly = await cliJson<Report>(['backup', '--store', store, `sda=${day2}`, '--name', 'vm', '--time', '2026-11-22T23:00:00Z', '--parent', incremental.id]);
   t.match(parentOnly, { kind: 'full', parent: incremental.id, bytesRead: size, chunksNew: 0 }, 'without --changed every slot is read, nothing new stored');
@@ -164,14 +158,8 @@ t.test('without --parent the newest restore point of the name is the parent; --n
   await fs.writeFile(join(store, 'maps', none.id, 'sda.map'), 'short');
   const afterDamage = await backup(day1);
   t.match(afterDamage, { kind: 'full', parent: null }, 'the newest point has a damaged map: backed up without a parent');
-  for (const [point, image] of [
-    [second, day2],
-    [afterDamage, day1],
-  ] as const) {
-    const out = join(dir, `restored-${point.id}.img`);
-    await cliJson(['restore', '--store', store, point.id, out]);
-    t.equal(await sha256File(out), await sha256File(image), `restore point ${point.id} restores byte-identical`);
-  }
+  await restoresIdentically(t, store, second.id, day2, join(dir, 'restored-second.img'));
+  await restoresIdentically(t, store, afterDamage.id, day1, join(dir, 'restored-after-damage.img'));
   const explicit = await cli(['backup', '--store', store, `sda=${day1}`, '--name', 'vm', '--parent', none.id]);
   t.equal(explicit.code, 1, 'a named parent with a damaged map is an error, not silently dropped');
   t.match(explicit.stderr, /chunk map has 5 bytes/);
