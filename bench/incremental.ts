@@ -44,9 +44,10 @@ interface BackupFigures {
   wallSeconds: number;
   cpuSeconds: number;
   peakRssBytes: number;
-  /** The engine's own figures from --json: time without process startup, bytes read from the source. */
+  /** The engine's own figures from --json: time without process startup, bytes read from the source, bytes stored anew. */
   engineSeconds: number;
   bytesRead: number;
+  storedBytes: number;
 }
 
 function warm(image: string): void {
@@ -55,8 +56,8 @@ function warm(image: string): void {
 
 async function backup(context: BenchContext, args: string[]): Promise<BackupFigures> {
   const run = await context.cli(['backup', ...args, '--json']);
-  const report = JSON.parse(run.stdout) as { seconds: number; bytesRead: number };
-  return { wallSeconds: run.wallSeconds, cpuSeconds: run.cpuSeconds, peakRssBytes: run.peakRssBytes, engineSeconds: report.seconds, bytesRead: report.bytesRead };
+  const report = JSON.parse(run.stdout) as { seconds: number; bytesRead: number; bytesNew: number };
+  return { wallSeconds: run.wallSeconds, cpuSeconds: run.cpuSeconds, peakRssBytes: run.peakRssBytes, engineSeconds: report.seconds, bytesRead: report.bytesRead, storedBytes: report.bytesNew };
 }
 
 /** A store (or peer repository) under the work directory, removed after `use`. */
@@ -87,7 +88,7 @@ async function borgOfChanged(context: BenchContext, base: string, changed: strin
 export async function cbtIncremental(context: BenchContext): Promise<Record<string, unknown>> {
   const workload = await buildWorkload(cbtSpec(SIZES[context.profile.name].image), join(context.workDir, 'workloads'));
   const changed = workload.changed!;
-  const { full, incremental, identical } = await withRepo(context, 'incremental-cbt', async (store) => {
+  const { full, incremental, identical, store: storeFigures } = await withRepo(context, 'incremental-cbt', async (store) => {
     await context.cli(['init', '--store', store]);
     context.log(`incremental: full backup of ${workload.spec.name}`);
     warm(workload.base);
@@ -99,7 +100,8 @@ export async function cbtIncremental(context: BenchContext): Promise<Record<stri
     await context.cli(['restore', '--store', store, 'vm@latest', restored]);
     const identical = spawnSync('cmp', ['-s', restored, changed]).status === 0;
     await fs.rm(restored, { force: true });
-    return { full, incremental, identical };
+    const stats = JSON.parse((await context.cli(['stats', '--store', store, '--json'])).stdout) as { storedBytes: number; dedupRatio: number; compressionRatio: number };
+    return { full, incremental, identical, store: { storedBytes: stats.storedBytes, dedupRatio: stats.dedupRatio, compressionRatio: stats.compressionRatio } };
   });
   const borg = await borgOfChanged(context, workload.base, changed);
   const shareOfFull = incremental.wallSeconds / full.wallSeconds;
@@ -118,6 +120,9 @@ export async function cbtIncremental(context: BenchContext): Promise<Record<stri
     goalAtMost20PercentOfFull: shareOfFull <= 0.2,
     goalAtLeast8xFasterThanBorg: speedupVsBorg === null ? null : speedupVsBorg >= 8,
     restoredIdentical: identical,
+    // The store after both restore points: what the incremental added, and the ratios.
+    incrementalStoredBytes: incremental.storedBytes,
+    store: storeFigures,
     details: { full, incremental, borg: borg && { wallSeconds: borg.wallSeconds, cpuSeconds: borg.cpuSeconds, peakRssBytes: borg.peakRssBytes }, changedRanges: workload.changedRanges },
     notes: borg ? [] : ['borg is not installed (apt-get install borgbackup): no comparison'],
   };
