@@ -72,10 +72,9 @@ function readSlot(fd: number, plan: SlotPlan, data: Buffer, path: string, stats:
   }
 }
 
-/** The buffer handed back with the task when it is large enough: a fresh one costs a page fault per 4 KiB. */
-function outputBuffer(task: BackupTask, size: number): Buffer {
-  if (task.out && task.out.byteLength >= size) return Buffer.from(task.out).fill(0, 0, task.slots.length * ID_BYTES);
-  return Buffer.from(new ArrayBuffer(size));
+/** A buffer handed back with the task when it is large enough, else a new one: a fresh one costs a page fault per 4 KiB. */
+function reusedOrNew(out: ArrayBuffer | null, size: number): Buffer {
+  return out && out.byteLength >= size ? Buffer.from(out) : Buffer.from(new ArrayBuffer(size));
 }
 
 /**
@@ -85,7 +84,8 @@ function outputBuffer(task: BackupTask, size: number): Buffer {
 function backup(task: BackupTask): unknown {
   return withFile(task.path, 'r', (fd) => {
     const idBytes = task.slots.length * ID_BYTES;
-    const out = outputBuffer(task, idBytes + task.slots.reduce((sum, plan) => sum + recordBound(plan.length), 0));
+    // A reused buffer holds the last task's ids: zero slots write none, so clear them.
+    const out = reusedOrNew(task.out, idBytes + task.slots.reduce((sum, plan) => sum + recordBound(plan.length), 0)).fill(0, 0, idBytes);
     const results: BackupSlotResult[] = [];
     const stats = { bytesRead: 0, reads: 0, readMs: 0 };
     let at = idBytes;
@@ -163,15 +163,10 @@ function verify(task: VerifyTask, packsDir: string): VerifyResult {
   return { problems };
 }
 
-/** The chunk's own buffer: the one handed back with the task when it is large enough (no page faults), else a new one. */
-function outputFor(out: ArrayBuffer | null, rawLength: number): Buffer {
-  return out && out.byteLength >= rawLength ? Buffer.from(out) : Buffer.from(new ArrayBuffer(rawLength));
-}
-
 function decode(task: DecodeTask, packsDir: string): unknown {
   const problems: ChunkProblem[] = [];
   const chunks: DecodedChunk[] = task.chunks.map((chunk, index) => {
-    const read = readChunk(chunk, packsDir, outputFor(task.outs[index], chunk.rawLength));
+    const read = readChunk(chunk, packsDir, reusedOrNew(task.outs[index], chunk.rawLength));
     if ('problem' in read) {
       problems.push({ index, problem: read.problem });
       return { buffer: new ArrayBuffer(0), length: 0 };
