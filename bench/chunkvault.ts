@@ -1,18 +1,10 @@
 /** chunkvault itself as a benchmarked tool: the real CLI in a child process, like every peer. */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../engine/package-root.js';
 import { measureCommand, type CommandRun } from './measure.js';
 import type { Tool } from './peers.js';
 
-/** The repository root, from dist/bench/ (compiled) or bench/ (TypeScript under tests). */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
-}
-
-export const CLI = join(repoRoot(), 'bin', 'chunkvault.js');
+export const CLI = join(packageRoot(import.meta.url), 'bin', 'chunkvault.js');
 
 export interface ChunkvaultOptions {
   chunkSize?: string;

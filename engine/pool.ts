@@ -1,11 +1,11 @@
 /**
  * The worker pool. Workers load dist/engine/worker-entry.cjs (which imports worker.js) by absolute
- * path, also when this module runs from TypeScript source under tests.
+ * path, also when this module runs from TypeScript source under tests or from the CLI bundle.
  */
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Piscina } from 'piscina';
+import { packageRoot } from './package-root.js';
 import type {
   BackupResult,
   BackupTask,
@@ -19,9 +19,7 @@ import type {
 } from './tasks.js';
 
 function workerPath(): string {
-  const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.js')) return join(dirname(here), 'worker-entry.cjs');
-  return join(dirname(here), '..', 'dist', 'engine', 'worker-entry.cjs');
+  return join(packageRoot(import.meta.url), 'dist', 'engine', 'worker-entry.cjs');
 }
 
 export function defaultThreads(): number {
@@ -30,6 +28,8 @@ export function defaultThreads(): number {
 
 export class WorkerPool {
   private readonly piscina: Piscina;
+  /** One load task per thread, sent as the pool starts; see the constructor. */
+  private readonly loaded: Promise<unknown>;
 
   constructor(
     private readonly packsDir: string,
@@ -48,6 +48,10 @@ export class WorkerPool {
       // RSS grew by ~0.75 MB per chunk compressed.
       atomics: 'disabled',
     });
+    // Each thread loads its code (~50 ms) as the pool starts, not on its first task, while the
+    // caller plans the job. close() waits for those loads: a thread terminated while a native
+    // addon registers aborts the whole process.
+    this.loaded = Promise.allSettled(Array.from({ length: threads }, () => this.run({ op: 'load' })));
   }
 
   /** Enough tasks in flight to keep every worker busy while the main thread handles results. */
@@ -73,6 +77,7 @@ export class WorkerPool {
   }
 
   async close(): Promise<void> {
+    await this.loaded;
     await this.piscina.destroy();
   }
 }
