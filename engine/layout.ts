@@ -112,10 +112,13 @@ export async function prepareDisks(store: Store, sources: Source[], name: string
   if (changedFiles.size > 0 && typeof options.parent !== 'string') {
     throw new InvalidInputError('--changed needs --parent REF: a changed-block list describes changes since the restore point it was tracked from', {});
   }
+  // Sparse files are mapped by a filefrag child process: it runs while the catalog is read.
+  const layouts = sources.map((source) => baseLayout(source, extentFiles.get(source.label), store.chunkSize));
+  layouts.forEach((layout) => layout.catch(() => undefined)); // awaited below, after the parent's checks
   const implicitParent = options.parent === undefined;
   let parent = typeof options.parent === 'string' ? await findParent(store, options.parent, name) : implicitParent ? await newestOf(store, name) : null;
   const disks: BackupDisk[] = [];
-  for (const source of sources) {
+  for (const [i, source] of sources.entries()) {
     const parentDisk = parent?.disks.find((d) => d.label === source.label) ?? null;
     const cbtFile = changedFiles.get(source.label);
     if (cbtFile !== undefined && !parentDisk) {
@@ -124,7 +127,7 @@ export async function prepareDisks(store: Store, sources: Source[], name: string
         disk: source.label,
       });
     }
-    const layout = await baseLayout(source, extentFiles.get(source.label), store.chunkSize);
+    const layout = await layouts[i];
     if (cbtFile !== undefined) {
       const cbt = parseChangedList(await readInputFile(cbtFile, '--changed'), cbtFile, layout.size);
       layout.changed = changedSinceParent(cbt, parentDisk!.size, layout.size, store.chunkSize);

@@ -108,4 +108,9 @@ export interface DecodeResult {
   problems: ChunkProblem[];
 }
 
-export type Task = BackupTask | RestoreTask | VerifyTask | DecodeTask;
+/** Loads the worker's code (BLAKE3, LZ4) and does nothing else: see WorkerPool. */
+export interface LoadTask {
+  op: 'load';
+}
+
+export type Task = BackupTask | RestoreTask | VerifyTask | DecodeTask | LoadTask;

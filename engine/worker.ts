@@ -189,5 +189,7 @@ export default async function run(message: { task: Task; packsDir: string }): Pr
       return verify(task, packsDir);
     case 'decode':
       return decode(task, packsDir);
+    case 'load':
+      return null;
   }
 }

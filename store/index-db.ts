@@ -17,12 +17,26 @@ export interface IndexOpenOptions {
   waitMs?: number;
 }
 
+let classicLevel: Promise<typeof import('classic-level')> | null = null;
+
+/**
+ * LevelDB's binding, loaded on first use, not at startup: commands that never open the index
+ * do not pay for it (~25 ms).
+ */
+function loadClassicLevel(): Promise<typeof import('classic-level')> {
+  return (classicLevel ??= import('classic-level'));
+}
+
 export class ChunkIndex {
   private constructor(private readonly db: Db) {}
 
+  /** Starts loading the binding without touching any store: a backup does so while it plans. */
+  static preload(): void {
+    loadClassicLevel().catch(() => undefined); // a failure surfaces in open()
+  }
+
   static async open(dir: string, options: IndexOpenOptions): Promise<ChunkIndex> {
-    // Loaded here, not at startup: commands that never open the index do not pay for it.
-    const { ClassicLevel } = await import('classic-level');
+    const { ClassicLevel } = await loadClassicLevel();
     const deadline = Date.now() + (options.waitMs ?? 0);
     for (;;) {
       const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
@@ -42,12 +56,12 @@ export class ChunkIndex {
 
   /** LevelDB's own repair of a damaged database directory; errors are left to the next open. */
   static async salvage(dir: string): Promise<void> {
-    const { ClassicLevel } = await import('classic-level');
+    const { ClassicLevel } = await loadClassicLevel();
     await ClassicLevel.repair(dir).catch(() => undefined);
   }
 
   static async destroy(dir: string): Promise<void> {
-    const { ClassicLevel } = await import('classic-level');
+    const { ClassicLevel } = await loadClassicLevel();
     await ClassicLevel.destroy(dir);
   }
 

@@ -120,8 +120,11 @@ export function packFileName(pack: string): string {
 
 /** Bytes a PackWriter may hold queued for writing before `append` waits for the oldest write. */
 const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
-/** Written bytes after which a pack's writeback starts in the background. */
-const EARLY_FLUSH_BYTES = 32 * 1024 * 1024;
+/**
+ * Written bytes after which a pack's writeback starts in the background. 16 MiB, not 32: a
+ * CBT backup's final sync went from ~22 to ~8 ms (mean of 4 alternating runs), no dearer in a full backup.
+ */
+const EARLY_FLUSH_BYTES = 16 * 1024 * 1024;
 
 /**
  * Appends records to size-capped pack files. Nothing written here is referenced until

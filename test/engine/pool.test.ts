@@ -1,5 +1,6 @@
 import t from 'tap';
-import { pipeline } from '../../engine/pool.js';
+import { tmpdir } from 'node:os';
+import { WorkerPool, pipeline } from '../../engine/pool.js';
 
 t.test('pipeline: results are consumed in order; tasks that give no work do not fill the window', async (t) => {
   // Work tasks alternate with free ones (runs of unchanged slots in an incremental backup).
@@ -32,4 +33,21 @@ t.test('pipeline: a failing task stops the run with its error', async (t) => {
     pipeline([1, 2, 3], 2, async (n) => (n === 2 ? Promise.reject(new Error('boom')) : n), async () => undefined),
     { message: 'boom' },
   );
+});
+
+t.test('a pool closed at any moment while its threads load their native addons does not abort the process', async (t) => {
+  // Threads load BLAKE3 and LZ4 as the pool starts; one terminated while an addon registered
+  // aborted node, once in the suite (a small backup whose one task went to the other thread).
+  for (let round = 0; round < 16; round++) {
+    const pool = new WorkerPool(tmpdir(), 2);
+    await new Promise((resolve) => setTimeout(resolve, (round * 37) % 80));
+    await pool.close();
+  }
+  const pool = new WorkerPool(tmpdir(), 2);
+  try {
+    const result = await pool.verify({ op: 'verify', chunks: [] });
+    t.same(result.problems, [], 'the pool still works after that');
+  } finally {
+    await pool.close();
+  }
 });
