@@ -15,6 +15,8 @@ export interface BenchContext {
   workload: DiskWorkload;
   workloads: DiskWorkload[];
   limits: Limits | null;
+  /** How many times a plug-in repeats a measurement it reports as a median (--rounds). */
+  rounds: number;
   /** Runs the real chunkvault CLI with measurement (wall, CPU, peak RSS); throws on a non-zero exit. */
   cli(args: string[]): Promise<CommandRun>;
   log(message: string): void;

@@ -19,7 +19,8 @@ import { join } from 'node:path';
 import type { BenchContext } from './context.js';
 import type { CommandRun } from './measure.js';
 import { findPeers, removeRepo } from './peers.js';
-import { GiB, MiB, buildWorkload, type ProfileName, type SyntheticSpec } from './workload.js';
+import { median } from './report.js';
+import { GiB, MiB, buildWorkload, type DiskWorkload, type ProfileName, type SyntheticSpec } from './workload.js';
 
 const SIZES: Record<ProfileName, { image: number; sparseLogical: number; sparseData: number }> = {
   quick: { image: 256 * MiB, sparseLogical: 4 * GiB, sparseData: 64 * MiB },
@@ -85,10 +86,10 @@ async function borgOfChanged(context: BenchContext, base: string, changed: strin
   });
 }
 
-export async function cbtIncremental(context: BenchContext): Promise<Record<string, unknown>> {
-  const workload = await buildWorkload(cbtSpec(SIZES[context.profile.name].image), join(context.workDir, 'workloads'));
+/** One store, one full backup, one CBT incremental on it; the last round also checks the result. */
+async function cbtRound(context: BenchContext, workload: DiskWorkload, check: boolean): Promise<CbtRound> {
   const changed = workload.changed!;
-  const { full, incremental, identical, store: storeFigures } = await withRepo(context, 'incremental-cbt', async (store) => {
+  return withRepo(context, 'incremental-cbt', async (store) => {
     await context.cli(['init', '--store', store]);
     context.log(`incremental: full backup of ${workload.spec.name}`);
     warm(workload.base);
@@ -96,34 +97,63 @@ export async function cbtIncremental(context: BenchContext): Promise<Record<stri
     context.log('incremental: CBT backup of the changed image');
     warm(changed);
     const incremental = await backup(context, ['--store', store, '--name', 'vm', `disk=${changed}`, '--parent', 'vm@latest', '--changed', `disk=${workload.cbt}`]);
+    const round: CbtRound = { full, incremental, shareOfFull: incremental.wallSeconds / full.wallSeconds };
+    if (!check) return round;
     const restored = join(context.workDir, 'incremental-restored.img');
     await context.cli(['restore', '--store', store, 'vm@latest', restored]);
-    const identical = spawnSync('cmp', ['-s', restored, changed]).status === 0;
+    round.identical = spawnSync('cmp', ['-s', restored, changed]).status === 0;
     await fs.rm(restored, { force: true });
     const stats = JSON.parse((await context.cli(['stats', '--store', store, '--json'])).stdout) as { storedBytes: number; dedupRatio: number; compressionRatio: number };
-    return { full, incremental, identical, store: { storedBytes: stats.storedBytes, dedupRatio: stats.dedupRatio, compressionRatio: stats.compressionRatio } };
+    round.store = { storedBytes: stats.storedBytes, dedupRatio: stats.dedupRatio, compressionRatio: stats.compressionRatio };
+    return round;
   });
-  const borg = await borgOfChanged(context, workload.base, changed);
-  const shareOfFull = incremental.wallSeconds / full.wallSeconds;
-  const speedupVsBorg = borg ? borg.wallSeconds / incremental.wallSeconds : null;
+}
+
+interface CbtRound {
+  full: BackupFigures;
+  incremental: BackupFigures;
+  shareOfFull: number;
+  identical?: boolean;
+  store?: { storedBytes: number; dedupRatio: number; compressionRatio: number };
+}
+
+/**
+ * `context.rounds` rounds of full + incremental, each on a fresh store: the share of the full
+ * is the median of the rounds' own ratios, so a burst of load on this shared machine moves
+ * one round, not the figure.
+ */
+export async function cbtIncremental(context: BenchContext): Promise<Record<string, unknown>> {
+  const workload = await buildWorkload(cbtSpec(SIZES[context.profile.name].image), join(context.workDir, 'workloads'));
+  const rounds: CbtRound[] = [];
+  for (let round = 1; round <= context.rounds; round++) rounds.push(await cbtRound(context, workload, round === context.rounds));
+  const last = rounds[rounds.length - 1];
+  const borg = await borgOfChanged(context, workload.base, workload.changed!);
+  const shareOfFull = median(rounds.map((r) => r.shareOfFull));
+  const incrementalSeconds = median(rounds.map((r) => r.incremental.wallSeconds));
+  const speedupVsBorg = borg ? borg.wallSeconds / incrementalSeconds : null;
   return {
     workload: workload.spec.name,
     imageBytes: workload.size,
     changedShare: workload.changedBytes / workload.size,
     // What CBT makes the backup read: every 1 MiB slot a changed range touches, whole.
-    touchedShare: incremental.bytesRead / workload.size,
-    fullSeconds: full.wallSeconds,
-    incrementalSeconds: incremental.wallSeconds,
+    touchedShare: last.incremental.bytesRead / workload.size,
+    rounds: rounds.length,
+    fullSeconds: median(rounds.map((r) => r.full.wallSeconds)),
+    incrementalSeconds,
     borgSeconds: borg?.wallSeconds ?? null,
     incrementalShareOfFull: shareOfFull,
     speedupVsBorg,
     goalAtMost20PercentOfFull: shareOfFull <= 0.2,
     goalAtLeast8xFasterThanBorg: speedupVsBorg === null ? null : speedupVsBorg >= 8,
-    restoredIdentical: identical,
+    restoredIdentical: last.identical,
     // The store after both restore points: what the incremental added, and the ratios.
-    incrementalStoredBytes: incremental.storedBytes,
-    store: storeFigures,
-    details: { full, incremental, borg: borg && { wallSeconds: borg.wallSeconds, cpuSeconds: borg.cpuSeconds, peakRssBytes: borg.peakRssBytes }, changedRanges: workload.changedRanges },
+    incrementalStoredBytes: last.incremental.storedBytes,
+    store: last.store,
+    details: {
+      rounds: rounds.map((r) => ({ full: r.full, incremental: r.incremental, shareOfFull: r.shareOfFull })),
+      borg: borg && { wallSeconds: borg.wallSeconds, cpuSeconds: borg.cpuSeconds, peakRssBytes: borg.peakRssBytes },
+      changedRanges: workload.changedRanges,
+    },
     notes: borg ? [] : ['borg is not installed (apt-get install borgbackup): no comparison'],
   };
 }

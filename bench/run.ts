@@ -10,7 +10,8 @@
  *   node dist/bench/run.js --render results.json [--out DIR] [--readme]   (the report again, from saved results;
  *                                                                         --readme: and the README section)
  * `paired` runs chunkvault and borg alternately for --rounds rounds (default 3): the goals
- * of issue 2 are judged on the median of those same-load ratios.
+ * of issue 2 are judged on the median of those same-load ratios. The CBT incremental repeats
+ * its full + incremental pair as many times and is judged the same way.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
@@ -359,7 +360,7 @@ async function main(): Promise<void> {
   });
   await step('large', () => largeSource(profile.name, options.work, results));
 
-  const context: BenchContext = { profile, workDir: options.work, workload: primary, workloads, limits, cli: (args) => runCli(args), log };
+  const context: BenchContext = { profile, workDir: options.work, workload: primary, workloads, limits, rounds: options.rounds, cli: (args) => runCli(args), log };
   for (const module of PLUGIN_MODULES) if (options.steps.has(module)) await runPlugin(module, context, results);
 
   results.seconds = (Date.now() - started) / 1000;
