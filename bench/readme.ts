@@ -58,7 +58,7 @@ function incrementalGoals(r: BenchResults): Goal[] {
   const rounds = (n: number | null): string => (n !== null && n > 1 ? `, medians of ${n} rounds` : '');
   return [
     threshold(`CBT incremental of a ${size(cbt('imageBytes'))} image takes at most 20% of the full backup (issue 4)`, cbt('incrementalShareOfFull'), 0.2, true, (v) =>
-      `${(v * 100).toFixed(0)}% (${s(cbt('incrementalSeconds'))} against ${s(cbt('fullSeconds'))}${rounds(cbt('rounds'))}; ${what})`,
+      `${(v * 100).toFixed(1)}% (${s(cbt('incrementalSeconds'))} against ${s(cbt('fullSeconds'))}${rounds(cbt('rounds'))}; ${what})`,
     ),
     threshold('CBT incremental at least 8x faster than `borg create` of the changed image (issue 4)', cbt('speedupVsBorg'), 8, false, (v) =>
       `${x(v)} (${s(cbt('incrementalSeconds'))} against ${s(cbt('borgSeconds'))})`,

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../../engine/backup.js';
 import { WorkerPool } from '../../engine/pool.js';
-import { initStore, restore, runBackup } from '../../engine/index.js';
+import { gc, initStore, restore, runBackup } from '../../engine/index.js';
 import { groupTasks, mergeRanges, planSlots, resizedRange, wholeDisk, type DiskLayout, type SlotAction } from '../../engine/plan.js';
 
 import { seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
@@ -163,6 +163,27 @@ t.test('a parent removed between reading its map and opening the index is refuse
     message: new RegExp(`parent ${parent.id} was removed while this backup started; nothing was written`),
   });
   t.same(await written(), before, 'no pack, map or catalog entry written');
+});
+
+t.test('a default parent removed and collected while the backup started is dropped: tasks that used its ids are read again', async (t) => {
+  const dir = await tempDir(t);
+  const store = await initStore(join(dir, 'store'), '64K');
+  const image = join(dir, 'sda.img');
+  await writeImage(image, [{ kind: 'random', bytes: 16 * CS, seed: 9 }]);
+  await runBackup(store, { threads: 1, sources: [`sda=${image}`], name: 'vm' });
+  const [parent] = (await store.catalog.list()).points;
+  const parentMap = await store.readMap(parent.id, 'sda');
+  // Removed and its chunks collected after the next backup planned with it, before it opened the index.
+  await store.catalog.remove(parent.id);
+  t.equal((await gc(store, { maxUnused: 0 })).chunksFreed, 16, "the parent's chunks are gone");
+  const pool = new WorkerPool(store.packsDir, 2);
+  t.teardown(() => pool.close());
+  const point = await backup(store, [{ label: 'sda', path: image, layout: wholeDisk(16 * CS, CS), parentMap }], { name: 'vm', time: parent.time, kind: 'full', parent, implicitParent: true, pool });
+  t.equal(point.parent, null, 'recorded without a parent');
+  t.equal(point.stats.chunksNew, 16, 'every chunk stored again');
+  const out = join(dir, 'out.img');
+  await restore(store, point.id, out, { threads: 1 });
+  t.equal(await sha256File(out), await sha256File(image), 'restores byte-identical');
 });
 
 t.test('two disks: LABEL= forms pick the disk a CBT list belongs to; a disk without one is read whole', async (t) => {
