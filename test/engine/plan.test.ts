@@ -1,5 +1,5 @@
 /** Slot planning: what each chunk slot reads, which are zero, which reuse the parent's id. */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../../engine/backup.js';
@@ -143,16 +143,22 @@ t.test('disk size changes since the parent, end to end: grown and shrunk disks r
   }
 });
 
-t.test('a parent removed between reading its map and opening the index is refused: its chunks may be gone', async (t) => {
+/** A store whose one restore point (of `chunks` random chunks) a next backup planned with, then was removed from the catalog. */
+async function removedParent(t: Test, chunks: number, seed: number) {
   const dir = await tempDir(t);
   const store = await initStore(join(dir, 'store'), '64K');
   const image = join(dir, 'sda.img');
-  await writeImage(image, [{ kind: 'random', bytes: 4 * CS, seed: 5 }]);
+  await writeImage(image, [{ kind: 'random', bytes: chunks * CS, seed }]);
   await runBackup(store, { threads: 1, sources: [`sda=${image}`], name: 'vm' });
   const [parent] = (await store.catalog.list()).points;
   const parentMap = await store.readMap(parent.id, 'sda');
-  const layout = { ...wholeDisk(4 * CS, CS), changed: [] };
   await store.catalog.remove(parent.id);
+  return { dir, store, image, parent, parentMap };
+}
+
+t.test('a parent removed between reading its map and opening the index is refused: its chunks may be gone', async (t) => {
+  const { store, image, parent, parentMap } = await removedParent(t, 4, 5);
+  const layout = { ...wholeDisk(4 * CS, CS), changed: [] };
   // Opening LevelDB rewrites its own log and manifest: compare what a backup would add.
   const written = (): Promise<string[]> => Promise.all(['catalog', 'maps', 'packs'].map((part) => treeDigest(join(store.dir, part))));
   const before = await written();
@@ -165,16 +171,9 @@ t.test('a parent removed between reading its map and opening the index is refuse
   t.same(await written(), before, 'no pack, map or catalog entry written');
 });
 
-t.test('a default parent removed and collected while the backup started is dropped: tasks that used its ids are read again', async (t) => {
-  const dir = await tempDir(t);
-  const store = await initStore(join(dir, 'store'), '64K');
-  const image = join(dir, 'sda.img');
-  await writeImage(image, [{ kind: 'random', bytes: 16 * CS, seed: 9 }]);
-  await runBackup(store, { threads: 1, sources: [`sda=${image}`], name: 'vm' });
-  const [parent] = (await store.catalog.list()).points;
-  const parentMap = await store.readMap(parent.id, 'sda');
-  // Removed and its chunks collected after the next backup planned with it, before it opened the index.
-  await store.catalog.remove(parent.id);
+t.test('a default parent removed and collected while the backup started is dropped: every chunk is stored again', async (t) => {
+  const { dir, store, image, parent, parentMap } = await removedParent(t, 16, 9);
+  // Collected too, before the backup opened the index: none of its ids may be reused.
   t.equal((await gc(store, { maxUnused: 0 })).chunksFreed, 16, "the parent's chunks are gone");
   const pool = new WorkerPool(store.packsDir, 2);
   t.teardown(() => pool.close());
