@@ -90,11 +90,6 @@ function vmHwm(pid: number): number {
   }
 }
 
-/**
- * Every timed command starts with no dirty pages left by the step before it (`sync`): the
- * kernel writing back an earlier run's gigabytes would otherwise be billed to whichever
- * tool runs next, and a restore point is taken long after the one before it.
- */
 /** CPU seconds so far (user + system, fields 14 and 15 of /proc/<pid>/stat) and peak RSS of a running process. */
 export function processUsage(pid: number): { cpuSeconds: number; peakRssBytes: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -102,6 +97,11 @@ export function processUsage(pid: number): { cpuSeconds: number; peakRssBytes: n
   return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / 100, peakRssBytes: vmHwm(pid) };
 }
 
+/**
+ * Every timed command starts with no dirty pages left by the step before it (`sync`): the
+ * kernel writing back an earlier run's gigabytes would otherwise be billed to whichever
+ * tool runs next, and a restore point is taken long after the one before it.
+ */
 export async function measureCommand(command: string, args: string[], options: CommandOptions = {}): Promise<CommandRun> {
   if (options.settle !== false) spawnSync('sync');
   const timeFile = options.gnuTime ?? hasGnuTime() ? join(await fs.mkdtemp(join(tmpdir(), 'cv-time-')), 'time.txt') : null;
