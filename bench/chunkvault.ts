@@ -4,17 +4,18 @@ import { packageRoot } from '../engine/package-root.js';
 import { measureCommand, type CommandRun } from './measure.js';
 import type { Tool } from './peers.js';
 
-export const CLI = join(packageRoot(import.meta.url), 'bin', 'chunkvault.js');
+/** The command a user runs (package.json "bin"): a launcher that starts node on bin/chunkvault.js. */
+export const CLI = join(packageRoot(import.meta.url), 'bin', 'chunkvault');
 
 export interface ChunkvaultOptions {
   chunkSize?: string;
   threads?: number;
-  /** Extra node flags for every run, e.g. --cpu-prof --cpu-prof-dir=DIR to see where time goes. */
+  /** Extra node flags for every run (through NODE_OPTIONS), e.g. --cpu-prof --cpu-prof-dir=DIR to see where time goes. */
   nodeArgs?: string[];
 }
 
 export function runCli(args: string[], nodeArgs: string[] = []): Promise<CommandRun> {
-  return measureCommand(process.execPath, [...nodeArgs, CLI, ...args]);
+  return measureCommand(CLI, args, nodeArgs.length > 0 ? { env: { NODE_OPTIONS: nodeArgs.join(' ') } } : {});
 }
 
 /** Runs a --json command and parses its output. */

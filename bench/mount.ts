@@ -61,7 +61,7 @@ interface Mounted {
 /** `chunkvault mount` in a child process, ready once it printed `mounted at`. */
 async function mountStore(store: string, mountpoint: string, file: string, extra: string[] = []): Promise<Mounted> {
   await fs.mkdir(mountpoint, { recursive: true });
-  const child = spawn(process.execPath, [CLI, 'mount', '--store', store, mountpoint, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(CLI, ['mount', '--store', store, mountpoint, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
   let stdout = '';
   let stderr = '';

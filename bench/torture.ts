@@ -331,7 +331,7 @@ class Torture {
     const env = { ...process.env };
     delete env[CRASH_ENV];
     if (ending !== 'finish' && ending !== 'random') env[CRASH_ENV] = ending;
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(CLI, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     let lockSeen: number | null = null;

@@ -1,0 +1,38 @@
+/**
+ * bin/chunkvault, the command package.json installs: run through a symlink as npm links it,
+ * it starts node on bin/chunkvault.js without NODE_EXTRA_CA_CERTS, passes every argument
+ * through unchanged, and exits with the CLI's code.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, ROOT, collect, tempDir, type CliResult } from '../helpers/index.js';
+
+/** A certificate file that does not exist: node warns on stderr when it tries to load it. */
+const MISSING_CA = { NODE_EXTRA_CA_CERTS: '/nonexistent/chunkvault-test-ca.pem' };
+
+function run(command: string, args: string[]): Promise<CliResult> {
+  return collect(spawn(command, args, { env: { ...process.env, ...MISSING_CA }, stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+t.test('the installed command starts node without NODE_EXTRA_CA_CERTS and passes arguments and exit codes through', async (t) => {
+  const dir = await tempDir(t);
+  const linked = join(dir, '.bin', 'chunkvault');
+  await fs.mkdir(join(dir, '.bin'));
+  await fs.symlink(join(ROOT, 'bin', 'chunkvault'), linked);
+  const store = join(dir, 'a store with spaces');
+
+  const direct = await run(process.execPath, [CLI, 'init', '--store', store]);
+  t.equal(direct.code, 0);
+  t.match(direct.stderr, /Ignoring extra certs from/, 'node itself reads the variable (the control)');
+
+  const listed = await run(linked, ['list', '--store', store, '--json']);
+  t.equal(listed.code, 0);
+  t.equal(listed.stderr, '', 'no certificate was read');
+  t.same(JSON.parse(listed.stdout), [], 'the path with spaces reached the CLI whole');
+
+  const refused = await run(linked, ['list', '--store', join(dir, 'none')]);
+  t.equal(refused.code, 2, "the CLI's exit code");
+  t.match(refused.stderr, /^chunkvault: .* is not a chunkvault store/m);
+});
