@@ -7,13 +7,14 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, ROOT, collect, tempDir, type CliResult } from '../helpers/index.js';
+import { ROOT, cli, collect, tempDir, type CliResult } from '../helpers/index.js';
 
 /** A certificate file that does not exist: node warns on stderr when it tries to load it. */
 const MISSING_CA = { NODE_EXTRA_CA_CERTS: '/nonexistent/chunkvault-test-ca.pem' };
 
-function run(command: string, args: string[]): Promise<CliResult> {
-  return collect(spawn(command, args, { env: { ...process.env, ...MISSING_CA }, stdio: ['ignore', 'pipe', 'pipe'] }));
+/** Runs the command as npm links it (`cli` runs `node bin/chunkvault.js`). */
+function runLinked(linked: string, args: string[]): Promise<CliResult> {
+  return collect(spawn(linked, args, { env: { ...process.env, ...MISSING_CA }, stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 t.test('the installed command starts node without NODE_EXTRA_CA_CERTS and passes arguments and exit codes through', async (t) => {
@@ -23,16 +24,16 @@ t.test('the installed command starts node without NODE_EXTRA_CA_CERTS and passes
   await fs.symlink(join(ROOT, 'bin', 'chunkvault'), linked);
   const store = join(dir, 'a store with spaces');
 
-  const direct = await run(process.execPath, [CLI, 'init', '--store', store]);
+  const direct = await cli(['init', '--store', store], MISSING_CA);
   t.equal(direct.code, 0);
   t.match(direct.stderr, /Ignoring extra certs from/, 'node itself reads the variable (the control)');
 
-  const listed = await run(linked, ['list', '--store', store, '--json']);
+  const listed = await runLinked(linked, ['list', '--store', store, '--json']);
   t.equal(listed.code, 0);
   t.equal(listed.stderr, '', 'no certificate was read');
   t.same(JSON.parse(listed.stdout), [], 'the path with spaces reached the CLI whole');
 
-  const refused = await run(linked, ['list', '--store', join(dir, 'none')]);
+  const refused = await runLinked(linked, ['list', '--store', join(dir, 'none')]);
   t.equal(refused.code, 2, "the CLI's exit code");
   t.match(refused.stderr, /^chunkvault: .* is not a chunkvault store/m);
 });
