@@ -61,7 +61,7 @@ class BackupRun {
   readonly stats: BackupStats = { bytesRead: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0, secondsThrottled: 0 };
   /** Chunks written by this run, not yet in the index: dedup within the backup. */
   readonly pending = new Map<string, [Buffer, ChunkLocation]>();
-  /** Result buffers whose bytes are written: handed back to the workers for their next output. */
+  /** Result buffers whose records are stored: handed back to the workers for their next output. */
   readonly spare: ArrayBuffer[] = [];
   bytesDone = 0;
 
@@ -86,11 +86,11 @@ class BackupRun {
 
   /** Stores the records of a worker result that neither this run nor the index has yet, then recycles its buffer. */
   async storeNewChunks(result: BackupResult): Promise<void> {
-    const { written } = await this.appendNewChunks(result);
-    void written.then(() => this.spare.push(result.buffer));
+    await this.appendNewChunks(result);
+    this.spare.push(result.buffer);
   }
 
-  private async appendNewChunks(result: BackupResult): Promise<{ written: Promise<void> }> {
+  private async appendNewChunks(result: BackupResult): Promise<void> {
     const bytes = Buffer.from(result.buffer);
     const candidates: { id: Buffer; hex: string; record: Buffer; header: ReturnType<typeof decodeRecordHeader> }[] = [];
     const seen = new Set<string>();
@@ -105,8 +105,8 @@ class BackupRun {
     });
     const known = await this.index.getMany(candidates.map((c) => c.id));
     const fresh = candidates.filter((_, i) => known[i] === undefined);
-    if (fresh.length === 0) return { written: Promise.resolve() };
-    const { pack, offset, written } = await this.packs.append(fresh.map((c) => c.record));
+    if (fresh.length === 0) return;
+    const { pack, offset } = await this.packs.append(fresh.map((c) => c.record));
     let at = offset;
     for (const { id, hex, record, header } of fresh) {
       this.pending.set(hex, [id, { pack, offset: at, storedLength: header!.storedLength, rawLength: header!.rawLength, codec: header!.codec }]);
@@ -114,7 +114,6 @@ class BackupRun {
       this.stats.bytesNew += record.byteLength;
       this.stats.chunksNew++;
     }
-    return { written };
   }
 }
 
@@ -130,7 +129,7 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
     async (unit) => (Array.isArray(unit) ? readSlots(run, pool, disk, unit) : null),
     async (result, unit) => {
       if (Array.isArray(unit)) {
-        // A copy: the result's buffer goes back to a worker once its records are written.
+        // A copy: the result's buffer goes back to a worker once its records are stored.
         writeIds(map, unit, Buffer.from(result!.buffer.slice(0, unit.length * ID_BYTES)));
         await run.storeNewChunks(result!);
         run.stats.bytesRead += result!.bytesRead;

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { compressBlock, compressBound, decompressBlock } from './lz4.js';
 import { chunkId, ID_BYTES } from './chunk-id.js';
 import { fsyncDir } from './durable.js';
-import { EarlyFlush, WriteQueue, writeAll } from './write-queue.js';
+import { AppendFile, alignedStages, type Stages } from './append-file.js';
 
 export const RECORD_MAGIC = 0x43564b31; // "CVK1"
 export const RECORD_HEADER_BYTES = 16 + ID_BYTES;
@@ -118,87 +118,85 @@ export function packFileName(pack: string): string {
   return pack + PACK_SUFFIX;
 }
 
-/** Bytes a PackWriter may hold queued for writing before `append` waits for the oldest write. */
-const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
-/**
- * Written bytes after which a pack's writeback starts in the background. 16 MiB, not 32: a
- * CBT backup's final sync went from ~22 to ~8 ms (mean of 4 alternating runs), no dearer in a full backup.
- */
-const EARLY_FLUSH_BYTES = 16 * 1024 * 1024;
-
 /**
  * Appends records to size-capped pack files. Nothing written here is referenced until
  * `sync()` has made it durable and the caller commits index entries for it.
  *
- * Writes happen behind the caller (store/write-queue.ts): `append` places the records and
- * returns once the queue has room, so the caller's next batch is computed while the page
- * cache takes this one (a backup's workers went idle ~40% of the time waiting on these
- * writes). The first failure fails every later call.
+ * Records are copied into staging memory and written behind the caller (store/append-file.ts),
+ * so the caller's next batch is computed while the disk takes this one. The first failure
+ * fails every later call.
  */
 export class PackWriter {
-  private current: { name: string; handle: Promise<fs.FileHandle>; size: number } | null = null;
-  private readonly unsynced: Promise<fs.FileHandle>[] = [];
+  private current: { name: string; file: AppendFile } | null = null;
+  /** Packs already full: their tails are written, their data not yet synced. */
+  private readonly unsynced: AppendFile[] = [];
   private readonly written: string[] = [];
-  private readonly writes = new WriteQueue(MAX_QUEUED_BYTES);
-  private readonly flush = new EarlyFlush(EARLY_FLUSH_BYTES, (err) => this.writes.fail(err));
+  private stages: Stages | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  private failure: Error | null = null;
 
   constructor(
     private readonly dir: string,
     private readonly cap = DEFAULT_PACK_CAP,
   ) {}
 
-  /**
-   * Appends whole records (headers and payloads): where they start, and `written`, which
-   * settles once their bytes are in the file; the records must not change before that.
-   */
-  async append(records: Buffer[]): Promise<{ pack: string; offset: number; written: Promise<void> }> {
-    this.writes.throwIfFailed();
+  /** Appends whole records (headers and payloads) and says where they start; the records may change once this returns. */
+  async append(records: Buffer[]): Promise<{ pack: string; offset: number }> {
     const total = records.reduce((sum, r) => sum + r.byteLength, 0);
-    if (!this.current || (this.current.size > 0 && this.current.size + total > this.cap)) this.rollOver();
-    const current = this.current!;
-    const offset = current.size;
-    current.size += total;
-    const { written } = await this.writes.add(async () => {
-      const handle = await current.handle;
-      await writeAll(handle, records, offset);
-      this.flush.wrote(handle, total);
-    }, total);
-    return { pack: current.name, offset, written };
+    return this.serially(async () => {
+      if (!this.current || (this.current.file.size > 0 && this.current.file.size + total > this.cap)) await this.rollOver();
+      const { name, file } = this.current!;
+      const offset = file.size;
+      await file.append(records);
+      return { pack: name, offset };
+    });
   }
 
   get packsWritten(): readonly string[] {
     return this.written;
   }
 
-  private rollOver(): void {
+  /** Runs `step` after every earlier one; once a step fails, every later one fails the same way. */
+  private serially<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(() => {
+      if (this.failure) throw this.failure;
+      return step();
+    });
+    this.queue = run.catch((err: Error) => {
+      this.failure ??= err;
+    });
+    return run;
+  }
+
+  private async rollOver(): Promise<void> {
+    if (this.current) {
+      await this.current.file.writeTail();
+      this.unsynced.push(this.current.file);
+    }
     const name = newPackName();
-    const handle = fs.open(join(this.dir, packFileName(name)), 'wx');
-    handle.catch((err: Error) => this.writes.fail(err));
-    this.current = { name, handle, size: 0 };
-    this.unsynced.push(handle);
     this.written.push(name);
+    this.current = { name, file: await AppendFile.create(join(this.dir, packFileName(name)), (this.stages ??= alignedStages())) };
   }
 
-  /** Waits for every queued write, then fsyncs every pack written so far and the directory that names them. */
+  /** Makes every pack written so far durable, and the directory that names them. */
   async sync(): Promise<void> {
-    await this.writes.drain();
-    await this.flush.settle();
-    this.writes.throwIfFailed();
-    for (const handle of this.unsynced) await (await handle).sync();
-    if (this.unsynced.length > 0) await fsyncDir(this.dir);
-    for (const handle of this.unsynced) if (handle !== this.current?.handle) await (await handle).close();
-    this.unsynced.length = 0;
-    if (this.current) this.unsynced.push(this.current.handle);
+    await this.serially(async () => {
+      await this.current?.file.writeTail();
+      for (const file of this.unsynced) await file.datasync();
+      await this.current?.file.datasync();
+      if (this.current) await fsyncDir(this.dir);
+      for (const file of this.unsynced) await file.close();
+      this.unsynced.length = 0;
+    });
   }
 
-  /** Closes every pack, after queued writes end; durable only what `sync()` made so. */
+  /** Closes every pack once earlier calls end; durable only what `sync()` made so. */
   async close(): Promise<void> {
-    await this.writes.settle();
-    await this.flush.settle();
-    const handles = new Set([...this.unsynced, ...(this.current ? [this.current.handle] : [])]);
+    await this.queue;
+    const files = [...this.unsynced, ...(this.current ? [this.current.file] : [])];
     this.current = null;
     this.unsynced.length = 0;
-    for (const handle of handles) await handle.then((h) => h.close()).catch(() => undefined);
+    for (const file of files) await file.close().catch(() => undefined);
   }
 }
 

@@ -90,23 +90,27 @@ t.test('zero detection', async (t) => {
 t.test('writes happen behind append: sync waits for them, and a failed write fails sync and every later append', async (t) => {
   const dir = await tempDir(t);
   const writer = new PackWriter(dir);
-  const chunks = [4, 5, 6].map((seed) => seededBytes(seed, 70_000));
+  // Over two 8 MiB stages, so stage writes overlap appends, and a tail that ends mid-block.
+  const chunks = [4, 5, 6].map((seed) => seededBytes(seed, 7_000_001));
   const places: { pack: string; offset: number }[] = [];
   for (const c of chunks) places.push(await writer.append([record(c)]));
   await writer.sync();
   const path = join(dir, packFileName(places[0].pack));
+  t.equal((await fs.stat(path)).size, 3 * (RECORD_HEADER_BYTES + 7_000_001), 'no padding past the last record');
   t.same(
-    await checkRecords(path, chunks.map((c, i) => ({ offset: places[i].offset, storedLength: 70_000, id: chunkId(c) }))),
+    await checkRecords(path, chunks.map((c, i) => ({ offset: places[i].offset, storedLength: 7_000_001, id: chunkId(c) }))),
     [null, null, null],
     'every record is in place once sync returns',
   );
+  const more = await writer.append([record(chunks[0])]);
+  await writer.sync();
+  t.same(await checkRecords(path, [places[2], more].map((p, i) => ({ offset: p.offset, storedLength: 7_000_001, id: chunkId(chunks[i === 0 ? 2 : 0]) }))), [null, null], 'an append after a sync goes on from the unaligned end');
   await writer.close();
 
   const gone = join(dir, 'removed');
   const failing = new PackWriter(gone);
-  const placed = await failing.append([record(chunks[0])]);
-  t.equal(placed.offset, 0, 'append places the record before its pack is even open');
+  await t.rejects(failing.append([record(chunks[0])]), { code: 'ENOENT' });
+  await t.rejects(failing.append([record(chunks[1])]), { code: 'ENOENT' }, 'the first failure fails every later append');
   await t.rejects(failing.sync(), { code: 'ENOENT' });
-  await t.rejects(failing.append([record(chunks[1])]), { code: 'ENOENT' });
   await failing.close();
 });

@@ -1,0 +1,137 @@
+import { constants, promises as fs } from 'node:fs';
+
+/**
+ * Append-only files written around the page cache (O_DIRECT) where the filesystem allows it.
+ *
+ * Why: a backup's packs are not read again soon, so caching them only evicts what the
+ * machine being protected keeps in its page cache; and on a VM that hands freed memory back
+ * to its host (virtio-balloon free page reporting, as on these machines), every page-cache
+ * page a write fills is memory the host must fault in again: 320 MiB written and synced
+ * took 961 ms through the page cache and 163 ms direct.
+ *
+ * Direct I/O needs each write's memory address, file offset and length aligned to the
+ * device's block: bytes are copied into an aligned staging area and written a whole stage at
+ * a time; the partial last block is written padded with zeros, and the padding cut off the
+ * file, only when the caller asks for the tail (before a sync, or when the file is done).
+ */
+
+/** The alignment direct I/O needs: a device's logical block is at most this. */
+const BLOCK = 4096;
+/** One staging area; there are two, so one is filled while the other is written. */
+const STAGE_BYTES = 8 * 1024 * 1024;
+const WASM_PAGE_BYTES = 65536;
+
+/** Two staging areas; one set serves one file at a time. */
+export type Stages = [Buffer, Buffer];
+
+/**
+ * Page-aligned memory: Node has no aligned allocation, but a WebAssembly memory starts
+ * where the kernel mapped it, on a page boundary.
+ */
+export function alignedStages(): Stages {
+  const memory = new WebAssembly.Memory({ initial: (2 * STAGE_BYTES) / WASM_PAGE_BYTES });
+  const bytes = Buffer.from(memory.buffer);
+  return [bytes.subarray(0, STAGE_BYTES), bytes.subarray(STAGE_BYTES)];
+}
+
+/** writev may write less than asked (a full disk does that before it fails): go on until all is written. */
+export async function writeAll(handle: fs.FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let pending = [...buffers];
+  let at = position;
+  while (pending.length > 0) {
+    let { bytesWritten } = await handle.writev(pending, at);
+    if (bytesWritten === 0) throw Object.assign(new Error('a write made no progress'), { code: 'EIO' });
+    at += bytesWritten;
+    while (pending.length > 0 && bytesWritten >= pending[0].byteLength) bytesWritten -= pending.shift()!.byteLength;
+    if (pending.length > 0 && bytesWritten > 0) pending = [pending[0].subarray(bytesWritten), ...pending.slice(1)];
+  }
+}
+
+/**
+ * A new file that only grows. Calls must not overlap: each waits for the one before.
+ * A failed write fails the call that next waits for it.
+ */
+export class AppendFile {
+  /** Which stage is being filled, how much of it, and where in the file it starts (block-aligned). */
+  private active = 0;
+  private fill = 0;
+  private stageAt = 0;
+  /** Bytes appended since the tail was last written. */
+  private tailPending = false;
+  private inFlight: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly handle: fs.FileHandle,
+    private readonly stages: Stages,
+    /** False where the filesystem refused direct I/O: the same writes then go through the page cache. */
+    readonly direct: boolean,
+  ) {}
+
+  /** Creates `path`, which must not exist. */
+  static async create(path: string, stages: Stages): Promise<AppendFile> {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+    try {
+      return new AppendFile(await fs.open(path, flags | constants.O_DIRECT), stages, true);
+    } catch (err) {
+      // A filesystem without direct I/O refuses the open after it has created the file.
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      return new AppendFile(await fs.open(path, constants.O_WRONLY), stages, false);
+    }
+  }
+
+  /** Bytes appended so far, written or staged. */
+  get size(): number {
+    return this.stageAt + this.fill;
+  }
+
+  /** Takes a copy of `buffers`: they may change once this returns. */
+  async append(buffers: Buffer[]): Promise<void> {
+    for (const buffer of buffers) {
+      for (let from = 0; from < buffer.byteLength; ) {
+        const copied = buffer.copy(this.stages[this.active], this.fill, from);
+        from += copied;
+        this.fill += copied;
+        this.tailPending = true;
+        if (this.fill === STAGE_BYTES) await this.writeStage();
+      }
+    }
+  }
+
+  /** Starts writing the full active stage and switches to the other one once its own write is done. */
+  private async writeStage(): Promise<void> {
+    await this.inFlight;
+    this.inFlight = writeAll(this.handle, [this.stages[this.active]], this.stageAt);
+    // Awaited by the next call; until then its failure must not count as unhandled.
+    this.inFlight.catch(() => undefined);
+    this.active ^= 1;
+    this.stageAt += STAGE_BYTES;
+    this.fill = 0;
+  }
+
+  /** Writes every staged byte, so the file holds all that was appended (not yet durably: see datasync). */
+  async writeTail(): Promise<void> {
+    await this.inFlight;
+    if (!this.tailPending) return;
+    const stage = this.stages[this.active];
+    const padded = Math.ceil(this.fill / BLOCK) * BLOCK;
+    stage.fill(0, this.fill, padded);
+    await writeAll(this.handle, [stage.subarray(0, padded)], this.stageAt);
+    if (padded !== this.fill) await this.handle.truncate(this.size);
+    // The partial last block stays staged: the next stage write rewrites it whole, with what follows.
+    const whole = this.fill - (this.fill % BLOCK);
+    stage.copy(stage, 0, whole, this.fill);
+    this.stageAt += whole;
+    this.fill -= whole;
+    this.tailPending = false;
+  }
+
+  async datasync(): Promise<void> {
+    await this.handle.datasync();
+  }
+
+  /** Closes the file; bytes still staged are lost unless writeTail ran. */
+  async close(): Promise<void> {
+    await this.inFlight.catch(() => undefined);
+    await this.handle.close();
+  }
+}
