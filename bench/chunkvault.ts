@@ -4,8 +4,8 @@ import { packageRoot } from '../engine/package-root.js';
 import { measureCommand, type CommandRun } from './measure.js';
 import type { Tool } from './peers.js';
 
-/** The command a user runs (package.json "bin"): a launcher that starts node on bin/chunkvault.js. */
-export const CLI = join(packageRoot(import.meta.url), 'bin', 'chunkvault');
+/** The command a user runs (package.json "bin"): bin/chunkvault.js, executed, so its first line starts node. */
+export const CLI = join(packageRoot(import.meta.url), 'bin', 'chunkvault.js');
 
 export interface ChunkvaultOptions {
   chunkSize?: string;

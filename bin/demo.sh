@@ -15,7 +15,7 @@ rm -rf "$work/tree"
 echo "demo disk: $image ($(du -h --apparent-size "$image" | cut -f1) logical, $(du -h "$image" | cut -f1) allocated)"
 
 export CHUNKVAULT_STORE="$work/store"
-cv() { echo "+ chunkvault $*"; bin/chunkvault "$@"; }
+cv() { echo "+ chunkvault $*"; bin/chunkvault.js "$@"; }
 cv init
 cv backup "$image" --name demo
 cv backup "$image" --name demo

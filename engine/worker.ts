@@ -3,10 +3,10 @@
  * packs itself, so chunk bytes cross a thread boundary at most once (transferred).
  */
 import { openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import { Piscina } from 'piscina';
 import { chunkId, isAllZero, loadHasher, ID_BYTES } from '../store/chunk-id.js';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MAX_CHUNK_SIZE } from '../store/format.js';
 import { decodeRecord, packFileName, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
 import {
@@ -55,9 +55,21 @@ function readFully(fd: number, into: Buffer, position: number, what: string): nu
   return done;
 }
 
-/** Hands `value` back with its buffer transferred, not copied. */
-function transfer<T extends { buffer: ArrayBuffer }>(value: T): unknown {
-  return Piscina.move({ [Piscina.transferableSymbol]: [value.buffer], [Piscina.valueSymbol]: value } as never);
+/**
+ * What Piscina.move does to a result so that it is transferred, not copied. Importing piscina
+ * for it loads the whole pool (~14 ms per thread as the pool starts); this thread already runs
+ * piscina's worker code, which loaded the module that marks results: this takes that one.
+ */
+const requireHere = createRequire(import.meta.url);
+const piscinaCommon = join(dirname(requireHere.resolve('piscina')), 'common.js');
+if (!(piscinaCommon in requireHere.cache)) throw new Error(`${piscinaCommon} is not the module piscina's worker loaded: results could not be transferred`);
+const { markMovable } = requireHere(piscinaCommon) as { markMovable: (value: object) => void };
+
+/** Hands `value` back with `buffers` transferred, not copied (piscina's public symbols say which). */
+function transfer(value: object, buffers: ArrayBuffer[]): unknown {
+  const movable = { [Symbol.for('Piscina.transferable')]: buffers, [Symbol.for('Piscina.valueOf')]: value };
+  markMovable(movable);
+  return movable;
 }
 
 /** Reads a slot's bytes into `data`; bytes no read covers are zero. */
@@ -108,7 +120,7 @@ function backup(task: BackupTask): unknown {
       at += result.recordLength;
     });
     const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, ...stats };
-    return transfer(result);
+    return transfer(result, [result.buffer]);
   });
 }
 
@@ -174,7 +186,7 @@ function decode(task: DecodeTask, packsDir: string): unknown {
     return { buffer: read.data.buffer as ArrayBuffer, length: read.data.byteLength };
   });
   const result: DecodeResult = { chunks, problems };
-  return Piscina.move({ [Piscina.transferableSymbol]: chunks.map((c) => c.buffer), [Piscina.valueSymbol]: result } as never);
+  return transfer(result, chunks.map((c) => c.buffer));
 }
 
 export default async function run(message: { task: Task; packsDir: string }): Promise<unknown> {

@@ -17,8 +17,11 @@ import { constants, promises as fs } from 'node:fs';
 
 /** The alignment direct I/O needs: a device's logical block is at most this. */
 const BLOCK = 4096;
-/** One staging area; there are two, so one is filled while the other is written. */
-const STAGE_BYTES = 8 * 1024 * 1024;
+/**
+ * One staging area; there are two, so one is filled while the other is written. Writes of 2, 4
+ * and 8 MiB all ran at ~2 GB/s here; smaller stages are less new memory for a short backup.
+ */
+const STAGE_BYTES = 4 * 1024 * 1024;
 const WASM_PAGE_BYTES = 65536;
 
 /** Two staging areas; one set serves one file at a time. */

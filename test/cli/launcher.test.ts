@@ -1,6 +1,6 @@
 /**
- * bin/chunkvault, the command package.json installs: run through a symlink as npm links it,
- * it starts node on bin/chunkvault.js without NODE_EXTRA_CA_CERTS, passes every argument
+ * bin/chunkvault.js, the command package.json installs: executed through a symlink as npm
+ * links it, its first line starts node without NODE_EXTRA_CA_CERTS, passes every argument
  * through unchanged, and exits with the CLI's code.
  */
 import t from 'tap';
@@ -21,7 +21,7 @@ t.test('the installed command starts node without NODE_EXTRA_CA_CERTS and passes
   const dir = await tempDir(t);
   const linked = join(dir, '.bin', 'chunkvault');
   await fs.mkdir(join(dir, '.bin'));
-  await fs.symlink(join(ROOT, 'bin', 'chunkvault'), linked);
+  await fs.symlink(join(ROOT, 'bin', 'chunkvault.js'), linked);
   const store = join(dir, 'a store with spaces');
 
   const direct = await cli(['init', '--store', store], MISSING_CA);

@@ -90,7 +90,7 @@ t.test('zero detection', async (t) => {
 t.test('writes happen behind append: sync waits for them, and a failed write fails sync and every later append', async (t) => {
   const dir = await tempDir(t);
   const writer = new PackWriter(dir);
-  // Over two 8 MiB stages, so stage writes overlap appends, and a tail that ends mid-block.
+  // Over several stages, so stage writes overlap appends, and a tail that ends mid-block.
   const chunks = [4, 5, 6].map((seed) => seededBytes(seed, 7_000_001));
   const places: { pack: string; offset: number }[] = [];
   for (const c of chunks) places.push(await writer.append([record(c)]));
