@@ -29,17 +29,31 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** A lock being written: `<pid>-<random>.json.<host>.tmp`, renamed to its .json name once whole. */
+const PARTIAL_LOCK = /^(\d+)-[0-9a-f]+\.json\.(.+)\.tmp$/;
+
 export async function acquireLock(dir: string, command: string): Promise<HeldLock> {
   const info: LockInfo = { pid: process.pid, host: hostname(), command, started: new Date().toISOString() };
   const path = join(dir, `${process.pid}-${randomBytes(3).toString('hex')}.json`);
-  await fs.writeFile(path, JSON.stringify(info) + '\n');
+  // Whole or absent: a command killed while writing its lock leaves a partial file that names
+  // its pid and host, which listLocks removes once that process is gone.
+  const partial = `${path}.${info.host}.tmp`;
+  await fs.writeFile(partial, JSON.stringify(info) + '\n');
+  await fs.rename(partial, path);
   return { info, release: () => fs.rm(path, { force: true }) };
+}
+
+function diedHere(pid: number, host: string): boolean {
+  return host === hostname() && !isAlive(pid);
 }
 
 /** Live locks; locks of processes that died on this host are removed on the way. */
 export async function listLocks(dir: string): Promise<LockInfo[]> {
   const names = await fs.readdir(dir).catch(() => [] as string[]);
   const live: LockInfo[] = [];
+  for (const partial of names.map((n) => PARTIAL_LOCK.exec(n)).filter((m): m is RegExpExecArray => m !== null)) {
+    if (diedHere(Number(partial[1]), partial[2])) await fs.rm(join(dir, partial[0]), { force: true });
+  }
   for (const name of names.filter((n) => n.endsWith('.json'))) {
     const path = join(dir, name);
     const info = await fs
@@ -47,7 +61,7 @@ export async function listLocks(dir: string): Promise<LockInfo[]> {
       .then((t) => JSON.parse(t) as LockInfo)
       .catch(() => null);
     if (!info) continue;
-    if (info.host === hostname() && !isAlive(info.pid)) {
+    if (diedHere(info.pid, info.host)) {
       await fs.rm(path, { force: true });
       continue;
     }

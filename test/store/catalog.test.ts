@@ -3,7 +3,6 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Catalog, newRestorePointId, type RestorePoint } from '../../store/catalog.js';
 import { ChunkMapWriter, readChunkMap, slotCount } from '../../store/chunk-map.js';
-import { listLocks } from '../../store/lock.js';
 import { tempDir } from '../helpers/index.js';
 
 function point(id: string, time: string, name = 'vm'): RestorePoint {
@@ -52,11 +51,4 @@ t.test('chunk maps: positional writes, zero-filled gaps, visible only after comm
   t.equal(map.length, 96);
   t.ok(map.subarray(0, 64).every((b) => b === 0));
   t.ok(map.subarray(64).every((b) => b === 7));
-});
-
-t.test('locks of dead processes are cleared', async (t) => {
-  const dir = await tempDir(t);
-  await fs.writeFile(join(dir, '999999-x.json'), JSON.stringify({ pid: 999999, host: (await import('node:os')).hostname(), command: 'backup', started: '' }));
-  t.same(await listLocks(dir), []);
-  t.same(await fs.readdir(dir), []);
 });
