@@ -13,11 +13,11 @@
  * way for every tool; the sparse image is the exception (reading its holes takes minutes)
  * and may be read cold, which only slows chunkvault's side.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext } from './context.js';
-import type { CommandRun } from './measure.js';
+import { readWarm, type CommandRun } from './measure.js';
 import { findPeers, removeRepo } from './peers.js';
 import { median } from './report.js';
 import { GiB, MiB, buildWorkload, type DiskWorkload, type ProfileName, type SyntheticSpec } from './workload.js';
@@ -51,10 +51,6 @@ interface BackupFigures {
   storedBytes: number;
 }
 
-function warm(image: string): void {
-  execFileSync('sh', ['-c', 'cat "$1" > /dev/null', 'sh', image]);
-}
-
 async function backup(context: BenchContext, args: string[]): Promise<BackupFigures> {
   const run = await context.cli(['backup', ...args, '--json']);
   const report = JSON.parse(run.stdout) as { seconds: number; bytesRead: number; bytesNew: number };
@@ -81,7 +77,7 @@ async function borgOfChanged(context: BenchContext, base: string, changed: strin
     await borg.init(repo);
     await borg.backup(repo, base, 'base');
     context.log('incremental: borg create of the changed image');
-    warm(changed);
+    readWarm(changed);
     return borg.backup(repo, changed, 'changed');
   });
 }
@@ -92,10 +88,10 @@ async function cbtRound(context: BenchContext, workload: DiskWorkload, check: bo
   return withRepo(context, 'incremental-cbt', async (store) => {
     await context.cli(['init', '--store', store]);
     context.log(`incremental: full backup of ${workload.spec.name}`);
-    warm(workload.base);
+    readWarm(workload.base);
     const full = await backup(context, ['--store', store, '--name', 'vm', `disk=${workload.base}`]);
     context.log('incremental: CBT backup of the changed image');
-    warm(changed);
+    readWarm(changed);
     const incremental = await backup(context, ['--store', store, '--name', 'vm', `disk=${changed}`, '--parent', 'vm@latest', '--changed', `disk=${workload.cbt}`]);
     const round: CbtRound = { full, incremental, shareOfFull: incremental.wallSeconds / full.wallSeconds };
     if (!check) return round;
@@ -166,7 +162,7 @@ export async function sparseBackup(context: BenchContext): Promise<Record<string
   return withRepo(context, 'incremental-sparse', async (store) => {
     await context.cli(['init', '--store', store]);
     context.log(`incremental: full-backup rate on ${dense.spec.name}`);
-    warm(dense.base);
+    readWarm(dense.base);
     const denseRun = await backup(context, ['--store', store, '--name', 'dense', `disk=${dense.base}`]);
     context.log(`incremental: backup of ${sparse.spec.name}`);
     const sparseRun = await backup(context, ['--store', store, '--name', 'sparse', `disk=${sparse.base}`]);

@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CLI } from './chunkvault.js';
 import type { BenchContext } from './context.js';
-import { measureCommand, processUsage } from './measure.js';
+import { measureCommand, processUsage, readWarm } from './measure.js';
 import { hasCommand } from './peers.js';
 import { MiB } from './workload.js';
 
@@ -166,6 +166,7 @@ async function borgMountRead(workDir: string, image: string, bytes: number, log:
   await measureCommand('borg', ['init', '--encryption=none', repo], { env });
   log('mount: borg create of the same image (lz4)');
   await measureCommand('borg', ['create', '--compression', 'lz4', `${repo}::disk`, 'disk.img'], { cwd: join(image, '..'), env });
+  readWarm(repo);
   await measureCommand('borg', ['mount', `${repo}::disk`, mountpoint], { env });
   try {
     const server = await processWith(['mount', `${repo}::disk`]);
@@ -188,6 +189,7 @@ export async function mountReads(context: BenchContext): Promise<MountFigures> {
     const store = join(workDir, 'store');
     await context.cli(['init', '--store', store]);
     const { id } = JSON.parse((await context.cli(['backup', '--store', store, image, '--json'])).stdout) as { id: string };
+    readWarm(store);
     const file = join(id, 'disk.img');
     const mountpoint = join(workDir, 'mnt');
     const notes = [

@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { CLI, chunkvaultTool, cliJson, runCli } from './chunkvault.js';
 import { PLUGIN_MODULES, type BenchContext } from './context.js';
 import { measureCpu, measureRead, machineInfo, type Limits } from './limits.js';
-import { measureCommand, type CommandRun } from './measure.js';
+import { measureCommand, readWarm, type CommandRun } from './measure.js';
 import { dirBytes, findPeers, removeRepo, type Tool } from './peers.js';
 import {
   CHUNKVAULT,
@@ -81,6 +81,7 @@ async function storeFigures(repo: string): Promise<StoreStats> {
  * no-op for a file already synced) makes every restore pay for the same durability.
  */
 async function restoreUntilDurable(tool: Tool, repo: string, tag: string, into: string): Promise<{ run: CommandRun; path: string }> {
+  readWarm(repo);
   const { run, path } = await tool.restore(repo, tag, into);
   const sync = await measureCommand('sync', [path], { settle: false });
   return {
@@ -118,6 +119,7 @@ async function runTool(tool: Tool, workload: DiskWorkload, workDir: string): Pro
     await fs.rm(into, { recursive: true, force: true });
     if (tool.verify) {
       log(`${tool.name}: verify ${name}`);
+      readWarm(repo);
       add('verify', await tool.verify(repo));
     }
   } finally {
@@ -169,6 +171,7 @@ async function backupAndRestore(workload: DiskWorkload, workDir: string, init: s
     const backup = await runCli(['backup', '--store', repo, '--name', 'sweep', `disk=${workload.base}`, ...threads, '--json'], nodeArgs);
     const stats = await storeFigures(repo);
     stats.storedBytes = await dirBytes(repo);
+    readWarm(repo);
     const restore = await runCli(['restore', '--store', repo, 'latest', target, ...threads, '--json'], nodeArgs);
     return { backup: figures(backup), restore: figures(restore), repo: stats };
   } finally {
