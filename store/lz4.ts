@@ -14,18 +14,23 @@ interface Lz4Binding {
   compressBound(length: number): number;
 }
 
-const lz4 = createRequire(import.meta.url)('lz4/build/Release/lz4.node') as Lz4Binding;
+let binding: Lz4Binding | null = null;
+
+/** Loaded on first use: the main thread of most commands never compresses (workers do). */
+function lz4(): Lz4Binding {
+  return (binding ??= createRequire(import.meta.url)('lz4/build/Release/lz4.node') as Lz4Binding);
+}
 
 export function compressBound(length: number): number {
-  return lz4.compressBound(length);
+  return lz4().compressBound(length);
 }
 
 /** Compressed length in `output`, or 0 when the data does not compress. */
 export function compressBlock(input: Buffer, output: Buffer): number {
-  return lz4.compress(input, output);
+  return lz4().compress(input, output);
 }
 
 /** Decoded length, or a negative number where the input is not a valid block. */
 export function decompressBlock(input: Buffer, output: Buffer): number {
-  return lz4.uncompress(input, output);
+  return lz4().uncompress(input, output);
 }
