@@ -2,12 +2,13 @@
  * Pool worker: the CPU-heavy and I/O-heavy part of every pipeline. It reads sources and
  * packs itself, so chunk bytes cross a thread boundary at most once (transferred).
  */
-import { openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { openSync, readSync, writeSync, closeSync, constants } from 'node:fs';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { chunkId, isAllZero, loadHasher, ID_BYTES } from '../store/chunk-id.js';
 import { dirname, join } from 'node:path';
 import { MAX_CHUNK_SIZE } from '../store/format.js';
+import { O_DIRECT, alignedBuffer, isBlockAligned, refusedDirect } from '../store/direct-io.js';
 import { decodeRecord, packFileName, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
 import {
   SlotOutcome,
@@ -142,25 +143,59 @@ function readChunk(chunk: ChunkRef, packsDir: string, into?: Buffer): { data: Bu
   }
 }
 
+/** Page-aligned memory restored chunks are decoded into, so they can be written direct. */
+let alignedChunk: Buffer = Buffer.alloc(0);
+
+function alignedScratch(size: number): Buffer {
+  if (alignedChunk.byteLength < size) alignedChunk = alignedBuffer(size);
+  return alignedChunk.subarray(0, size);
+}
+
+/**
+ * The target opened twice: direct, for block-aligned writes (null where the filesystem
+ * refuses it), and through the page cache, for the rest (a disk's partial last block).
+ */
+function withTarget<T>(path: string, use: (direct: number | null, buffered: number) => T): T {
+  return withFile(path, 'r+', (buffered) => {
+    let direct: number | null = null;
+    try {
+      direct = openSync(path, constants.O_RDWR | O_DIRECT);
+    } catch (err) {
+      if (!refusedDirect(err)) throw err;
+    }
+    try {
+      return use(direct, buffered);
+    } finally {
+      if (direct !== null) closeSync(direct);
+    }
+  });
+}
+
+function writeFully(fd: number, data: Buffer, position: number): number {
+  let done = 0;
+  while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done, position + done);
+  return done;
+}
+
 function restore(task: RestoreTask, packsDir: string): RestoreResult {
-  return withFile(task.target, 'r+', (fd) => {
+  return withTarget(task.target, (direct, buffered) => {
     const problems: ChunkProblem[] = [];
     let bytesWritten = 0;
     task.slots.forEach((slot, index) => {
+      const aligned = direct !== null && isBlockAligned(slot.diskOffset, slot.length);
+      const into = aligned ? alignedScratch(slot.length) : undefined;
       let data: Buffer;
       if (slot.chunk === null) {
-        data = scratchOf(slot.length).fill(0);
+        data = (into ?? scratchOf(slot.length)).fill(0);
       } else {
-        const read = readChunk(slot.chunk, packsDir);
+        const read = readChunk(slot.chunk, packsDir, into);
         if ('problem' in read) {
           problems.push({ index, problem: read.problem });
           return;
         }
         data = read.data;
       }
-      let done = 0;
-      while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done, slot.diskOffset + done);
-      bytesWritten += done;
+      bytesWritten += writeFully(aligned ? direct! : buffered, data, slot.diskOffset);
     });
     return { bytesWritten, problems };
   });

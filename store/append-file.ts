@@ -1,39 +1,24 @@
 import { constants, promises as fs } from 'node:fs';
+import { DIRECT_BLOCK, O_DIRECT, alignedBuffer, refusedDirect } from './direct-io.js';
 
 /**
- * Append-only files written around the page cache (O_DIRECT) where the filesystem allows it.
- *
- * Why: a backup's packs are not read again soon, so caching them only evicts what the
- * machine being protected keeps in its page cache; and on a VM that hands freed memory back
- * to its host (virtio-balloon free page reporting, as on these machines), every page-cache
- * page a write fills is memory the host must fault in again: 320 MiB written and synced
- * took 961 ms through the page cache and 163 ms direct.
- *
- * Direct I/O needs each write's memory address, file offset and length aligned to the
- * device's block: bytes are copied into an aligned staging area and written a whole stage at
+ * Append-only files written around the page cache where the filesystem allows it (see
+ * direct-io.ts): bytes are copied into an aligned staging area and written a whole stage at
  * a time; the partial last block is written padded with zeros, and the padding cut off the
  * file, only when the caller asks for the tail (before a sync, or when the file is done).
  */
 
-/** The alignment direct I/O needs: a device's logical block is at most this. */
-const BLOCK = 4096;
 /**
  * One staging area; there are two, so one is filled while the other is written. Writes of 2, 4
  * and 8 MiB all ran at ~2 GB/s here; smaller stages are less new memory for a short backup.
  */
-const STAGE_BYTES = 4 * 1024 * 1024;
-const WASM_PAGE_BYTES = 65536;
+export const STAGE_BYTES = 4 * 1024 * 1024;
 
 /** Two staging areas; one set serves one file at a time. */
 export type Stages = [Buffer, Buffer];
 
-/**
- * Page-aligned memory: Node has no aligned allocation, but a WebAssembly memory starts
- * where the kernel mapped it, on a page boundary.
- */
 export function alignedStages(): Stages {
-  const memory = new WebAssembly.Memory({ initial: (2 * STAGE_BYTES) / WASM_PAGE_BYTES });
-  const bytes = Buffer.from(memory.buffer);
+  const bytes = alignedBuffer(2 * STAGE_BYTES);
   return [bytes.subarray(0, STAGE_BYTES), bytes.subarray(STAGE_BYTES)];
 }
 
@@ -74,10 +59,10 @@ export class AppendFile {
   static async create(path: string, stages: Stages): Promise<AppendFile> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
     try {
-      return new AppendFile(await fs.open(path, flags | constants.O_DIRECT), stages, true);
+      return new AppendFile(await fs.open(path, flags | O_DIRECT), stages, true);
     } catch (err) {
       // A filesystem without direct I/O refuses the open after it has created the file.
-      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      if (!refusedDirect(err)) throw err;
       return new AppendFile(await fs.open(path, constants.O_WRONLY), stages, false);
     }
   }
@@ -115,17 +100,19 @@ export class AppendFile {
   async writeTail(): Promise<void> {
     await this.inFlight;
     if (!this.tailPending) return;
+    this.tailPending = false;
+    // Appends that ended on a stage boundary left nothing staged: that stage is written whole.
+    if (this.fill === 0) return;
     const stage = this.stages[this.active];
-    const padded = Math.ceil(this.fill / BLOCK) * BLOCK;
+    const padded = Math.ceil(this.fill / DIRECT_BLOCK) * DIRECT_BLOCK;
     stage.fill(0, this.fill, padded);
     await writeAll(this.handle, [stage.subarray(0, padded)], this.stageAt);
     if (padded !== this.fill) await this.handle.truncate(this.size);
     // The partial last block stays staged: the next stage write rewrites it whole, with what follows.
-    const whole = this.fill - (this.fill % BLOCK);
+    const whole = this.fill - (this.fill % DIRECT_BLOCK);
     stage.copy(stage, 0, whole, this.fill);
     this.stageAt += whole;
     this.fill -= whole;
-    this.tailPending = false;
   }
 
   async datasync(): Promise<void> {

@@ -1,9 +1,26 @@
-/** Restore with damaged or missing chunks: stop naming the range, or --partial. */
+/** Restore where direct I/O is refused, and with damaged or missing chunks: stop naming the range, or --partial. */
 import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, backedUpStore, cli } from '../helpers/index.js';
+import { MiB, backedUpStore, cli, cliJson, isRoot, mounted, requireCapability, residentBytes, restoresIdentically, sha256File } from '../helpers/index.js';
 import { corruptChunk } from '../helpers/corrupt.js';
+
+t.test('a restore writes around the page cache: only the partial last block of the disk goes through it', async (t) => {
+  const { dir, store, image, id } = await backedUpStore(t);
+  const out = join(dir, 'direct.img');
+  await cliJson(['restore', '--store', store, id, out]);
+  const lastSlot = (await fs.stat(out)).size % MiB;
+  t.ok(lastSlot % 4096 !== 0, `the disk ends in a partial block (${lastSlot} bytes past the last whole slot)`);
+  const cached = residentBytes(out);
+  t.ok(cached <= lastSlot + 4096, `${cached} bytes cached: at most that last slot`);
+  t.equal(await sha256File(out), await sha256File(image), 'byte-identical');
+});
+
+t.test('a target on a filesystem without direct I/O (ramfs) is written through the page cache, byte-identical', async (t) => {
+  if (!requireCapability(t, isRoot(), 'needs root to mount ramfs')) return;
+  const { dir, store, image, id } = await backedUpStore(t);
+  await restoresIdentically(t, store, id, image, join(mounted(t, dir, 'ramfs'), 'disk.img'));
+});
 
 t.test('a damaged chunk stops a restore; --partial restores the rest and lists the range', async (t) => {
   const { dir, store, image, id } = await backedUpStore(t);

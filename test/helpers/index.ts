@@ -168,6 +168,20 @@ export function requireCapability(t: Test, ok: boolean, reason: string): boolean
   return false;
 }
 
+/** Bytes of `path` in the page cache (util-linux fincore). */
+export function residentBytes(path: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+}
+
+/** Mounts a filesystem of `type` (ramfs, tmpfs...) on a new directory in `dir`, unmounted at teardown; needs root. */
+export function mounted(t: Test, dir: string, type: string, options: string[] = []): string {
+  const point = join(dir, type);
+  execFileSync('mkdir', [point]);
+  execFileSync('mount', ['-t', type, ...options, type, point]);
+  t.teardown(() => execFileSync('umount', [point]));
+  return point;
+}
+
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }

@@ -1,10 +1,9 @@
 /** Append-only files written direct from aligned staging, or through the page cache where direct I/O is refused. */
 import t, { type Test } from 'tap';
-import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { AppendFile, alignedStages } from '../../store/append-file.js';
-import { MiB, isRoot, requireCapability, seededBytes, tempDir } from '../helpers/index.js';
+import { AppendFile, STAGE_BYTES, alignedStages } from '../../store/append-file.js';
+import { MiB, isRoot, mounted, requireCapability, residentBytes, seededBytes, tempDir } from '../helpers/index.js';
 
 /** Pieces of odd sizes, so stage and block boundaries fall inside them. */
 const pieces = [1, 4097, 3 * MiB + 5, 9 * MiB + 511, 17, 5 * MiB].map((length, i) => seededBytes(i + 1, length));
@@ -15,6 +14,7 @@ async function appendsEveryByte(t: Test, path: string, direct: boolean): Promise
   t.equal(file.direct, direct, direct ? 'written around the page cache' : 'direct I/O refused: written through the page cache');
   await file.append(pieces.slice(0, 3));
   await file.writeTail();
+  if (direct) t.equal(residentBytes(path), 0, 'none of it went through the page cache');
   t.same(await fs.readFile(path), Buffer.concat(pieces.slice(0, 3)), 'after a tail write: every byte so far, no padding');
   const changed = pieces.slice(3).map((p) => Buffer.from(p));
   await file.append(changed);
@@ -31,14 +31,15 @@ t.test('direct: every byte in order, at any alignment', async (t) => {
   await appendsEveryByte(t, join(await tempDir(t), 'direct'), true);
 });
 
-/** Mounts a filesystem of `type` on a new dir, unmounted at teardown. */
-function mounted(t: Test, dir: string, type: string, options: string[] = []): string {
-  const point = join(dir, type);
-  execFileSync('mkdir', [point]);
-  execFileSync('mount', ['-t', type, ...options, type, point]);
-  t.teardown(() => execFileSync('umount', [point]));
-  return point;
-}
+t.test('appends that end on a stage boundary leave no tail to write', async (t) => {
+  const path = join(await tempDir(t), 'boundary');
+  const file = await AppendFile.create(path, alignedStages());
+  const whole = seededBytes(9, 2 * STAGE_BYTES);
+  await file.append([whole.subarray(0, STAGE_BYTES - 1), whole.subarray(STAGE_BYTES - 1)]);
+  await file.writeTail();
+  await file.close();
+  t.same(await fs.readFile(path), whole);
+});
 
 t.test('a filesystem without direct I/O (ramfs) gets the same bytes through the page cache', async (t) => {
   if (!requireCapability(t, isRoot(), 'needs root to mount ramfs')) return;
