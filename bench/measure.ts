@@ -141,13 +141,14 @@ export async function measureCommand(command: string, args: string[], options: C
 }
 
 /**
- * Reads a file, or every file under a directory, into the page cache. Timed steps read their
- * inputs warm, whichever tool wrote them and however: chunkvault writes packs around the
- * page cache (O_DIRECT), the peers through it, so a restore right after a backup would
- * otherwise read chunkvault's store from disk and the peers' from memory.
+ * Reads a file, or every file under a directory, into the page cache: only their data, for
+ * `cp` skips the holes of a sparse file (SEEK_DATA). Timed steps read their inputs warm,
+ * whichever tool wrote them and however: chunkvault writes packs around the page cache
+ * (O_DIRECT), the peers through it, so a restore right after a backup would otherwise read
+ * chunkvault's store from disk and the peers' from memory.
  */
 export function readWarm(path: string): void {
-  spawnSync('sh', ['-c', 'find "$1" -type f -exec cat {} + > /dev/null', 'sh', path]);
+  spawnSync('sh', ['-c', 'find "$1" -type f -exec sh -c \'for f do cp --sparse=always "$f" /dev/null; done\' sh {} +', 'sh', path]);
 }
 
 /** Times a function in this process; CPU includes worker threads; peak RSS is the process's lifetime maximum. */
