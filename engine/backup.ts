@@ -129,8 +129,7 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
     async (unit) => (Array.isArray(unit) ? readSlots(run, pool, disk, unit) : null),
     async (result, unit) => {
       if (Array.isArray(unit)) {
-        // A copy: the result's buffer goes back to a worker once its records are stored.
-        writeIds(map, unit, Buffer.from(result!.buffer.slice(0, unit.length * ID_BYTES)));
+        writeIds(map, unit, Buffer.from(result!.buffer, 0, unit.length * ID_BYTES));
         await run.storeNewChunks(result!);
         run.stats.bytesRead += result!.bytesRead;
         run.stats.chunksZero += result!.slots.filter((s) => s.outcome === SlotOutcome.Zero).length;

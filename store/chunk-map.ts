@@ -18,14 +18,21 @@ export function slotId(map: Buffer, slot: number): Buffer {
   return map.subarray(slot * ID_BYTES, (slot + 1) * ID_BYTES);
 }
 
+/** Ids are gathered per window of this many bytes of the map (32768 slots) before they are written. */
+const WINDOW_BYTES = 1024 * 1024;
+
 /**
  * Writes slot ids in any order; `commit()` makes the map durable under its final name.
- * Writes are queued, not awaited one by one: a CBT backup writes one small run of parent ids
- * between every two tasks, and waiting on each kept the workers from being fed.
+ * Ids are copied into a window of the map and written when a write falls outside it, one
+ * write per run of consecutive slots written: a CBT backup hands over a few slots at a time
+ * (runs of parent ids, then a task's scattered slots), and writing each (~800 writes for a
+ * 3 GiB disk) cost its main thread ~28 ms. Writes are queued, not awaited one by one.
  */
 export class ChunkMapWriter {
   private pending: Promise<void> = Promise.resolve();
   private failure: Error | null = null;
+  /** The window: where it starts in the map, its bytes, and the sorted, disjoint [start, end) ranges written into it. */
+  private window: { at: number; bytes: Buffer; written: [number, number][] } | null = null;
 
   private constructor(
     private readonly handle: fs.FileHandle,
@@ -42,19 +49,40 @@ export class ChunkMapWriter {
     return new ChunkMapWriter(handle, tmpPath, finalPath);
   }
 
-  /** ids holds consecutive slots starting at firstSlot, and must not change until `commit()`. */
+  /** ids holds consecutive slots starting at firstSlot; they are copied, and may change once this returns. */
   write(firstSlot: number, ids: Buffer): void {
     if (this.failure) throw this.failure;
-    const write = this.handle.write(ids, 0, ids.byteLength, firstSlot * ID_BYTES).then(
-      () => undefined,
-      (err: Error) => {
-        this.failure ??= err;
-      },
-    );
-    this.pending = Promise.all([this.pending, write]).then(() => undefined);
+    for (let from = 0; from < ids.byteLength; ) {
+      const at = firstSlot * ID_BYTES + from;
+      const windowAt = at - (at % WINDOW_BYTES);
+      if (this.window?.at !== windowAt) {
+        this.flush();
+        this.window = { at: windowAt, bytes: Buffer.allocUnsafe(WINDOW_BYTES), written: [] };
+      }
+      const start = at - windowAt;
+      const copied = ids.copy(this.window.bytes, start, from);
+      addRange(this.window.written, start, start + copied);
+      from += copied;
+    }
+  }
+
+  private flush(): void {
+    if (!this.window) return;
+    const { at, bytes, written } = this.window;
+    this.window = null;
+    for (const [start, end] of written) {
+      const write = this.handle.write(bytes, start, end - start, at + start).then(
+        () => undefined,
+        (err: Error) => {
+          this.failure ??= err;
+        },
+      );
+      this.pending = Promise.all([this.pending, write]).then(() => undefined);
+    }
   }
 
   async commit(): Promise<void> {
+    this.flush();
     await this.pending;
     if (this.failure) throw this.failure;
     await this.handle.sync();
@@ -64,10 +92,28 @@ export class ChunkMapWriter {
   }
 
   async abort(): Promise<void> {
+    this.window = null;
     await this.pending;
     await this.handle.close().catch(() => undefined);
     await fs.rm(this.tmpPath, { force: true });
   }
+}
+
+/** Adds [start, end) to sorted, disjoint ranges, merging it with those it touches. */
+function addRange(ranges: [number, number][], start: number, end: number): void {
+  let i = ranges.length;
+  while (i > 0 && ranges[i - 1][0] > start) i--;
+  if (i > 0 && ranges[i - 1][1] >= start) {
+    i--;
+    start = ranges[i][0];
+    end = Math.max(end, ranges[i][1]);
+    ranges.splice(i, 1);
+  }
+  while (i < ranges.length && ranges[i][0] <= end) {
+    end = Math.max(end, ranges[i][1]);
+    ranges.splice(i, 1);
+  }
+  ranges.splice(i, 0, [start, end]);
 }
 
 export async function readChunkMap(path: string): Promise<Buffer> {

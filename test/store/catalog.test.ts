@@ -2,7 +2,6 @@ import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Catalog, newRestorePointId, type RestorePoint } from '../../store/catalog.js';
-import { ChunkMapWriter, readChunkMap, slotCount } from '../../store/chunk-map.js';
 import { tempDir } from '../helpers/index.js';
 
 function point(id: string, time: string, name = 'vm'): RestorePoint {
@@ -37,18 +36,4 @@ t.test('catalog lists newest first by snapshot time, reports damaged entries', a
 t.test('restore point ids sort by creation time', async (t) => {
   t.ok(newRestorePointId(1000) < newRestorePointId(2000));
   t.match(newRestorePointId(), /^[0-9a-f]{16}$/);
-});
-
-t.test('chunk maps: positional writes, zero-filled gaps, visible only after commit', async (t) => {
-  const dir = await tempDir(t);
-  t.equal(slotCount(65537, 65536), 2);
-  t.equal(slotCount(0, 65536), 0);
-  const writer = await ChunkMapWriter.create(join(dir, 'p'), 'disk', 3);
-  await writer.write(2, Buffer.alloc(32, 7));
-  await t.rejects(fs.access(join(dir, 'p', 'disk.map')), 'not visible before commit');
-  await writer.commit();
-  const map = await readChunkMap(join(dir, 'p', 'disk.map'));
-  t.equal(map.length, 96);
-  t.ok(map.subarray(0, 64).every((b) => b === 0));
-  t.ok(map.subarray(64).every((b) => b === 7));
 });
