@@ -22,16 +22,12 @@ export function alignedStages(): Stages {
   return [bytes.subarray(0, STAGE_BYTES), bytes.subarray(STAGE_BYTES)];
 }
 
-/** writev may write less than asked (a full disk does that before it fails): go on until all is written. */
-export async function writeAll(handle: fs.FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let pending = [...buffers];
-  let at = position;
-  while (pending.length > 0) {
-    let { bytesWritten } = await handle.writev(pending, at);
+/** A write may take less than asked (a full disk does that before it fails): go on until all is written. */
+async function writeFully(handle: fs.FileHandle, bytes: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < bytes.byteLength; ) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, position + done);
     if (bytesWritten === 0) throw Object.assign(new Error('a write made no progress'), { code: 'EIO' });
-    at += bytesWritten;
-    while (pending.length > 0 && bytesWritten >= pending[0].byteLength) bytesWritten -= pending.shift()!.byteLength;
-    if (pending.length > 0 && bytesWritten > 0) pending = [pending[0].subarray(bytesWritten), ...pending.slice(1)];
+    done += bytesWritten;
   }
 }
 
@@ -88,7 +84,7 @@ export class AppendFile {
   /** Starts writing the full active stage and switches to the other one once its own write is done. */
   private async writeStage(): Promise<void> {
     await this.inFlight;
-    this.inFlight = writeAll(this.handle, [this.stages[this.active]], this.stageAt);
+    this.inFlight = writeFully(this.handle, this.stages[this.active], this.stageAt);
     // Awaited by the next call; until then its failure must not count as unhandled.
     this.inFlight.catch(() => undefined);
     this.active ^= 1;
@@ -106,7 +102,7 @@ export class AppendFile {
     const stage = this.stages[this.active];
     const padded = Math.ceil(this.fill / DIRECT_BLOCK) * DIRECT_BLOCK;
     stage.fill(0, this.fill, padded);
-    await writeAll(this.handle, [stage.subarray(0, padded)], this.stageAt);
+    await writeFully(this.handle, stage.subarray(0, padded), this.stageAt);
     if (padded !== this.fill) await this.handle.truncate(this.size);
     // The partial last block stays staged: the next stage write rewrites it whole, with what follows.
     const whole = this.fill - (this.fill % DIRECT_BLOCK);
