@@ -13,7 +13,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { BenchContext } from './context.js';
-import { measureCommand, type CommandRun } from './measure.js';
+import { measureCommand, readWarm, type CommandRun } from './measure.js';
 import { dirBytes, findPeers, removeRepo } from './peers.js';
 import { GiB, MiB, UNIT, random, seededBytes, unitData, type ProfileName, type SyntheticSpec } from './workload.js';
 import { applyRetention, type RetentionPoint, type RetentionPolicy } from '../engine/retention.js';
@@ -188,6 +188,7 @@ export async function gcAfterPrune(context: BenchContext): Promise<Record<string
       if (borg) await borg.backup(borgRepo, image, `v${String(v).padStart(2, '0')}`);
     }
     context.log('retention: chunkvault prune + gc');
+    readWarm(store);
     const prune = await context.cli(['prune', '--store', store, '--keep-last', String(KEEP), '--json']);
     const gcRun = await context.cli(['gc', '--store', store, '--json']);
     const gc = JSON.parse(gcRun.stdout) as GcJson;
@@ -231,6 +232,7 @@ async function borgPruneCompact(context: BenchContext, repo: string): Promise<{ 
   context.log('retention: borg prune + compact');
   const env = borgEnv(repo);
   const repoBytesBefore = await dirBytes(repo);
+  readWarm(repo);
   const prune: CommandRun = await measureCommand('borg', ['prune', '--keep-last', String(KEEP), repo], { env });
   const compact: CommandRun = await measureCommand('borg', ['compact', repo], { env });
   return { pruneWallSeconds: prune.wallSeconds, compactWallSeconds: compact.wallSeconds, compactCpuSeconds: compact.cpuSeconds, repoBytesBefore, repoBytesAfter: await dirBytes(repo) };
