@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { chunkId, isAllZero, loadHasher, ID_BYTES } from '../store/chunk-id.js';
 import { dirname, join } from 'node:path';
 import { MAX_CHUNK_SIZE } from '../store/format.js';
-import { O_DIRECT, alignedBuffer, isBlockAligned, refusedDirect } from '../store/direct-io.js';
+import { alignedBuffer, isBlockAligned, refusedDirect } from '../store/direct-io.js';
 import { decodeRecord, packFileName, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
 import {
   SlotOutcome,
@@ -29,11 +29,14 @@ import {
 } from './tasks.js';
 
 const ready = loadHasher();
-/** Per-thread buffers reused across tasks: chunk bytes, and pack records read for restore/verify. */
-const scratch = { chunk: Buffer.alloc(0), record: Buffer.alloc(0) };
+/**
+ * Per-thread buffers reused across tasks: chunk bytes, pack records read for restore/verify,
+ * and page-aligned memory restored chunks are decoded into, so they can be written direct.
+ */
+const scratch: Record<'chunk' | 'record' | 'aligned', Buffer> = { chunk: Buffer.alloc(0), record: Buffer.alloc(0), aligned: Buffer.alloc(0) };
 
 function scratchOf(size: number, kind: keyof typeof scratch = 'chunk'): Buffer {
-  if (scratch[kind].byteLength < size) scratch[kind] = Buffer.allocUnsafeSlow(size);
+  if (scratch[kind].byteLength < size) scratch[kind] = kind === 'aligned' ? alignedBuffer(size) : Buffer.allocUnsafeSlow(size);
   return scratch[kind].subarray(0, size);
 }
 
@@ -143,14 +146,6 @@ function readChunk(chunk: ChunkRef, packsDir: string, into?: Buffer): { data: Bu
   }
 }
 
-/** Page-aligned memory restored chunks are decoded into, so they can be written direct. */
-let alignedChunk: Buffer = Buffer.alloc(0);
-
-function alignedScratch(size: number): Buffer {
-  if (alignedChunk.byteLength < size) alignedChunk = alignedBuffer(size);
-  return alignedChunk.subarray(0, size);
-}
-
 /**
  * The target opened twice: direct, for block-aligned writes (null where the filesystem
  * refuses it), and through the page cache, for the rest (a disk's partial last block).
@@ -159,7 +154,7 @@ function withTarget<T>(path: string, use: (direct: number | null, buffered: numb
   return withFile(path, 'r+', (buffered) => {
     let direct: number | null = null;
     try {
-      direct = openSync(path, constants.O_RDWR | O_DIRECT);
+      direct = openSync(path, constants.O_RDWR | constants.O_DIRECT);
     } catch (err) {
       if (!refusedDirect(err)) throw err;
     }
@@ -183,7 +178,7 @@ function restore(task: RestoreTask, packsDir: string): RestoreResult {
     let bytesWritten = 0;
     task.slots.forEach((slot, index) => {
       const aligned = direct !== null && isBlockAligned(slot.diskOffset, slot.length);
-      const into = aligned ? alignedScratch(slot.length) : undefined;
+      const into = aligned ? scratchOf(slot.length, 'aligned') : undefined;
       let data: Buffer;
       if (slot.chunk === null) {
         data = (into ?? scratchOf(slot.length)).fill(0);

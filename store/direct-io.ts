@@ -1,5 +1,3 @@
-import { constants } from 'node:fs';
-
 /**
  * Writing around the page cache (O_DIRECT) where the filesystem allows it, for the bulk data
  * chunkvault writes and does not read back soon: pack files and restored disks.
@@ -16,8 +14,6 @@ import { constants } from 'node:fs';
 /** The alignment direct I/O needs: a device's logical block is at most this. */
 export const DIRECT_BLOCK = 4096;
 const WASM_PAGE_BYTES = 65536;
-
-export const O_DIRECT = constants.O_DIRECT;
 
 /**
  * Page-aligned memory of at least `bytes`: Node has no aligned allocation, but a WebAssembly
