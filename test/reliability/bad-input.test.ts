@@ -234,7 +234,7 @@ async function slowBackup(store: string, source: string): Promise<{ done: Promis
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const done = new Promise<{ code: number | null; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code, stderr })));
-  while (!(await fs.readdir(join(store, 'locks'))).some((n) => n.startsWith(`${child.pid}-`))) await new Promise((r) => setTimeout(r, 10));
+  while (!(await fs.readdir(join(store, 'locks'))).some((n) => n.startsWith(`${child.pid}-`) && n.endsWith('.json'))) await new Promise((r) => setTimeout(r, 10));
   await new Promise((r) => setTimeout(r, 400));
   return { done };
 }

@@ -28,12 +28,11 @@ function start(args: string[]): Started {
   return { child, done: new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr }))) };
 }
 
-/** The process's lock, once its file is written (it is created empty, then filled: a reader may come in between). */
+/** The process's lock once taken: it is written under a .tmp name, then renamed to its .json name whole. */
 async function lockOf(store: string, pid: number): Promise<{ command: string } | null> {
   for (const name of await fs.readdir(join(store, 'locks'))) {
-    if (!name.startsWith(`${pid}-`)) continue;
-    const text = await fs.readFile(join(store, 'locks', name), 'utf8');
-    return text.endsWith('\n') ? (JSON.parse(text) as { command: string }) : null;
+    if (!name.startsWith(`${pid}-`) || !name.endsWith('.json')) continue;
+    return JSON.parse(await fs.readFile(join(store, 'locks', name), 'utf8')) as { command: string };
   }
   return null;
 }
