@@ -3,7 +3,6 @@
  * Validates user input before anything is written; internals trust their arguments.
  */
 import { Store } from '../store/store.js';
-import { ChunkIndex } from '../store/index-db.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
 import type { BackupKind, BackupStats, RestorePoint } from '../store/catalog.js';
 import { backup, type BackupProgress } from './backup.js';
@@ -68,10 +67,8 @@ export function backupReport(point: RestorePoint): BackupReport {
 
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {
   const time = request.time === undefined ? new Date().toISOString() : parseTime(request.time);
-  // Workers take ~50 ms to load their native modules, LevelDB's binding ~25 ms: let both
-  // overlap the planning below.
+  // Workers take ~50 ms to load their native modules: let that overlap the planning below.
   const pool = new WorkerPool(store.packsDir, request.threads);
-  ChunkIndex.preload();
   try {
     const sources = await openSources(request.sources);
     const name = checkName(request.name ?? sources[0].label);

@@ -1,5 +1,5 @@
 /**
- * The worker pool. Workers load dist/engine/worker-entry.cjs (which imports worker.js) by absolute
+ * The worker pool. Workers load dist/engine/worker-entry.cjs (which requires the worker bundle) by absolute
  * path, also when this module runs from TypeScript source under tests or from the CLI bundle.
  */
 import { availableParallelism } from 'node:os';

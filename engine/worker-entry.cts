@@ -1,16 +1,11 @@
 /**
- * The file piscina loads. Piscina require()s its worker first; on Node 20 a require() of an
- * ES module can abort the process on a native assertion when module hooks are installed
- * (tap's, a user's NODE_OPTIONS --import). A CommonJS entry that import()s the worker
- * keeps every worker on the ES module loader.
+ * The file piscina loads: the CommonJS bundle of worker.ts (see package.json "build"). A
+ * CommonJS worker never starts node's ES module loader, which cost each thread ~10 ms as the
+ * pool started; and on Node 20 a require() of an ES module can abort the process on a native
+ * assertion when module hooks are installed (tap's, a user's NODE_OPTIONS --import).
  */
 import type { Task } from './tasks.js';
 
 type Run = (message: { task: Task; packsDir: string }) => Promise<unknown>;
 
-let worker: Promise<Run> | null = null;
-
-module.exports = async function run(message: { task: Task; packsDir: string }): Promise<unknown> {
-  worker ??= import('./worker.js').then((m: { default: Run }) => m.default);
-  return (await worker)(message);
-};
+module.exports = (require('./worker.cjs') as { default: Run }).default;

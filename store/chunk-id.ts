@@ -14,9 +14,9 @@ let hash: ((data: Uint8Array) => Buffer) | null = null;
  */
 export async function loadHasher(): Promise<void> {
   if (hash) return;
-  const blake3 = await import('blake3');
-  await blake3.load();
   const require = createRequire(import.meta.url);
+  const blake3 = require('blake3') as typeof import('blake3');
+  await blake3.load();
   if (!Object.keys(require.cache).some((key) => key.endsWith('blake3.node'))) {
     process.emitWarning(`blake3 native backend is not loaded (${require.resolve('blake3')}); hashing runs on WebAssembly`);
   }

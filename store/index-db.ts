@@ -4,6 +4,7 @@
  * close it again); a second opener gets StoreBusyError naming who holds the store.
  */
 import type { ClassicLevel } from 'classic-level';
+import { createRequire } from 'node:module';
 import { DamagedDataError, StoreBusyError } from '../engine/errors.js';
 import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, CHUNK_RANGE } from './index-keys.js';
 import type { ChunkLocation } from './pack.js';
@@ -17,26 +18,21 @@ export interface IndexOpenOptions {
   waitMs?: number;
 }
 
-let classicLevel: Promise<typeof import('classic-level')> | null = null;
+let classicLevel: typeof import('classic-level') | null = null;
 
 /**
  * LevelDB's binding, loaded on first use, not at startup: commands that never open the index
- * do not pay for it (~25 ms).
+ * do not pay for it (~25 ms). Required, not imported: the bundle is CommonJS (see package.json).
  */
-function loadClassicLevel(): Promise<typeof import('classic-level')> {
-  return (classicLevel ??= import('classic-level'));
+function loadClassicLevel(): typeof import('classic-level') {
+  return (classicLevel ??= createRequire(import.meta.url)('classic-level') as typeof import('classic-level'));
 }
 
 export class ChunkIndex {
   private constructor(private readonly db: Db) {}
 
-  /** Starts loading the binding without touching any store: a backup does so while it plans. */
-  static preload(): void {
-    loadClassicLevel().catch(() => undefined); // a failure surfaces in open()
-  }
-
   static async open(dir: string, options: IndexOpenOptions): Promise<ChunkIndex> {
-    const { ClassicLevel } = await loadClassicLevel();
+    const { ClassicLevel } = loadClassicLevel();
     const deadline = Date.now() + (options.waitMs ?? 0);
     for (;;) {
       const db: Db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
@@ -56,12 +52,12 @@ export class ChunkIndex {
 
   /** LevelDB's own repair of a damaged database directory; errors are left to the next open. */
   static async salvage(dir: string): Promise<void> {
-    const { ClassicLevel } = await loadClassicLevel();
+    const { ClassicLevel } = loadClassicLevel();
     await ClassicLevel.repair(dir).catch(() => undefined);
   }
 
   static async destroy(dir: string): Promise<void> {
-    const { ClassicLevel } = await loadClassicLevel();
+    const { ClassicLevel } = loadClassicLevel();
     await ClassicLevel.destroy(dir);
   }
 

@@ -7,7 +7,7 @@ import { packageRoot } from '../../engine/package-root.js';
 t.test('packageRoot: the same directory from source, from dist/ and from the bundled CLI', async (t) => {
   const root = packageRoot(import.meta.url);
   t.equal(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).name, 'chunkvault');
-  for (const module of ['engine/pool.ts', 'dist/engine/pool.js', 'dist/cli/main.js']) {
+  for (const module of ['engine/pool.ts', 'dist/engine/pool.js', 'dist/cli/main.cjs']) {
     t.equal(packageRoot(pathToFileURL(join(root, module)).href), root, module);
   }
 });
