@@ -1,5 +1,8 @@
 /** Dispatch only: each command lives in commands/<verb>.ts; errors become exit codes here. */
 import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../engine/package-root.js';
 import { reportError } from './output.js';
 import { register as init } from './commands/init.js';
 import { register as backup } from './commands/backup.js';
@@ -19,9 +22,14 @@ import { register as repair } from './commands/repair.js';
 
 const COMMANDS = [init, backup, list, restore, verify, stats, mount, umount, prune, hold, release, gc, extents, bench, repair];
 
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(import.meta.url), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 export function buildProgram(): Command {
   const program = new Command('chunkvault')
     .description('deduplicating block store for VM disks and snapshot extents')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('--debug', 'print stack traces')
     .exitOverride()
     .showHelpAfterError();

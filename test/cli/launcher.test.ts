@@ -37,3 +37,12 @@ t.test('the installed command starts node without NODE_EXTRA_CA_CERTS and passes
   t.equal(refused.code, 2, "the CLI's exit code");
   t.match(refused.stderr, /^chunkvault: .* is not a chunkvault store/m);
 });
+
+t.test('--version prints the version of the installed package and exits 0', async (t) => {
+  const { version } = JSON.parse(await fs.readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-V']) {
+    const run = await cli([flag]);
+    t.equal(run.code, 0, flag);
+    t.equal(run.stdout, `${version}\n`, flag);
+  }
+});
