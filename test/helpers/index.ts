@@ -173,12 +173,12 @@ export function residentBytes(path: string): number {
   return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' }).trim());
 }
 
-/** Mounts a filesystem of `type` (ramfs, tmpfs...) on a new directory in `dir`, unmounted at teardown; needs root. */
+/** Mounts a filesystem of `type` (ramfs, tmpfs...) on a new directory in `dir`, detached at teardown (lazily: a child may still hold a file); needs root. */
 export function mounted(t: Test, dir: string, type: string, options: string[] = []): string {
   const point = join(dir, type);
   execFileSync('mkdir', [point]);
   execFileSync('mount', ['-t', type, ...options, type, point]);
-  t.teardown(() => execFileSync('umount', [point]));
+  t.teardown(() => execFileSync('umount', ['-l', point]));
   return point;
 }
 

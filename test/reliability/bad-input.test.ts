@@ -11,7 +11,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { random } from '../../bench/workload.js';
 import { openStore, runBackup, type BackupRequest } from '../../engine/index.js';
-import { CLI, MiB, cli, cliJson, collect, hasCommand, isRoot, requireCapability, seededBytes, sha256File, tempDir, treeDigest, writeImage, type CliResult } from '../helpers/index.js';
+import { CLI, MiB, cli, cliJson, collect, hasCommand, isRoot, mounted, requireCapability, seededBytes, sha256File, tempDir, treeDigest, writeImage, type CliResult } from '../helpers/index.js';
 import { runMain } from './main-cli.js';
 
 const CS = 64 * 1024;
@@ -278,9 +278,6 @@ t.test('a restore target too small: a device is refused before it is written, a 
   await handle.close();
   t.ok(held.equals(pattern), 'the device is untouched');
 
-  const small = join(dir, 'small-fs');
-  await fs.mkdir(small);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', small]);
-  t.teardown(() => execFileSync('umount', ['-l', small]));
+  const small = mounted(t, dir, 'tmpfs', ['-o', 'size=512k']);
   oneLineError(t, 'full filesystem', await cli(['restore', '--store', store, base, join(small, 'o.img')]), 2, /^chunkvault: target .*o\.img: writing failed \(ENOSPC: no space left on device, write\); the restore is incomplete$/m);
 });
