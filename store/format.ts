@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidInputError, NotAStoreError, UnsupportedFormatError } from '../engine/errors.js';
+import { InvalidInputError, NotAStoreError, UnsupportedFormatError } from './errors.js';
 import { parseSize } from './size.js';
 
 export const FORMAT_NAME = 'chunkvault';

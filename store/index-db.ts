@@ -5,7 +5,7 @@
  */
 import type { ClassicLevel } from 'classic-level';
 import { createRequire } from 'node:module';
-import { DamagedDataError, StoreBusyError } from '../engine/errors.js';
+import { DamagedDataError, StoreBusyError } from './errors.js';
 import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, CHUNK_RANGE } from './index-keys.js';
 import type { ChunkLocation } from './pack.js';
 

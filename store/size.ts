@@ -1,4 +1,4 @@
-import { InvalidInputError } from '../engine/errors.js';
+import { InvalidInputError } from './errors.js';
 
 const UNITS: Record<string, number> = { '': 1, B: 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 

@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { StoreExistsError, InvalidInputError, StoreNotWritableError } from '../engine/errors.js';
+import { StoreExistsError, InvalidInputError, StoreNotWritableError } from './errors.js';
 import { FORMAT_FILE, encodeFormat, readFormat, type StoreFormat } from './format.js';
 import { Catalog } from './catalog.js';
 import { ChunkIndex } from './index-db.js';

@@ -1,0 +1,87 @@
+/**
+ * Every failure a user can cause or meet has a class with a stable code, structured data and,
+ * where another error led to it, that error as `cause`. Below engine/ and store/ alike.
+ * The CLI prints `message` (and exits with `exitCode`); `--json` prints toJSON().
+ */
+export type ErrorData = Record<string, unknown>;
+
+export class ChunkvaultError extends Error {
+  readonly code: string = 'CV_ERROR';
+  readonly exitCode: number = 2;
+  constructor(message: string, readonly data: ErrorData = {}, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = new.target.name;
+  }
+  toJSON(): { code: string; message: string; data: ErrorData } {
+    return { code: this.code, message: this.message, data: this.data };
+  }
+}
+
+/** Bad arguments, sizes, refs, JSON lists: rejected before anything is written. */
+export class InvalidInputError extends ChunkvaultError {
+  override readonly code = 'CV_INVALID_INPUT';
+}
+export class SourceError extends ChunkvaultError {
+  override readonly code = 'CV_SOURCE';
+}
+export class TargetError extends ChunkvaultError {
+  override readonly code = 'CV_TARGET';
+}
+export class NotAStoreError extends ChunkvaultError {
+  override readonly code = 'CV_NOT_A_STORE';
+}
+export class StoreExistsError extends ChunkvaultError {
+  override readonly code = 'CV_STORE_EXISTS';
+}
+export class UnsupportedFormatError extends ChunkvaultError {
+  override readonly code = 'CV_UNSUPPORTED_FORMAT';
+}
+export class UnknownRefError extends ChunkvaultError {
+  override readonly code = 'CV_UNKNOWN_REF';
+}
+export class AmbiguousRefError extends ChunkvaultError {
+  override readonly code = 'CV_AMBIGUOUS_REF';
+}
+export class StoreBusyError extends ChunkvaultError {
+  override readonly code = 'CV_STORE_BUSY';
+  override readonly exitCode = 3;
+}
+/** A chunk whose bytes are missing or do not match their id: never served as data. */
+export class DamagedDataError extends ChunkvaultError {
+  override readonly code = 'CV_DAMAGED';
+  override readonly exitCode = 1;
+}
+/** The store's directory refuses writes (permissions, a read-only filesystem). */
+export class StoreNotWritableError extends ChunkvaultError {
+  override readonly code = 'CV_STORE_NOT_WRITABLE';
+}
+export class NoSpaceError extends ChunkvaultError {
+  override readonly code = 'CV_NO_SPACE';
+}
+/** A mountpoint that is missing, not a directory, not empty, already mounted, or not ours. */
+export class MountpointError extends ChunkvaultError {
+  override readonly code = 'CV_MOUNTPOINT';
+}
+/**
+ * An object of the store exists, or may, but could not be read or listed (EIO, EMFILE, EACCES,
+ * a short read...). Never "absent": the command that meets it stops and changes nothing.
+ */
+export class StoreReadError extends ChunkvaultError {
+  override readonly code = 'CV_STORE_READ';
+}
+
+/** The errno of a failed system call, when it has one. */
+export function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+/** Only "no such file" means absent (invariant 6). */
+export function isAbsent(err: unknown): boolean {
+  return errnoOf(err) === 'ENOENT';
+}
+
+/** `what` (a path, or a name for it) could not be read: the error to stop with. */
+export function storeReadError(what: string, err: unknown): StoreReadError {
+  const code = errnoOf(err) ?? (err instanceof Error ? err.message : String(err));
+  return new StoreReadError(`cannot read ${what} (${code}); stopped, nothing was changed`, { object: what, code }, err);
+}
