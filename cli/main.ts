@@ -38,7 +38,11 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Everything a command creates (store files, LevelDB's, restored disks) is private unless it says otherwise (invariant 7). */
+const PRIVATE_UMASK = 0o077;
+
 export async function main(argv: string[]): Promise<number> {
+  process.umask(PRIVATE_UMASK);
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

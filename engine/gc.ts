@@ -14,7 +14,8 @@
  * What an interrupted step leaves (unindexed records, emptied packs) is dead to the next gc.
  */
 import { performance } from 'node:perf_hooks';
-import type { Store } from '../store/store.js';
+import { RESERVE_BYTES, type Store } from '../store/store.js';
+import { freeBytes } from './space.js';
 import type { ChunkIndex } from '../store/index-db.js';
 import { ID_BYTES } from '../store/chunk-id.js';
 import { checkRecords, copyRecords, RECORD_HEADER_BYTES, type ChunkLocation } from '../store/pack.js';
@@ -23,6 +24,8 @@ import { DamagedDataError, InvalidInputError, StoreBusyError } from './errors.js
 import { readMapOrDamage } from './locate.js';
 import { LiveSet } from './live-set.js';
 import { crashPoint } from './crash.js';
+import { proveIndexed } from './gc-proof.js';
+import { isRestorePointId } from '../store/catalog.js';
 
 export const DEFAULT_MAX_UNUSED_PERCENT = 10;
 /** Commands that read packs without holding the index, which gc must not pull packs from under. */
@@ -31,6 +34,8 @@ const PACK_READERS = ['mount', 'restore', 'verify'];
 const TMP_GRACE_MS = 60_000;
 /** Live bytes copied per compaction group: bounds the extra space compaction needs. */
 const GROUP_BYTES = 256 * 1024 * 1024;
+/** The reserve is set aside again only where it leaves room for this many more of its size. */
+const RESERVE_SPARE_FACTOR = 4;
 
 export interface GcOptions {
   /** Rewrite packs whose unused share is above this percentage. */
@@ -82,6 +87,8 @@ export interface GcReport {
   bytesRewritten: number;
   /** Packs left alone because a live record in them did not check out (verify names the damage). */
   packsDamaged: string[];
+  /** Why compaction stopped early (no room to copy), or null: the next gc goes on. */
+  compactionStopped: string | null;
   orphanMapsRemoved: number;
   tmpFilesRemoved: number;
   storeBytesBefore: number;
@@ -138,11 +145,27 @@ async function markLive(store: Store): Promise<{ live: LiveSet; restorePoints: n
         neighbours.set(key, map);
       }
     }
-    for (const id of damaged) for (const label of await store.listMapLabels(id)) live.addMap(await store.readMap(id, label));
+    // An entry that cannot be trusted keeps every id its maps hold, whatever their length.
+    for (const id of damaged.filter(isRestorePointId)) for (const label of await store.listMapLabels(id)) live.addMap(await store.readMap(id, label));
   } catch (err) {
     throw stopped(err);
   }
   return { live, restorePoints: points.length, catalogIds: new Set([...points.map((p) => p.id), ...damaged]) };
+}
+
+/**
+ * Maps directories of killed backups: no catalog entry (absent for certain, ENOENT), and older
+ * than every running backup, which writes its maps before its catalog entry.
+ */
+async function orphanMaps(store: Store, catalogIds: Set<string>): Promise<string[]> {
+  const backups = (await store.locks()).filter((l) => l.command.split(' ')[0] === 'backup').map((l) => Date.parse(l.started));
+  const oldestBackup = Math.min(Infinity, ...backups.map((t) => (Number.isNaN(t) ? -Infinity : t)));
+  const orphans: string[] = [];
+  for (const { id, mtimeMs } of await store.listMapDirs()) {
+    if (catalogIds.has(id) || mtimeMs >= oldestBackup) continue;
+    if (await store.catalog.isAbsent(id)) orphans.push(id);
+  }
+  return orphans;
 }
 
 function packAction(usage: { size: number; liveBytes: number }, maxUnused: number): PackAction {
@@ -166,6 +189,8 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
     }
   }
   const packs = Array.from(usage, ([pack, u]) => ({ pack, ...u, action: packAction(u, maxUnused) })).sort((a, b) => a.pack.localeCompare(b.pack));
+  const touched = packs.filter((p) => p.action !== 'keep').map((p) => p.pack);
+  await proveIndexed(store, index, live, touched, new Set(usage.keys()));
   const now = Date.now();
   return {
     maxUnused,
@@ -175,7 +200,7 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
     liveChunks: live.size,
     deadChunks,
     packs,
-    orphanMaps: (await store.listMapDirs()).filter((id) => !catalogIds.has(id)),
+    orphanMaps: await orphanMaps(store, catalogIds),
     tmpFiles: (await store.tmpFiles()).filter((f) => now - f.mtimeMs > TMP_GRACE_MS).map((f) => f.path),
     bytesFreed: packs.reduce((sum, p) => sum + (p.action === 'delete' ? p.size : p.action === 'compact' ? p.size - p.liveBytes : 0), 0),
     bytesToRewrite: packs.reduce((sum, p) => sum + (p.action === 'compact' ? p.liveBytes : 0), 0),
@@ -195,12 +220,19 @@ interface Compaction {
   packsRewritten: number;
   bytesRewritten: number;
   packsDamaged: string[];
+  /** Why compaction stopped before the end (too little free space to copy), or null. */
+  compactionStopped: string | null;
+}
+
+/** Copying writes before it frees: only with room for the copy and the reserve beside it. */
+async function roomFor(store: Store, bytes: number): Promise<boolean> {
+  return (await freeBytes(store)) >= bytes + RESERVE_BYTES;
 }
 
 /** Step 3: copy, fsync, move index entries, then delete the old packs; group by group. */
 async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress: GcOptions['onProgress']): Promise<Compaction> {
   const targets = plan.packs.filter((p) => p.action === 'compact').map((p) => p.pack);
-  const done: Compaction = { packsRewritten: 0, bytesRewritten: 0, packsDamaged: [] };
+  const done: Compaction = { packsRewritten: 0, bytesRewritten: 0, packsDamaged: [], compactionStopped: null };
   if (targets.length === 0) return done;
   const records = await liveRecordsOf(index, new Set(targets));
   const writer = store.newPackWriter();
@@ -218,6 +250,12 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
     for (const pack of targets) {
       const live = records.get(pack)!;
       const path = store.packPath(pack);
+      const liveBytes = live.reduce((sum, [, l]) => sum + RECORD_HEADER_BYTES + l.storedLength, 0);
+      if (!(await roomFor(store, liveBytes)) && group.old.length > 0) await commitGroup();
+      if (!(await roomFor(store, liveBytes))) {
+        done.compactionStopped = `the store's filesystem has less than ${liveBytes + RESERVE_BYTES} bytes free for copying pack ${pack}`;
+        break;
+      }
       const problems = await checkRecords(path, live.map(([id, l]) => ({ offset: l.offset, storedLength: l.storedLength, id })));
       if (problems.some((p) => p !== null)) {
         done.packsDamaged.push(pack);
@@ -225,10 +263,9 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
       }
       const placed = await copyRecords(path, live.map(([, l]) => l), writer);
       live.forEach(([id, location], i) => group.moved.push([id, { ...location, ...placed[i] }]));
-      const bytes = live.reduce((sum, [, l]) => sum + RECORD_HEADER_BYTES + l.storedLength, 0);
       group.old.push(pack);
-      group.bytes += bytes;
-      done.bytesRewritten += bytes;
+      group.bytes += liveBytes;
+      done.bytesRewritten += liveBytes;
       onProgress?.(done.bytesRewritten, plan.bytesToRewrite);
       if (group.bytes >= GROUP_BYTES) await commitGroup();
     }
@@ -268,6 +305,8 @@ async function packBytes(store: Store): Promise<number> {
 export async function gc(store: Store, options: GcOptions = {}): Promise<GcReport> {
   const started = performance.now();
   checkMaxUnused(options.maxUnused ?? DEFAULT_MAX_UNUSED_PERCENT);
+  // A full store must be freeable: gc writes its lock and LevelDB writes as it opens.
+  if (!options.dryRun && (await freeBytes(store)) < RESERVE_BYTES) await store.releaseReserve();
   const lock = await store.lock(options.dryRun ? 'gc --dry-run' : 'gc');
   try {
     // Checked before waiting for the index (a reader may hold it for a moment: no use waiting to
@@ -292,6 +331,7 @@ export async function gc(store: Store, options: GcOptions = {}): Promise<GcRepor
         packsRewritten: plan.packs.filter((p) => p.action === 'compact').length,
         bytesRewritten: plan.bytesToRewrite,
         packsDamaged: [],
+        compactionStopped: null,
         orphanMapsRemoved: plan.orphanMaps.length,
         tmpFilesRemoved: plan.tmpFiles.length,
         storeBytesBefore,
@@ -300,6 +340,7 @@ export async function gc(store: Store, options: GcOptions = {}): Promise<GcRepor
       };
       if (!options.dryRun) {
         const compaction = await executeGc(store, index, plan, options.onProgress);
+        if ((await freeBytes(store)) >= RESERVE_SPARE_FACTOR * RESERVE_BYTES) await store.restoreReserve();
         Object.assign(report, compaction, { bytesFreed: packBytesBefore - (await packBytes(store)), storeBytesAfter: await store.diskUsage() });
       }
       report.seconds = (performance.now() - started) / 1000;

@@ -4,7 +4,7 @@
  */
 import { Store } from '../store/store.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
-import type { BackupKind, BackupStats, RestorePoint } from '../store/catalog.js';
+import type { BackupKind, BackupStats, DamagedEntry, RestorePoint } from '../store/catalog.js';
 import { backup, type BackupProgress } from './backup.js';
 import { WorkerPool } from './pool.js';
 import { prepareDisks, type LayoutOptions } from './layout.js';
@@ -26,7 +26,7 @@ export { gc, planGc, executeGc, previewGc, parseMaxUnused, DEFAULT_MAX_UNUSED_PE
 export { checkSpace, estimateBackupBytes, diskNeed, freeBytes, type DiskNeed, type SpaceCheck } from './space.js';
 export type { BackupProgress } from './backup.js';
 export { fileExtentMap, type FileExtentMap } from './extents.js';
-export type { RestorePoint } from '../store/catalog.js';
+export type { RestorePoint, DamagedEntry } from '../store/catalog.js';
 export * from './errors.js';
 
 export async function initStore(dir: string, chunkSize?: string): Promise<Store> {
@@ -95,7 +95,11 @@ export interface ListEntry {
   parent: string | null;
 }
 
-export async function listRestorePoints(store: Store): Promise<ListEntry[]> {
-  const { points } = await store.catalog.list();
-  return points.map((p) => ({ id: p.id, name: p.name, time: p.time, disks: p.disks, held: p.hold !== null, hold: p.hold, bytesNew: p.stats.bytesNew, kind: p.kind, parent: p.parent }));
+/** Restore points newest first, and the catalog entries that cannot be trusted (never hidden). */
+export async function listRestorePoints(store: Store): Promise<{ points: ListEntry[]; damaged: DamagedEntry[] }> {
+  const { points, problems } = await store.catalog.list();
+  return {
+    points: points.map((p) => ({ id: p.id, name: p.name, time: p.time, disks: p.disks, held: p.hold !== null, hold: p.hold, bytesNew: p.stats.bytesNew, kind: p.kind, parent: p.parent })),
+    damaged: problems,
+  };
 }

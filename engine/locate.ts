@@ -4,7 +4,8 @@ import type { ChunkLocation } from '../store/pack.js';
 import type { RestorePoint } from '../store/catalog.js';
 import { ID_BYTES, ZERO_ID } from '../store/chunk-id.js';
 import type { ChunkRef } from './tasks.js';
-import { DamagedDataError } from './errors.js';
+import { DamagedDataError, errnoOf } from './errors.js';
+import { slotCount } from '../store/chunk-map.js';
 
 const LOOKUP_BATCH = 4096;
 
@@ -40,15 +41,20 @@ export function chunkRef(id: Buffer, location: ChunkLocation): ChunkRef {
   return { pack: location.pack, offset: location.offset, storedLength: location.storedLength, rawLength: location.rawLength, id };
 }
 
-/** A map file that cannot be read damages the whole disk. */
+/** What is wrong with a map that cannot be used: its length, or why it could not be read. */
+function mapProblem(err: unknown): string {
+  if (err instanceof DamagedDataError && typeof err.data.problem === 'string') return err.data.problem;
+  return `chunk map unreadable (${errnoOf(err) ?? String(err)})`;
+}
+
+/** A map file that cannot be read, or is not exactly one id per slot, damages the whole disk. */
 export async function readMapOrDamage(store: Store, point: RestorePoint, label: string): Promise<Buffer> {
+  const disk = point.disks.find((d) => d.label === label);
   try {
-    return await store.readMap(point.id, label);
+    if (!disk) throw new Error(`no disk '${label}' in the catalog entry`);
+    return await store.readMap(point.id, label, slotCount(disk.size, point.chunkSize));
   } catch (err) {
-    throw new DamagedDataError(`restore point ${point.id} disk ${label}: chunk map unreadable (${(err as NodeJS.ErrnoException).code ?? String(err)})`, {
-      restorePoint: point.id,
-      disk: label,
-      offset: 0,
-    });
+    const problem = mapProblem(err);
+    throw new DamagedDataError(`restore point ${point.id} disk ${label}: ${problem}`, { restorePoint: point.id, disk: label, offset: 0, problem }, err);
   }
 }

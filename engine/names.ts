@@ -1,9 +1,5 @@
 import { InvalidInputError } from './errors.js';
-
-/** Labels become file names in maps/ and the mount: keep them to a safe alphabet. */
-const LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-/** Names group restore points and appear as a directory in the mount. */
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$/;
+import { LABEL_PATTERN as LABEL, NAME_PATTERN as NAME } from '../store/catalog.js';
 
 export function checkLabel(label: string): string {
   if (!LABEL.test(label)) {
@@ -22,7 +18,9 @@ export function checkName(name: string): string {
 /** Date.parse rolls 2026-02-30 over into March: the date written must exist. */
 function isCalendarDate(text: string): boolean {
   const [y, m, d] = text.slice(0, 10).split('-').map(Number);
-  const date = new Date(Date.UTC(y, m - 1, d));
+  const date = new Date(0);
+  // Not Date.UTC(y, ...): it takes years 0-99 for 1900-1999.
+  date.setUTCFullYear(y, m - 1, d);
   return date.getUTCFullYear() === y && date.getUTCMonth() === m - 1 && date.getUTCDate() === d;
 }
 

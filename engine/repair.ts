@@ -118,9 +118,10 @@ export async function repair(store: Store): Promise<RepairReport> {
     indexEntriesAfter: 0,
   };
   try {
+    // The scan comes first: a repair killed during it has changed nothing, not emptied the index.
+    const found = await scanPacks(store, report);
     let { index, recreated } = await openOrRecreate(store);
     try {
-      const found = await scanPacks(store, report);
       let comparison: IndexComparison;
       try {
         comparison = await compareIndex(index, found);
@@ -139,8 +140,7 @@ export async function repair(store: Store): Promise<RepairReport> {
       const writes = Array.from(found).filter(([hex]) => !correct.has(hex));
       report.entriesAdded = writes.length - replaced;
       report.entriesRemoved = stale.length;
-      await index.deleteMany(stale);
-      await index.putMany(writes.map(([, chunk]) => [chunk.id, chunk.copies[0]]));
+      await index.replace(stale, writes.map(([, chunk]) => [chunk.id, chunk.copies[0]]));
       report.indexEntriesAfter = found.size;
     } finally {
       await index.close();

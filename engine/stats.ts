@@ -3,7 +3,7 @@ import type { Store } from '../store/store.js';
 import { RECORD_HEADER_BYTES } from '../store/pack.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
 import { readMapOrDamage } from './locate.js';
-import { DamagedDataError } from './errors.js';
+import { DamagedDataError, IndexIncompleteError } from './errors.js';
 import { previewGc } from './gc.js';
 
 export interface StoreStats {
@@ -22,7 +22,7 @@ export interface StoreStats {
   packBytes: number;
   dedupRatio: number;
   compressionRatio: number;
-  /** Pack bytes `gc` (default settings) would free now; null when gc would stop on a damaged map. */
+  /** Pack bytes `gc` (default settings) would free now; null when gc would stop (a damaged map, an incomplete index). */
   reclaimableBytes: number | null;
 }
 
@@ -38,7 +38,7 @@ async function reclaimableBytes(store: Store): Promise<number | null> {
   try {
     return (await previewGc(store)).bytesFreed;
   } catch (err) {
-    if (err instanceof DamagedDataError) return null;
+    if (err instanceof DamagedDataError || err instanceof IndexIncompleteError) return null;
     throw err;
   }
 }

@@ -4,7 +4,7 @@
  * byte ranges per restore point and disk.
  */
 import type { Store } from '../store/store.js';
-import type { RestorePoint } from '../store/catalog.js';
+import type { DamagedEntry, RestorePoint } from '../store/catalog.js';
 import type { ChunkLocation } from '../store/pack.js';
 import { checkRecords } from '../store/pack.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
@@ -32,8 +32,9 @@ export interface VerifyReport {
   bytesChecked: number;
   readData: boolean;
   damaged: DamagedDisk[];
-  /** Catalog entries that could not be read at all. */
+  /** Catalog entries that cannot be trusted, by file name, and what is wrong with each. */
   damagedCatalog: string[];
+  catalogProblems: DamagedEntry[];
 }
 
 export interface VerifyOptions {
@@ -58,7 +59,7 @@ async function loadMaps(store: Store, points: RestorePoint[]): Promise<DiskMap[]
         maps.push({ point, disk: disk.label, size: disk.size, map: await readMapOrDamage(store, point, disk.label) });
       } catch (err) {
         if (!(err instanceof DamagedDataError)) throw err;
-        maps.push({ point, disk: disk.label, size: disk.size, map: null, problem: 'chunk map unreadable' });
+        maps.push({ point, disk: disk.label, size: disk.size, map: null, problem: String(err.data.problem) });
       }
     }
   }
@@ -133,7 +134,7 @@ function damagedRanges(disk: DiskMap, chunkSize: number, problems: Map<string, s
 }
 
 export async function verify(store: Store, ref: string | undefined, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const { points: all, damaged: damagedCatalog } = await store.catalog.list();
+  const { points: all, damaged: damagedCatalog, problems: catalogProblems } = await store.catalog.list();
   const points = ref === undefined ? all : [resolveRef(all, ref, damagedCatalog)];
   const lock = await store.lock(options.readData ? 'verify --read-data' : 'verify');
   try {
@@ -155,6 +156,7 @@ export async function verify(store: Store, ref: string | undefined, options: Ver
       readData: options.readData === true,
       damaged,
       damagedCatalog: reportedCatalog,
+      catalogProblems: ref === undefined ? catalogProblems : [],
     };
   } finally {
     await lock.release();

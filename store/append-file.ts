@@ -1,5 +1,6 @@
 import { constants, promises as fs } from 'node:fs';
 import { DIRECT_BLOCK, alignedBuffer, refusedDirect } from './direct-io.js';
+import { PRIVATE_FILE_MODE } from './durable.js';
 
 /**
  * Append-only files written around the page cache where the filesystem allows it (see
@@ -55,7 +56,7 @@ export class AppendFile {
   static async create(path: string, stages: Stages): Promise<AppendFile> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
     try {
-      return new AppendFile(await fs.open(path, flags | constants.O_DIRECT), stages, true);
+      return new AppendFile(await fs.open(path, flags | constants.O_DIRECT, PRIVATE_FILE_MODE), stages, true);
     } catch (err) {
       // A filesystem without direct I/O refuses the open after it has created the file.
       if (!refusedDirect(err)) throw err;

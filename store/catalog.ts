@@ -8,6 +8,8 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { writeFileDurable, fsyncDir } from './durable.js';
+import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from './format.js';
+import { isAbsent, storeReadError } from './errors.js';
 
 export type BackupKind = 'full' | 'cbt' | 'extents';
 
@@ -48,6 +50,20 @@ export interface RestorePoint {
 
 const SUFFIX = '.json';
 const ID_PATTERN = /^[0-9a-f]{16}$/;
+/** Labels become file names in maps/ and the mount: a safe alphabet. */
+export const LABEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Names group restore points and become a directory of the mount. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$/;
+/** Times as toISOString writes them: they become directory names of the mount. */
+export const TIME_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+/** 1 PiB: far beyond any virtual disk, and small enough that every slot count is exact. */
+export const MAX_DISK_BYTES = 2 ** 50;
+const KINDS: readonly string[] = ['full', 'cbt', 'extents'] satisfies BackupKind[];
+const STAT_FIELDS = ['bytesRead', 'bytesNew', 'chunksTotal', 'chunksNew', 'chunksZero', 'seconds'] as const;
+
+export function isRestorePointId(text: string): boolean {
+  return ID_PATTERN.test(text);
+}
 
 /** Ids sort by creation: 6 bytes of milliseconds, 2 random bytes. */
 export function newRestorePointId(now = Date.now()): string {
@@ -58,24 +74,87 @@ export function encodeRestorePoint(point: RestorePoint): string {
   return JSON.stringify(point, null, 2) + '\n';
 }
 
-export function decodeRestorePoint(text: string): RestorePoint | null {
-  try {
-    const point = JSON.parse(text) as RestorePoint;
-    if (typeof point.id !== 'string' || !ID_PATTERN.test(point.id) || !Array.isArray(point.disks)) return null;
-    return point;
-  } catch {
-    return null;
+type Fields = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Fields => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isCount = (v: unknown, max = Number.MAX_SAFE_INTEGER): boolean => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
+const isTime = (v: unknown): boolean => typeof v === 'string' && TIME_PATTERN.test(v) && !Number.isNaN(Date.parse(v));
+const isChunkSize = (v: unknown): boolean => isCount(v, MAX_CHUNK_SIZE) && (v as number) >= MIN_CHUNK_SIZE && ((v as number) & ((v as number) - 1)) === 0;
+
+function disksProblem(disks: unknown): string | null {
+  if (!Array.isArray(disks) || disks.length === 0) return 'disks';
+  const labels = new Set<string>();
+  for (const disk of disks as unknown[]) {
+    if (!isObject(disk) || typeof disk.label !== 'string' || !LABEL_PATTERN.test(disk.label) || labels.has(disk.label)) return 'disk label';
+    if (!isCount(disk.size, MAX_DISK_BYTES)) return `disk ${disk.label} size`;
+    labels.add(disk.label);
   }
+  return null;
 }
 
-/** Files read 64 at a time: ten thousand entries list quickly without running out of descriptors. */
+function holdProblem(hold: unknown): string | null {
+  if (hold === null) return null;
+  return isObject(hold) && typeof hold.reason === 'string' && typeof hold.since === 'string' ? null : 'hold';
+}
+
+function statsProblem(stats: unknown): string | null {
+  if (!isObject(stats)) return 'stats';
+  const bad = STAT_FIELDS.find((f) => typeof stats[f] !== 'number' || !Number.isFinite(stats[f]) || (stats[f] as number) < 0);
+  return bad ? `stats.${bad}` : null;
+}
+
+/**
+ * The first field of an entry that fails validation, or null. Every value that later sizes
+ * a loop, names a file or becomes a path in the mount is checked here, once.
+ */
+function entryProblem(p: Fields, fileId: string): string | null {
+  if (typeof p.id !== 'string' || !ID_PATTERN.test(p.id)) return 'id';
+  if (p.id !== fileId) return `id ${p.id} is not the file's name`;
+  if (typeof p.name !== 'string' || !NAME_PATTERN.test(p.name) || p.name.includes('@latest')) return 'name';
+  if (!isTime(p.time)) return 'time';
+  if (!isTime(p.created)) return 'created';
+  if (!isChunkSize(p.chunkSize)) return 'chunkSize';
+  if (typeof p.kind !== 'string' || !KINDS.includes(p.kind)) return 'kind';
+  if (p.parent !== null && (typeof p.parent !== 'string' || !ID_PATTERN.test(p.parent))) return 'parent';
+  return disksProblem(p.disks) ?? holdProblem(p.hold) ?? statsProblem(p.stats);
+}
+
+/** The entry stored as `<fileId>.json`, or why it cannot be trusted. */
+export function decodeRestorePoint(text: string, fileId: string): RestorePoint | { problem: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { problem: 'not valid JSON' };
+  }
+  if (!isObject(parsed)) return { problem: 'not an object' };
+  const problem = entryProblem(parsed, fileId);
+  return problem ? { problem: `invalid ${problem}` } : (parsed as unknown as RestorePoint);
+}
+
+/** A catalog file that is there but cannot be trusted: reported, never taken for absent. */
+export interface DamagedEntry {
+  /** The file's name without .json: the id it claims, or whatever a stray file is called. */
+  id: string;
+  problem: string;
+}
+
+/** Read at most this many entries at once: thousands list quickly, and a low descriptor limit is not hit. */
+const READ_CONCURRENCY = 16;
+
+/** The texts of `paths`; null for a file removed meanwhile (ENOENT); any other error stops the listing. */
 async function readAll(paths: string[]): Promise<(string | null)[]> {
   const texts: (string | null)[] = new Array(paths.length).fill(null);
   let next = 0;
   const reader = async (): Promise<void> => {
-    for (let i = next++; i < paths.length; i = next++) texts[i] = await fs.readFile(paths[i], 'utf8').catch(() => null);
+    for (let i = next++; i < paths.length; i = next++) {
+      texts[i] = await fs.readFile(paths[i], 'utf8').catch((err: unknown) => {
+        if (isAbsent(err)) return null;
+        throw storeReadError(paths[i], err);
+      });
+    }
   };
-  await Promise.all(Array.from({ length: Math.min(64, paths.length) }, reader));
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, paths.length) }, reader));
   return texts;
 }
 
@@ -86,20 +165,37 @@ export class Catalog {
     return join(this.dir, id + SUFFIX);
   }
 
-  /** Newest first by snapshot time, then by id. Unreadable entries are reported, not hidden. */
-  async list(): Promise<{ points: RestorePoint[]; damaged: string[] }> {
-    const names = (await fs.readdir(this.dir)).filter((n) => n.endsWith(SUFFIX) && !n.startsWith('.'));
+  /**
+   * Newest first by snapshot time, then by id. Entries that cannot be trusted are reported
+   * in `damaged`, not hidden; a directory or file that cannot be read stops the listing.
+   */
+  async list(): Promise<{ points: RestorePoint[]; damaged: string[]; problems: DamagedEntry[] }> {
+    const names = (await fs.readdir(this.dir).catch((err: unknown) => {
+      throw storeReadError(this.dir, err);
+    })).filter((n) => n.endsWith(SUFFIX) && !n.startsWith('.'));
     const texts = await readAll(names.map((name) => join(this.dir, name)));
     const points: RestorePoint[] = [];
-    const damaged: string[] = [];
+    const problems: DamagedEntry[] = [];
     texts.forEach((text, i) => {
       if (text === null) return; // removed while listing
-      const point = decodeRestorePoint(text);
-      if (point) points.push(point);
-      else damaged.push(names[i].slice(0, -SUFFIX.length));
+      const id = names[i].slice(0, -SUFFIX.length);
+      const point = decodeRestorePoint(text, id);
+      if ('problem' in point) problems.push({ id, problem: point.problem });
+      else points.push(point);
     });
     points.sort((a, b) => b.time.localeCompare(a.time) || b.id.localeCompare(a.id));
-    return { points, damaged };
+    return { points, damaged: problems.map((p) => p.id), problems };
+  }
+
+  /** Whether the entry of `id` is absent: true only on ENOENT; any other failure to tell is an error. */
+  async isAbsent(id: string): Promise<boolean> {
+    try {
+      await fs.lstat(this.pathOf(id));
+      return false;
+    } catch (err) {
+      if (isAbsent(err)) return true;
+      throw storeReadError(this.pathOf(id), err);
+    }
   }
 
   async put(point: RestorePoint): Promise<void> {

@@ -6,7 +6,8 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { ID_BYTES } from './chunk-id.js';
-import { fsyncDir } from './durable.js';
+import { fsyncDir, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './durable.js';
+import { DamagedDataError } from './errors.js';
 
 export const MAP_SUFFIX = '.map';
 
@@ -41,10 +42,10 @@ export class ChunkMapWriter {
   ) {}
 
   static async create(dir: string, label: string, slots: number): Promise<ChunkMapWriter> {
-    await fs.mkdir(dir, { recursive: true });
+    await fs.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const finalPath = join(dir, label + MAP_SUFFIX);
     const tmpPath = join(dir, `.${label}${MAP_SUFFIX}.tmp`);
-    const handle = await fs.open(tmpPath, 'w');
+    const handle = await fs.open(tmpPath, 'w', PRIVATE_FILE_MODE);
     await handle.truncate(slots * ID_BYTES);
     return new ChunkMapWriter(handle, tmpPath, finalPath);
   }
@@ -116,6 +117,28 @@ function addRange(ranges: [number, number][], start: number, end: number): void 
   ranges.splice(i, 0, [start, end]);
 }
 
-export async function readChunkMap(path: string): Promise<Buffer> {
-  return fs.readFile(path);
+/**
+ * A map is written at its full length (slots x 32 bytes) before its rename: any other length
+ * is damage, never a disk that ends early in zeros. With `slots` the length is checked before
+ * a byte is read, so a hostile entry cannot make it read gigabytes.
+ */
+export async function readChunkMap(path: string, slots?: number): Promise<Buffer> {
+  const handle = await fs.open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    const expected = slots === undefined ? size : slots * ID_BYTES;
+    if (size !== expected) {
+      const what = size < expected ? 'truncated' : 'too long';
+      throw new DamagedDataError(`chunk map ${path} has ${size} bytes, ${expected} expected (${what})`, { object: path, bytes: size, expected, problem: `chunk map ${what} (${size} bytes, ${expected} expected)` });
+    }
+    const map = Buffer.allocUnsafe(size);
+    for (let done = 0; done < size; ) {
+      const { bytesRead } = await handle.read(map, done, size - done, done);
+      if (bytesRead === 0) throw new DamagedDataError(`chunk map ${path} ended at byte ${done} of ${size}`, { object: path, problem: 'chunk map truncated' });
+      done += bytesRead;
+    }
+    return map;
+  } finally {
+    await handle.close();
+  }
 }

@@ -85,3 +85,12 @@ export function storeReadError(what: string, err: unknown): StoreReadError {
   const code = errnoOf(err) ?? (err instanceof Error ? err.message : String(err));
   return new StoreReadError(`cannot read ${what} (${code}); stopped, nothing was changed`, { object: what, code }, err);
 }
+
+/**
+ * The chunk index does not account for a chunk a restore point uses that a pack gc would
+ * delete holds: the index is incomplete (lost, rolled back, an interrupted rebuild).
+ */
+export class IndexIncompleteError extends ChunkvaultError {
+  override readonly code = 'CV_INDEX_INCOMPLETE';
+  override readonly exitCode = 1;
+}

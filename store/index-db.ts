@@ -76,6 +76,14 @@ export class ChunkIndex {
     await batch.write({ sync: true });
   }
 
+  /** Deletions and writes in one atomic, synced batch: a rebuild is all or nothing. */
+  async replace(deletions: Iterable<Buffer>, entries: Iterable<[Buffer, ChunkLocation]>): Promise<void> {
+    const batch = this.db.batch();
+    for (const id of deletions) batch.del(chunkKey(id));
+    for (const [id, location] of entries) batch.put(chunkKey(id), encodeLocation(location));
+    await batch.write({ sync: true });
+  }
+
   async deleteMany(ids: Iterable<Buffer>): Promise<void> {
     const batch = this.db.batch();
     for (const id of ids) batch.del(chunkKey(id));

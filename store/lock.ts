@@ -7,6 +7,8 @@ import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { PRIVATE_FILE_MODE } from './durable.js';
+import { isAbsent, storeReadError } from './errors.js';
 
 export interface LockInfo {
   pid: number;
@@ -38,7 +40,7 @@ export async function acquireLock(dir: string, command: string): Promise<HeldLoc
   // Whole or absent: a command killed while writing its lock leaves a partial file that names
   // its pid and host, which listLocks removes once that process is gone.
   const partial = `${path}.${info.host}.tmp`;
-  await fs.writeFile(partial, JSON.stringify(info) + '\n');
+  await fs.writeFile(partial, JSON.stringify(info) + '\n', { mode: PRIVATE_FILE_MODE });
   await fs.rename(partial, path);
   return { info, release: () => fs.rm(path, { force: true }) };
 }
@@ -47,19 +49,39 @@ function diedHere(pid: number, host: string): boolean {
   return host === hostname() && !isAlive(pid);
 }
 
+/**
+ * A lock that is there must be read: gc decides from these whether a mount may be reading the
+ * packs it would delete, so an unreadable one stops the caller instead of passing for no lock.
+ */
+async function readLock(path: string): Promise<LockInfo | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (err) {
+    if (isAbsent(err)) return null; // released meanwhile
+    throw storeReadError(path, err);
+  }
+  try {
+    const info = JSON.parse(text) as LockInfo;
+    if (Number.isSafeInteger(info.pid) && typeof info.host === 'string' && typeof info.command === 'string') return info;
+  } catch {
+    // reported below
+  }
+  throw storeReadError(path, new Error('not a lock file: remove it if no chunkvault command is running'));
+}
+
 /** Live locks; locks of processes that died on this host are removed on the way. */
 export async function listLocks(dir: string): Promise<LockInfo[]> {
-  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  const names = await fs.readdir(dir).catch((err: unknown) => {
+    throw storeReadError(dir, err);
+  });
   const live: LockInfo[] = [];
   for (const partial of names.map((n) => PARTIAL_LOCK.exec(n)).filter((m): m is RegExpExecArray => m !== null)) {
     if (diedHere(Number(partial[1]), partial[2])) await fs.rm(join(dir, partial[0]), { force: true });
   }
   for (const name of names.filter((n) => n.endsWith('.json'))) {
     const path = join(dir, name);
-    const info = await fs
-      .readFile(path, 'utf8')
-      .then((t) => JSON.parse(t) as LockInfo)
-      .catch(() => null);
+    const info = await readLock(path);
     if (!info) continue;
     if (diedHere(info.pid, info.host)) {
       await fs.rm(path, { force: true });

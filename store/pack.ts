@@ -53,6 +53,8 @@ export function decodeRecordHeader(bytes: Buffer, at = 0): RecordHeader | null {
   if (bytes.byteLength - at < RECORD_HEADER_BYTES || bytes.readUInt32BE(at) !== RECORD_MAGIC) return null;
   const codec = bytes.readUInt8(at + 4);
   if (codec !== Codec.Raw && codec !== Codec.Lz4) return null;
+  // Written as zeros: a "header" found by searching damaged bytes for the magic must have them too.
+  if (bytes.readUIntBE(at + 5, 3) !== 0) return null;
   return {
     codec,
     rawLength: bytes.readUInt32BE(at + 8),
@@ -116,6 +118,49 @@ export function newPackName(): string {
 
 export function packFileName(pack: string): string {
   return pack + PACK_SUFFIX;
+}
+
+/** How far a header walk reads ahead: records are found in windows of this many bytes. */
+const HEADER_WINDOW_BYTES = 1024 * 1024;
+
+/**
+ * The ids of every record header in a pack, without reading payloads, for gc's proof that a
+ * pack holds nothing live. Damage does not hide what follows it: the walk resumes at the next
+ * record magic, as recoverPack does. Bytes with no valid header hold no readable record.
+ */
+export async function recordIds(path: string): Promise<Buffer[]> {
+  const handle = await fs.open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    const ids: Buffer[] = [];
+    const header = Buffer.alloc(RECORD_HEADER_BYTES);
+    for (let offset = 0; offset < size; ) {
+      const { bytesRead } = await handle.read(header, 0, RECORD_HEADER_BYTES, offset);
+      const decoded = bytesRead === RECORD_HEADER_BYTES ? decodeRecordHeader(header) : null;
+      if (decoded && offset + RECORD_HEADER_BYTES + decoded.storedLength <= size) {
+        ids.push(decoded.id);
+        offset += RECORD_HEADER_BYTES + decoded.storedLength;
+      } else {
+        offset = await nextMagic(handle, offset + 1, size);
+      }
+    }
+    return ids;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Offset of the next record magic at or after `from`, or `size` when there is none. */
+async function nextMagic(handle: fs.FileHandle, from: number, size: number): Promise<number> {
+  const magic = Buffer.alloc(4);
+  magic.writeUInt32BE(RECORD_MAGIC);
+  const window = Buffer.alloc(HEADER_WINDOW_BYTES + 3);
+  for (let at = from; at < size; at += HEADER_WINDOW_BYTES) {
+    const { bytesRead } = await handle.read(window, 0, window.byteLength, at);
+    const found = window.subarray(0, bytesRead).indexOf(magic);
+    if (found >= 0) return at + found;
+  }
+  return size;
 }
 
 /**

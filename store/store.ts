@@ -11,9 +11,16 @@ import { ChunkIndex } from './index-db.js';
 import { MAP_SUFFIX, ChunkMapWriter, readChunkMap } from './chunk-map.js';
 import { PackWriter, packFileName, PACK_SUFFIX } from './pack.js';
 import { acquireLock, describeLocks, listLocks, type HeldLock, type LockInfo } from './lock.js';
-import { fsyncDir, writeFileDurable } from './durable.js';
+import { fsyncDir, writeFileDurable, PRIVATE_DIR_MODE } from './durable.js';
+import { errnoOf, isAbsent, storeReadError } from './errors.js';
 
 const PARTS = ['packs', 'index', 'catalog', 'maps', 'locks'] as const;
+/**
+ * Space set aside so that gc can always start on a full filesystem: taking its lock and opening
+ * LevelDB (a new manifest and log, a flushed table) write before anything is freed.
+ */
+const RESERVE_FILE = 'reserve';
+export const RESERVE_BYTES = 8 * 1024 * 1024;
 
 export class Store {
   readonly catalog: Catalog;
@@ -31,12 +38,15 @@ export class Store {
 
   static async init(dir: string, chunkSize: number): Promise<Store> {
     const root = resolve(dir);
-    const existing = await fs.readdir(root).catch(() => null);
-    if (existing?.includes(FORMAT_FILE)) throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
-    if (existing && existing.length > 0) throw new InvalidInputError(`${root} is not empty; init needs an empty or new directory`, { store: root });
-    await fs.mkdir(root, { recursive: true });
-    for (const part of PARTS) await fs.mkdir(join(root, part));
+    const existing = await readdirUnlessAbsent(root);
+    if (existing.includes(FORMAT_FILE)) throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
+    if (existing.length > 0) throw new InvalidInputError(`${root} is not empty; init needs an empty or new directory`, { store: root });
+    await fs.mkdir(root, { recursive: true, mode: PRIVATE_DIR_MODE });
+    // An existing empty directory keeps the mode it was made with: a store is private (invariant 7).
+    await fs.chmod(root, PRIVATE_DIR_MODE);
+    for (const part of PARTS) await fs.mkdir(join(root, part), { mode: PRIVATE_DIR_MODE });
     await fsyncDir(root);
+    await writeFileDurable(join(root, RESERVE_FILE), Buffer.alloc(RESERVE_BYTES));
     // The format file is written last: a directory without it is not a store yet.
     await writeFileDurable(join(root, FORMAT_FILE), encodeFormat(chunkSize, new Date()));
     return Store.open(root);
@@ -57,9 +67,14 @@ export class Store {
   }
 
   async listPacks(): Promise<{ name: string; size: number }[]> {
-    const files = (await fs.readdir(this.packsDir)).filter((n) => n.endsWith(PACK_SUFFIX));
+    const files = (await fs.readdir(this.packsDir).catch((err: unknown) => {
+      throw storeReadError(this.packsDir, err);
+    })).filter((n) => n.endsWith(PACK_SUFFIX));
     const packs = [];
-    for (const file of files) packs.push({ name: file.slice(0, -PACK_SUFFIX.length), size: (await fs.stat(join(this.packsDir, file))).size });
+    for (const file of files) {
+      const stat = await statUnlessAbsent(join(this.packsDir, file));
+      if (stat) packs.push({ name: file.slice(0, -PACK_SUFFIX.length), size: stat.size });
+    }
     return packs;
   }
 
@@ -79,22 +94,32 @@ export class Store {
     return ChunkMapWriter.create(this.mapDir(pointId), label, slots);
   }
 
-  readMap(pointId: string, label: string): Promise<Buffer> {
-    return readChunkMap(this.mapPath(pointId, label));
+  /** A disk's map; with `slots`, a map of any other length is damage (DamagedDataError). */
+  readMap(pointId: string, label: string, slots?: number): Promise<Buffer> {
+    return readChunkMap(this.mapPath(pointId, label), slots);
   }
 
   async removeMaps(pointId: string): Promise<void> {
     await fs.rm(this.mapDir(pointId), { recursive: true, force: true });
   }
 
-  /** Restore point ids that have a maps directory, committed or not. */
-  async listMapDirs(): Promise<string[]> {
-    return (await fs.readdir(join(this.dir, 'maps'), { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+  /** Restore point ids that have a maps directory, committed or not, with the directory's mtime. */
+  async listMapDirs(): Promise<{ id: string; mtimeMs: number }[]> {
+    const dir = join(this.dir, 'maps');
+    const entries = await fs.readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
+      throw storeReadError(dir, err);
+    });
+    const found = [];
+    for (const entry of entries.filter((e) => e.isDirectory())) {
+      const stat = await statUnlessAbsent(join(dir, entry.name));
+      if (stat) found.push({ id: entry.name, mtimeMs: stat.mtimeMs });
+    }
+    return found;
   }
 
-  /** Disk labels of the committed maps of a restore point. */
+  /** Disk labels of the committed maps of a restore point; none when it has no maps directory. */
   async listMapLabels(pointId: string): Promise<string[]> {
-    const names = await fs.readdir(this.mapDir(pointId)).catch(() => [] as string[]);
+    const names = await readdirUnlessAbsent(this.mapDir(pointId));
     return names.filter((n) => n.endsWith(MAP_SUFFIX) && !n.startsWith('.')).map((n) => n.slice(0, -MAP_SUFFIX.length));
   }
 
@@ -104,14 +129,37 @@ export class Store {
     if (packs.length > 0) await fsyncDir(this.packsDir);
   }
 
+  /** Gives the reserved space back to the filesystem; false when there was none. */
+  async releaseReserve(): Promise<boolean> {
+    const path = join(this.dir, RESERVE_FILE);
+    if (!(await statUnlessAbsent(path))) return false;
+    await fs.rm(path, { force: true });
+    await fsyncDir(this.dir);
+    return true;
+  }
+
+  /** Sets the reserve aside again, unless it is there; a filesystem too full for it is left as it is. */
+  async restoreReserve(): Promise<boolean> {
+    const path = join(this.dir, RESERVE_FILE);
+    if (await statUnlessAbsent(path)) return true;
+    try {
+      await writeFileDurable(path, Buffer.alloc(RESERVE_BYTES));
+      return true;
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOSPC') throw err;
+      await fs.rm(path, { force: true });
+      return false;
+    }
+  }
+
   /** Temp files of interrupted durable writes (catalog entries, maps), relative to the store. */
   async tmpFiles(): Promise<{ path: string; size: number; mtimeMs: number }[]> {
-    const dirs = ['catalog', ...(await this.listMapDirs()).map((id) => join('maps', id))];
+    const dirs = ['catalog', ...(await this.listMapDirs()).map(({ id }) => join('maps', id))];
     const found = [];
     for (const dir of dirs) {
-      for (const name of await fs.readdir(join(this.dir, dir)).catch(() => [] as string[])) {
+      for (const name of await readdirUnlessAbsent(join(this.dir, dir))) {
         if (!name.endsWith('.tmp')) continue;
-        const stat = await fs.stat(join(this.dir, dir, name)).catch(() => null);
+        const stat = await statUnlessAbsent(join(this.dir, dir, name));
         if (stat) found.push({ path: join(dir, name), size: stat.size, mtimeMs: stat.mtimeMs });
       }
     }
@@ -126,7 +174,7 @@ export class Store {
   async diskUsage(): Promise<number> {
     let bytes = 0;
     for (const entry of await fs.readdir(this.dir, { recursive: true, withFileTypes: true })) {
-      if (entry.isFile()) bytes += (await fs.stat(join(entry.parentPath, entry.name)).catch(() => ({ size: 0 }))).size;
+      if (entry.isFile()) bytes += (await statUnlessAbsent(join(entry.parentPath, entry.name)))?.size ?? 0;
     }
     return bytes;
   }
@@ -146,5 +194,25 @@ export class Store {
 
   locks(): Promise<LockInfo[]> {
     return listLocks(join(this.dir, 'locks'));
+  }
+}
+
+/** A stat, or null when the file is absent (ENOENT); any other failure is an error naming it. */
+async function statUnlessAbsent(path: string): Promise<import('node:fs').Stats | null> {
+  try {
+    return await fs.stat(path);
+  } catch (err) {
+    if (isAbsent(err)) return null;
+    throw storeReadError(path, err);
+  }
+}
+
+/** A directory's names, or none when it is absent (ENOENT); any other failure is an error naming it. */
+async function readdirUnlessAbsent(path: string): Promise<string[]> {
+  try {
+    return await fs.readdir(path);
+  } catch (err) {
+    if (isAbsent(err)) return [];
+    throw storeReadError(path, err);
   }
 }

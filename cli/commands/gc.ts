@@ -16,6 +16,7 @@ function describe(r: GcReport): string[] {
     `leftovers          ${r.orphanMapsRemoved} orphan map directories, ${r.tmpFilesRemoved} temp files ${would}removed`,
     `store size         ${formatBytes(r.storeBytesBefore)} -> ${formatBytes(r.storeBytesAfter)}${r.dryRun ? ' (estimated)' : ''}`,
   ];
+  if (r.compactionStopped) lines.push(`compaction stopped early: ${r.compactionStopped}; free space and run gc again`);
   for (const pack of r.packsDamaged) lines.push(`DAMAGED pack ${pack} left as it is: a live chunk in it does not check out (run verify)`);
   if (r.dryRun) lines.push('dry run: nothing changed');
   return lines;

@@ -18,7 +18,7 @@ export function register(program: Command): void {
         `stored bytes       ${formatBytes(s.storedBytes)} in ${s.packs} packs (${formatBytes(s.packBytes)} on disk)`,
         `dedup ratio        ${s.dedupRatio.toFixed(2)}`,
         `compression ratio  ${s.compressionRatio.toFixed(2)}`,
-        `reclaimable by gc  ${s.reclaimableBytes === null ? 'unknown (a chunk map is damaged: run verify)' : formatBytes(s.reclaimableBytes)}`,
+        `reclaimable by gc  ${s.reclaimableBytes === null ? 'unknown (gc would stop: run verify, or gc --dry-run for why)' : formatBytes(s.reclaimableBytes)}`,
       ]);
     });
 }

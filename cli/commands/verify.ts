@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
 import { verify, type VerifyReport } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
-import { printJson, printLines } from '../output.js';
+import { oneLine, printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
 import { openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
 
 function describe(report: VerifyReport): string[] {
   const how = report.readData ? 'decoded and re-hashed' : 'located';
   const lines = [`${report.restorePoints} restore points, ${report.chunksChecked} chunks ${how} (${formatBytes(report.bytesChecked)})`];
-  for (const id of report.damagedCatalog) lines.push(`DAMAGED catalog entry ${id}: unreadable`);
+  for (const entry of report.catalogProblems) lines.push(`DAMAGED catalog entry ${oneLine(entry.id)}: ${entry.problem}`);
   for (const disk of report.damaged) {
     for (const r of disk.ranges) lines.push(`DAMAGED ${disk.restorePoint} (${disk.name}) disk ${disk.disk}: bytes ${r.offset}-${r.offset + r.length - 1}: ${r.problem}`);
   }

@@ -17,7 +17,7 @@ t.test('hold, hold again, release, release again', async (t) => {
   const held = await hold(store, old.id.slice(0, 12), 'case 4711');
   t.match(held, { id: old.id, name: 'vm', changed: true, hold: { reason: 'case 4711' } });
   t.ok(Date.parse(held.hold!.since) > 0);
-  const listed = await listRestorePoints(store);
+  const listed = (await listRestorePoints(store)).points;
   t.same(listed.map((e) => [e.id, e.held]), [[recent.id, false], [old.id, true]], 'list shows the hold');
 
   const again = await hold(store, old.id, 'case 4712');
