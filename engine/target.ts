@@ -158,9 +158,9 @@ export async function openTarget(store: Store, target: string, size: number): Pr
   if (why) throw refused(target, path === target ? why : `(resolves to ${path}) ${why}`);
   await checkWritable(target, stats ? path : dirname(path), stats !== null);
   if (stats?.isBlockDevice()) {
+    await refuseStoreBackedDevice(storeRoot, target, stats);
     const deviceBytes = await deviceSize(stats, target);
     if (deviceBytes < size) throw new TargetError(`target ${target} holds ${deviceBytes} bytes, the disk needs ${size}`, { target, size: deviceBytes, needed: size });
-    await refuseStoreBackedDevice(storeRoot, target, stats);
     const claim = await claimDevice(target, path);
     return { path, isDevice: true, exists: true, release: () => claim.close() };
   }
