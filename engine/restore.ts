@@ -18,7 +18,7 @@ import type { ChunkRef, RestoreSlot } from './tasks.js';
 
 const TASK_BYTES = 8 * 1024 * 1024;
 /** Restored disks are private unless asked otherwise (design invariant 7). */
-export const PRIVATE_MODE = 0o600;
+const PRIVATE_MODE = 0o600;
 /** The lock's command: `restore <id>`. */
 export const RESTORE_COMMAND = 'restore';
 

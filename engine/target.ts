@@ -29,6 +29,13 @@ function unusable(target: string, err: unknown): TargetError {
   return new TargetError(`target ${target}: ${errnoOf(err) ?? String(err)} (nothing was written)`, { target, code: errnoOf(err) }, err);
 }
 
+/** `promise`, with its failure reported as the target's. */
+function asTarget<T>(target: string, promise: Promise<T>): Promise<T> {
+  return promise.catch((err: unknown) => {
+    throw unusable(target, err);
+  });
+}
+
 /** The path a write to `path` reaches: symlinks followed, a dangling one too (the write would create its destination). */
 async function reachedPath(path: string): Promise<string> {
   try {
@@ -36,7 +43,11 @@ async function reachedPath(path: string): Promise<string> {
   } catch (err) {
     if (!isAbsent(err)) throw unusable(path, err);
   }
-  const link = await fs.readlink(path).catch(() => null);
+  // EINVAL: not a symlink; ENOENT: nothing there.
+  const link = await fs.readlink(path).catch((err: unknown) => {
+    if (errnoOf(err) === 'EINVAL' || isAbsent(err)) return null;
+    throw unusable(path, err);
+  });
   if (link !== null) return reachedPath(resolve(dirname(path), link));
   const parent = await fs.realpath(dirname(path)).catch(() => null);
   if (parent === null) throw new TargetError(`target ${path}: directory ${dirname(path)} does not exist or is not writable`, { target: path });
@@ -77,16 +88,10 @@ async function storeOwnership(storeRoot: string, path: string, stats: Stats | nu
   if (isWithin(path, storeRoot)) return `is inside the store ${storeRoot}`;
   // A file with one link is not a store file by another name; walking the store is only worth it otherwise.
   if (stats?.isFile() && stats.nlink > 1) {
-    const inode = await fs.stat(path, { bigint: true }).catch((err: unknown) => {
-      throw unusable(path, err);
-    });
-    const twin = await sameInodeBelow(storeRoot, inode);
+    const twin = await sameInodeBelow(storeRoot, await asTarget(path, fs.stat(path, { bigint: true })));
     if (twin) return `is a hard link to the store's file ${twin}`;
   }
-  const onDevice = stats ?? (await fs.stat(dirname(path)).catch((err: unknown) => {
-    throw unusable(path, err);
-  }));
-  const mount = await chunkvaultMountOf(onDevice.dev);
+  const mount = await chunkvaultMountOf((stats ?? (await asTarget(path, fs.stat(dirname(path))))).dev);
   if (mount) return `is inside the chunkvault mount ${mount.mountpoint}, whose files are a store's own disk images (read-only)`;
   return null;
 }
@@ -108,14 +113,12 @@ async function backingFiles(sysDir: string, target: string): Promise<string[]> {
     if (isAbsent(err)) return [];
     throw unusable(target, err);
   });
-  const nested = await Promise.all(below.map(async (name) => backingFiles(await fs.realpath(join(whole, 'slaves', name)), target)));
+  const nested = await Promise.all(below.map(async (name) => backingFiles(await asTarget(target, fs.realpath(join(whole, 'slaves', name))), target)));
   return [...(own === null ? [] : [own]), ...nested.flat()];
 }
 
 async function refuseStoreBackedDevice(storeRoot: string, target: string, stats: Stats): Promise<void> {
-  const sysDir = await fs.realpath(`/sys/dev/block/${majorMinor(stats.rdev)}`).catch((err: unknown) => {
-    throw unusable(target, err);
-  });
+  const sysDir = await asTarget(target, fs.realpath(`/sys/dev/block/${majorMinor(stats.rdev)}`));
   for (const file of await backingFiles(sysDir, target)) {
     const path = await fs.realpath(file).catch(() => file);
     const why = await storeOwnership(storeRoot, path, await fs.stat(path).catch(() => null));
