@@ -1,6 +1,6 @@
 /** Restore a disk of a restore point to a file or block device; workers decode, verify and write. */
-import { promises as fs, type Stats } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { promises as fs } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Store } from '../store/store.js';
 import type { RestorePoint, DiskEntry } from '../store/catalog.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
@@ -9,7 +9,7 @@ import { appendRange, damageAt, type DamagedRange } from './damage.js';
 import type { ChunkLocation } from '../store/pack.js';
 
 export { damageAt } from './damage.js';
-import { deviceSize } from './source.js';
+import { openTarget, type Target } from './target.js';
 import { performance } from 'node:perf_hooks';
 import { resolveRef } from './refs.js';
 import { WorkerPool, pipeline } from './pool.js';
@@ -17,6 +17,8 @@ import { chunkRef, locateChunks, readMapOrDamage, uniqueIds } from './locate.js'
 import type { ChunkRef, RestoreSlot } from './tasks.js';
 
 const TASK_BYTES = 8 * 1024 * 1024;
+/** Restored disks are private unless asked otherwise (design invariant 7). */
+const PRIVATE_MODE = 0o600;
 /** The lock's command: `restore <id>`. */
 export const RESTORE_COMMAND = 'restore';
 
@@ -25,6 +27,8 @@ export interface RestoreOptions {
   partial?: boolean;
   disk?: string;
   threads?: number;
+  /** Permission bits (0 to 0o7777) of a restored file; a new file is otherwise 0600, an existing one keeps its mode. */
+  mode?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -49,34 +53,16 @@ export function pickDisk(point: RestorePoint, label: string | undefined): DiskEn
   return disk;
 }
 
-/** Checks the target can take the disk before anything is written to it. */
-async function checkTarget(path: string, size: number): Promise<{ isDevice: boolean }> {
-  let stats: Stats | null = null;
+/**
+ * A file target starts empty at the disk's size, so zero chunks stay holes. A new file is private
+ * (0600) unless a mode is asked for; an existing one keeps its mode unless one is. The mode is set
+ * with chmod, so the umask neither widens nor narrows it.
+ */
+async function prepareFile(target: Target, size: number, mode: number | undefined): Promise<void> {
+  const handle = await fs.open(target.path, target.exists ? 'r+' : 'wx', PRIVATE_MODE);
   try {
-    stats = await fs.stat(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw new TargetError(`target ${path}: ${code}`, { target: path, code });
-  }
-  const probe = stats ? path : dirname(path);
-  try {
-    await fs.access(probe, fs.constants.W_OK);
-  } catch {
-    throw new TargetError(`target ${path}: ${stats ? 'not writable' : `directory ${probe} does not exist or is not writable`}`, { target: path });
-  }
-  if (stats?.isBlockDevice()) {
-    const deviceBytes = await deviceSize(stats, path);
-    if (deviceBytes < size) throw new TargetError(`target ${path} holds ${deviceBytes} bytes, the disk needs ${size}`, { target: path, size: deviceBytes, needed: size });
-    return { isDevice: true };
-  }
-  if (stats && !stats.isFile()) throw new TargetError(`target ${path} is not a regular file or block device`, { target: path });
-  return { isDevice: false };
-}
-
-/** A file target starts empty at the disk's size, so zero chunks stay holes. */
-async function prepareFile(path: string, size: number): Promise<void> {
-  const handle = await fs.open(path, 'w');
-  try {
+    if (!target.exists || mode !== undefined) await handle.chmod(mode ?? PRIVATE_MODE);
+    await handle.truncate(0);
     await handle.truncate(size);
   } finally {
     await handle.close();
@@ -123,7 +109,18 @@ export async function restore(store: Store, ref: string, target: string, options
   const point = resolveRef(points, ref, damaged);
   const disk = pickDisk(point, options.disk);
   const targetPath = resolve(target);
-  const { isDevice } = await checkTarget(targetPath, disk.size);
+  const out = await openTarget(store, targetPath, disk.size);
+  try {
+    if (out.isDevice && options.mode !== undefined) throw new InvalidInputError(`--mode is for a file target; ${targetPath} is a block device (its mode is left alone); nothing was written`, { target: targetPath });
+    const written = await writeDisk(store, point, disk, out, options);
+    return { id: point.id, disk: disk.label, target: targetPath, size: disk.size, ...written, seconds: (performance.now() - started) / 1000 };
+  } finally {
+    await out.release();
+  }
+}
+
+/** The restore proper, under the store's lock, onto a target already checked. */
+async function writeDisk(store: Store, point: RestorePoint, disk: DiskEntry, out: Target, options: RestoreOptions): Promise<Pick<RestoreSummary, 'bytesWritten' | 'unrestored'>> {
   const partial = options.partial === true;
   // The id in the lock tells prune which restore point is being read (prune.ts refuseWhileRestored).
   const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`);
@@ -138,15 +135,15 @@ export async function restore(store: Store, ref: string, target: string, options
     await confirmStillListed(store, point);
     const ids = uniqueIds(map);
     const refs = resolveRefs(point, disk, map, ids, await locateChunks(store, ids), partial);
-    const { slots, missing } = restoreSlots(map, disk.size, point.chunkSize, refs, isDevice);
-    if (!isDevice) await prepareFile(targetPath, disk.size);
+    const { slots, missing } = restoreSlots(map, disk.size, point.chunkSize, refs, out.isDevice);
+    if (!out.isDevice) await prepareFile(out, disk.size, options.mode);
     const unrestored = missing.map((slot) => ({ slot, problem: 'chunk missing from the index' }));
     let bytesWritten = 0;
     await pipeline(
       batches(slots, Math.max(1, Math.floor(TASK_BYTES / point.chunkSize))),
       pool.window,
-      (batch) => pool.restore({ op: 'restore', target: targetPath, slots: batch }).catch((err: Error) => {
-        throw new TargetError(`target ${targetPath}: writing failed (${err.message}); the restore is incomplete`, { target: targetPath });
+      (batch) => pool.restore({ op: 'restore', target: out.path, slots: batch }).catch((err: Error) => {
+        throw new TargetError(`target ${out.path}: writing failed (${err.message}); the restore is incomplete`, { target: out.path });
       }),
       async (result, batch) => {
         for (const { index, problem } of result.problems) {
@@ -158,17 +155,9 @@ export async function restore(store: Store, ref: string, target: string, options
       },
     );
     // A device keeps whatever it held where a chunk could not be restored: zero it, so no stale data passes for restored data.
-    if (isDevice && unrestored.length > 0) await pool.restore({ op: 'restore', target: targetPath, slots: unrestored.map(({ slot }) => ({ ...slot, chunk: null })) });
-    await syncFile(targetPath);
-    return {
-      id: point.id,
-      disk: disk.label,
-      target: targetPath,
-      size: disk.size,
-      bytesWritten,
-      seconds: (performance.now() - started) / 1000,
-      unrestored: unrestoredRanges(unrestored),
-    };
+    if (out.isDevice && unrestored.length > 0) await pool.restore({ op: 'restore', target: out.path, slots: unrestored.map(({ slot }) => ({ ...slot, chunk: null })) });
+    await syncFile(out.path);
+    return { bytesWritten, unrestored: unrestoredRanges(unrestored) };
   } finally {
     await pool.close();
     await lock.release();

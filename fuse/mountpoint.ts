@@ -4,34 +4,12 @@ import { promises as fs } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { MountpointError } from '../engine/errors.js';
+import { CHUNKVAULT_FSTYPE, readMounts, type MountEntry } from '../engine/mounts.js';
 
-/** The filesystem type our mounts show in /proc/self/mountinfo (fuse.<subtype>). */
-export const SUBTYPE = 'chunkvault';
-const FSTYPE = `fuse.${SUBTYPE}`;
-
-interface MountEntry {
-  mountpoint: string;
-  fstype: string;
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeOctal(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-}
-
-function parseMountinfo(text: string): MountEntry[] {
-  return text
-    .split('\n')
-    .filter((line) => line.includes(' - '))
-    .map((line) => {
-      const [before, after] = line.split(' - ');
-      return { mountpoint: unescapeOctal(before.split(' ')[4]), fstype: after.split(' ')[0] };
-    });
-}
+export { CHUNKVAULT_SUBTYPE as SUBTYPE } from '../engine/mounts.js';
 
 async function mountAt(path: string): Promise<MountEntry | undefined> {
-  const entries = parseMountinfo(await fs.readFile('/proc/self/mountinfo', 'utf8'));
-  return entries.filter((m) => m.mountpoint === path).pop();
+  return (await readMounts()).filter((m) => m.mountpoint === path).pop();
 }
 
 export async function isMounted(path: string): Promise<boolean> {
@@ -74,6 +52,6 @@ export async function prepareMountpoint(path: string): Promise<void> {
 export async function unmountChunkvault(mountpoint: string): Promise<void> {
   const path = resolve(mountpoint);
   const mounted = await mountAt(path);
-  if (mounted?.fstype !== FSTYPE) throw new MountpointError(`${path} is not a chunkvault mount`, { mountpoint: path });
+  if (mounted?.fstype !== CHUNKVAULT_FSTYPE) throw new MountpointError(`${path} is not a chunkvault mount`, { mountpoint: path });
   await fusermount(['-u', path]);
 }

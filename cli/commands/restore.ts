@@ -2,8 +2,15 @@ import type { Command } from 'commander';
 import { restore } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines } from '../output.js';
+import { InvalidInputError } from '../../engine/errors.js';
 import { progress } from '../progress.js';
 import { openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
+
+/** Permission bits as chmod takes them, in octal: 600, 0640, 2750. */
+function octalMode(text: string): number {
+  if (!/^0*[0-7]{1,4}$/.test(text)) throw new InvalidInputError(`--mode: '${text}' is not an octal file mode from 0 to 7777 (e.g. 0640)`, { value: text });
+  return parseInt(text, 8);
+}
 
 export function register(program: Command): void {
   withStore(program.command('restore').description('write a disk of a restore point to a file or block device'))
@@ -11,12 +18,13 @@ export function register(program: Command): void {
     .argument('<target>', 'file (created or overwritten) or block device')
     .option('--disk <label>', 'which disk, when the restore point has several')
     .option('--partial', 'write what can be restored and list the ranges that could not be (exit 1)')
+    .option('--mode <octal>', 'permissions of a restored file (default: 0600 for a new file; an existing file keeps its own)', octalMode)
     .option('--threads <n>', 'worker threads (default: one per core)', threadCount)
     .option('--json', 'machine-readable output')
-    .action(async (ref: string, target: string, options: StoreOptions & { disk?: string; partial?: boolean; threads?: number; json?: boolean }) => {
+    .action(async (ref: string, target: string, options: StoreOptions & { disk?: string; partial?: boolean; threads?: number; mode?: number; json?: boolean }) => {
       const store = await openStoreFrom(options);
       const bar = progress('restore');
-      const summary = await restore(store, ref, target, { disk: options.disk, partial: options.partial, threads: options.threads, onProgress: (d, t) => bar.update(d, t) });
+      const summary = await restore(store, ref, target, { disk: options.disk, partial: options.partial, threads: options.threads, mode: options.mode, onProgress: (d, t) => bar.update(d, t) });
       bar.done();
       if (summary.unrestored.length > 0) process.exitCode = 1;
       if (options.json) return printJson(summary);
