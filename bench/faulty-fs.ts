@@ -17,11 +17,14 @@
  * backing call is asynchronous (the FUSE threads wait on this loop), each open has its own
  * file descriptor, and errors pass through with their own errno.
  */
+import { spawn } from 'node:child_process';
 import fs, { constants as O } from 'node:fs';
 import { constants as os } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { packageRoot } from '../engine/package-root.js';
 import { createFuse, type FuseOperations, type FuseOptions } from '../fuse/fuse-native.js';
 import { random } from './workload.js';
 
@@ -187,6 +190,68 @@ function withFaults(op: string, fn: (...args: unknown[]) => void, faults: Faults
  * or entry caching, so a fault switched on applies to the very next lookup.
  */
 const MOUNT_OPTIONS = ['default_permissions', 'hard_remove', 'attr_timeout=0', 'entry_timeout=0', 'negative_timeout=0'];
+
+/** The server as its users run it: compiled, in its own process. */
+export const FAULTY_FS = join(packageRoot(import.meta.url), 'dist', 'bench', 'faulty-fs.js');
+/** A server that has not mounted or loaded its rules by then is not coming. */
+const STARTUP_MS = 10_000;
+
+export interface FaultyFs {
+  /** Replaces the rules and resolves once the server has loaded them; [] switches faults off. */
+  setRules(rules: FaultRule[]): Promise<void>;
+  /** The `injected <op> <path> <errno>` lines since the last setRules. */
+  readonly injected: string[];
+  /** Unmounts and waits for the server to exit. */
+  stop(): Promise<void>;
+}
+
+/** Starts faulty-fs serving `backing` at `mountpoint` (an existing empty directory), no faults yet. */
+export async function startFaultyFs(backing: string, mountpoint: string, rulesFile: string, seed = 1): Promise<FaultyFs> {
+  let generation = 0;
+  const writeRules = async (rules: FaultRule[]): Promise<string> => {
+    const id = String(++generation);
+    // Whole or not at all: the server may look at the file at any moment.
+    await fs.promises.writeFile(`${rulesFile}.tmp`, JSON.stringify({ id, rules } satisfies FaultRules));
+    await fs.promises.rename(`${rulesFile}.tmp`, rulesFile);
+    return id;
+  };
+  const first = await writeRules([]);
+  const child = spawn(process.execPath, [FAULTY_FS, backing, mountpoint, rulesFile, '--seed', String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const injected: string[] = [];
+  const waiting = new Map<string, () => void>();
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    if (line.startsWith('injected ')) injected.push(line.slice('injected '.length));
+    waiting.get(line)?.();
+  });
+  const seen = (line: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`faulty-fs did not print '${line}' within ${STARTUP_MS} ms: ${stderr.trim()}`)), STARTUP_MS);
+      waiting.set(line, () => {
+        clearTimeout(timer);
+        waiting.delete(line);
+        resolve();
+      });
+      void exited.then(() => reject(new Error(`faulty-fs exited before '${line}': ${stderr.trim()}`)));
+    });
+  await Promise.all([seen(`rules ${first}`), seen('ready')]);
+  return {
+    injected,
+    async setRules(rules) {
+      const id = String(generation + 1);
+      const loaded = seen(`rules ${id}`);
+      await writeRules(rules);
+      await loaded;
+      injected.length = 0;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
 
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({ allowPositionals: true, options: { seed: { type: 'string', default: '1' } } });
