@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { startFaultyFs, type FaultRule, type FaultyFs } from '../../bench/faulty-fs.js';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { cliJson, restoresIdentically, seededBytes, sha256File, treeDigest } from './index.js';
+import { initStore, runBackup } from '../../engine/index.js';
+import { restoresIdentically, seededBytes, sha256File, treeDigest } from './index.js';
 
 export type { FaultRule } from '../../bench/faulty-fs.js';
 
@@ -51,11 +52,12 @@ export function exactly(path: string): string {
 }
 
 /**
- * Makes `backups` real backups into a new store; each rewrites two chunks of the last image
- * and adds one, so every restore point has chunks of its own and some it shares.
+ * Makes `count` real backups into a new store, in this process (what the CLI calls, without
+ * a Node start each); each changes two chunks of the last image, so every restore point has
+ * chunks of its own and shares the rest.
  */
 export async function backups(dir: string, store: string, count: number): Promise<Point[]> {
-  await cliJson(['init', '--store', store, '--chunk-size', '64K']);
+  const opened = await initStore(store, '64K');
   const image = Buffer.from(seededBytes(1, IMAGE_BYTES));
   const points: Point[] = [];
   for (let n = 0; n < count; n++) {
@@ -64,7 +66,7 @@ export async function backups(dir: string, store: string, count: number): Promis
     const path = join(dir, `image-${n}.img`);
     await fs.writeFile(path, image);
     const time = new Date(Date.UTC(2026, 0, 1) + n * 3_600_000).toISOString();
-    const { id } = await cliJson<{ id: string }>(['backup', '--store', store, `disk=${path}`, '--name', NAME, '--time', time, '--threads', '1']);
+    const { id } = await runBackup(opened, { sources: [`disk=${path}`], name: NAME, time, threads: 1 });
     points.push({ id, time, image: path, sha256: await sha256File(path) });
   }
   return points;
