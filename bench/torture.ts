@@ -7,7 +7,13 @@
  * and the dead process's lock must be cleared; after every completed gc nothing must be left
  * for another gc to reclaim.
  *
- *   npm run torture -- [--kills 200] [--seed 1] [--image-mib 16] [--dir DIR] [--json]
+ * Then, with --faults N (invariant 6), N prunes and gcs run against the store served through
+ * bench/faulty-fs, with EIO or EMFILE injected at random into reads of its catalog, maps,
+ * locks, packs and index (seeded rules). Each may finish or stop; one that stops must say
+ * `cannot read <object> (<ERRNO>); stopped, nothing was changed` (exit 2) and have changed
+ * nothing; either way, faults off, the same store checks follow.
+ *
+ *   npm run torture -- [--kills 200] [--faults 0] [--seed 1] [--image-mib 16] [--dir DIR] [--json]
  *
  * Exits 1 when any check failed; the work directory is then kept for inspection.
  */
@@ -25,6 +31,7 @@ import { ChunkFetcher, DiskReader, type ChunkCache } from '../engine/reader.js';
 import type { RestorePoint } from '../store/catalog.js';
 import { formatBytes } from '../store/size.js';
 import { CLI } from './chunkvault.js';
+import { startFaultyFs, type FaultRule, type FaultyFs } from './faulty-fs.js';
 import { MiB, random, seededBytes, type Range } from './workload.js';
 
 export const OPS = ['backup', 'incremental', 'prune', 'gc'] as const;
@@ -35,6 +42,8 @@ type Ending = 'finish' | 'random' | CrashStep;
 export interface TortureOptions {
   /** Stop once this many operations were killed. */
   kills: number;
+  /** Then run this many prunes and gcs through faulty-fs, with read faults injected (needs root and FUSE). */
+  faults?: number;
   seed: number;
   /** Size of the disk image backed up. */
   imageMiB?: number;
@@ -58,6 +67,10 @@ export interface TortureReport {
   bytesCompared: number;
   /** Dry-run gc after each gc that finished: anything it would still reclaim is a failure. */
   leftoverChecks: number;
+  /** Prunes and gcs run with read faults injected, those of them that stopped (exit 2), and the faults met. */
+  faultedOps: number;
+  faultedOpsStopped: number;
+  faultsInjected: number;
   failures: string[];
   seconds: number;
   /** Of which: running the operations (CLI processes), and the store checks after them. */
@@ -125,6 +138,34 @@ interface Expectation {
 }
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+/** Where read faults land: an object kind's files (opens and reads) or its listing. */
+const FAULT_TARGETS: [string, readonly string[]][] = [
+  ['^/catalog/[^/]+\\.json$', ['open', 'read']],
+  ['^/maps/.+\\.map$', ['open', 'read']],
+  ['^/locks/[^/]+\\.json$', ['open', 'read']],
+  ['^/packs/[^/]+$', ['open', 'read']],
+  ['^/index/[^/]+$', ['open', 'read']],
+  ['^/(catalog|maps|locks|packs|index)$', ['readdir']],
+];
+/** What a command that met a read fault must say (invariant 6). */
+const STOPPED = /^chunkvault: cannot read .+ \([A-Z]+\); stopped, nothing was changed$/m;
+
+/** Packs, catalog and maps, by name and content: LevelDB rewrites its own files whenever it is opened. */
+async function contentDigest(store: string): Promise<string> {
+  const hash = createHash('sha256');
+  for (const part of ['packs', 'catalog', 'maps']) {
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) await walk(path);
+        else hash.update(`${path}\0${sha256(await fs.readFile(path))}\n`);
+      }
+    };
+    await walk(join(store, part));
+  }
+  return hash.digest('hex');
+}
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 class Torture {
@@ -159,6 +200,9 @@ class Torture {
       restorePointsChecked: 0,
       bytesCompared: 0,
       leftoverChecks: 0,
+      faultedOps: 0,
+      faultedOpsStopped: 0,
+      faultsInjected: 0,
       failures: [],
       seconds: 0,
       secondsOperating: 0,
@@ -181,6 +225,7 @@ class Torture {
       const op = this.nextOp();
       await this.operate(op, await this.ending(op));
     }
+    if (going() && (this.options.faults ?? 0) > 0) await this.underFaults(going);
     // The last word: a gc left to finish reclaims whatever the kills left behind.
     if (going()) await this.operate('gc', 'finish');
     if (this.report.kills < this.options.kills) this.fail(`only ${this.report.kills} of ${this.options.kills} kills in ${this.report.operations} operations`);
@@ -256,13 +301,14 @@ class Torture {
     if (op === 'prune' && finished) expect.allowed = new Set(expect.required);
   }
 
-  private async prepare(op: TortureOp): Promise<{ args: string[]; expect: Expectation; attempt: Attempt | null }> {
+  /** `via`: the store path the command gets (the store itself, or faulty-fs serving it). */
+  private async prepare(op: TortureOp, via = this.store): Promise<{ args: string[]; expect: Expectation; attempt: Attempt | null }> {
     const expect: Expectation = { required: new Set(this.listed), allowed: new Set(this.listed) };
-    if (op === 'gc') return { args: ['gc', '--store', this.store, '--max-unused', '0'], expect, attempt: null };
+    if (op === 'gc') return { args: ['gc', '--store', via, '--max-unused', '0'], expect, attempt: null };
     if (op === 'prune') {
       const plan = await planPrune(await Store.open(this.store), { last: KEEP_LAST }, { name: NAME });
       for (const decision of plan.points) if (decision.action === 'remove') expect.required.delete(decision.time);
-      return { args: ['prune', '--store', this.store, '--name', NAME, '--keep-last', String(KEEP_LAST)], expect, attempt: null };
+      return { args: ['prune', '--store', via, '--name', NAME, '--keep-last', String(KEEP_LAST)], expect, attempt: null };
     }
     const parent = this.newest();
     const incremental = op === 'incremental' && parent !== null;
@@ -275,6 +321,65 @@ class Torture {
       args.push('--parent', await this.idOf(parent), '--changed', cbt);
     }
     return { args, expect, attempt };
+  }
+
+  /**
+   * The fault phase: the store served through faulty-fs at <dir>/faulty; before each faulted
+   * prune a backup (no faults) gives it something to remove, and every gc has the leftovers of
+   * the prunes to reclaim.
+   */
+  private async underFaults(going: () => boolean): Promise<void> {
+    const mountpoint = join(this.dir, 'faulty');
+    await fs.mkdir(mountpoint, { recursive: true });
+    const faulty = await startFaultyFs(this.store, mountpoint, join(this.dir, 'fault-rules.json'), this.options.seed);
+    try {
+      for (let i = 0; i < this.options.faults! && going(); i++) {
+        const op: TortureOp = this.rng() < 0.5 ? 'prune' : 'gc';
+        if (op === 'prune') await this.operate('backup', 'finish');
+        await this.operateFaulted(op, faulty, mountpoint);
+      }
+    } finally {
+      await faulty.stop();
+    }
+  }
+
+  /** A few read faults at random: EIO or EMFILE, on opens, reads or listings, each with a chance. */
+  private faultRules(): FaultRule[] {
+    const count = 1 + Math.floor(this.rng() * 2);
+    return Array.from({ length: count }, () => {
+      const [path, ops] = this.pick(FAULT_TARGETS.map((target) => [target, 1]));
+      return { path, ops: [...ops], errno: this.rng() < 0.5 ? 'EIO' : 'EMFILE', probability: 0.05 + this.rng() * 0.45 };
+    });
+  }
+
+  private async operateFaulted(op: TortureOp, faulty: FaultyFs, via: string): Promise<void> {
+    const what = `operation ${this.report.operations + 1} (${op}, read faults)`;
+    this.report.operations++;
+    this.report.faultedOps++;
+    const { args, expect } = await this.prepare(op, via);
+    const before = await contentDigest(this.store);
+    const rules = this.faultRules();
+    await faulty.setRules(rules);
+    const started = performance.now();
+    const end = await this.runChild(op, args, 'finish');
+    this.report.secondsOperating += (performance.now() - started) / 1000;
+    const injected = faulty.injected.length;
+    this.report.faultsInjected += injected;
+    await faulty.setRules([]);
+    this.report.operationsFinished++;
+    const faults = `${JSON.stringify(rules)}, ${injected} injected`;
+    if (end.code === 0) {
+      if (op === 'prune') expect.allowed = new Set(expect.required);
+    } else if (end.code === 2 && STOPPED.test(end.stderr)) {
+      this.report.faultedOpsStopped++;
+      if ((await contentDigest(this.store)) !== before) this.fail(`${what}: said nothing was changed, but the store changed (${faults}): ${end.stderr.trim()}`);
+      expect.required = new Set(this.listed);
+    } else this.fail(`${what}: exited ${end.code} without naming a store read (${faults}): ${end.stderr.trim()}`);
+    const ok = await this.checkCatalog(what, expect);
+    if (ok) await this.checkStore(what, null);
+    if (ok && end.code === 0 && op === 'gc') await this.checkNoLeftovers(what);
+    await this.forgetUnlisted();
+    this.options.log?.(`${what}: ${end.code === 0 ? 'finished' : `stopped (exit ${end.code})`}, ${injected} faults injected; ${this.listed.size} restore points`);
   }
 
   /** The newest listed backup attempt: the parent of the next image. */
@@ -485,6 +590,7 @@ export function describeTorture(r: TortureReport): string[] {
     `torture, seed ${r.seed}: ${r.kills} kills (${byOp}) in ${r.operations} operations (${r.operationsFinished} finished), ${r.seconds.toFixed(0)} s (${r.secondsOperating.toFixed(0)} s operating, ${r.secondsChecking.toFixed(0)} s checking)`,
     `  random moments: ${r.randomKills}; injected steps: ${bySteps}`,
     `  store checks ${r.storeChecks}, restore points checked ${r.restorePointsChecked}, bytes compared ${r.bytesCompared} (${formatBytes(r.bytesCompared)}), gc leftover checks ${r.leftoverChecks}`,
+    `  under read faults: ${r.faultedOps} prunes and gcs (${r.faultedOpsStopped} stopped on a read error), ${r.faultsInjected} faults injected`,
     ...r.failures.map((f) => `  FAILURE ${f}`),
     `failures: ${r.failures.length}${r.workDir ? ` (work directory kept: ${r.workDir})` : ''}`,
   ];
@@ -494,6 +600,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       kills: { type: 'string', default: '200' },
+      faults: { type: 'string', default: '0' },
       seed: { type: 'string', default: '1' },
       'image-mib': { type: 'string', default: '16' },
       dir: { type: 'string' },
@@ -501,13 +608,14 @@ async function main(): Promise<void> {
       quiet: { type: 'boolean', default: false },
     },
   });
-  const number = (flag: string, text: string): number => {
+  const number = (flag: string, text: string, least = 1): number => {
     const n = Number(text);
-    if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new Error(`--${flag}: '${text}' is not a positive whole number`);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < least) throw new Error(`--${flag}: '${text}' is not a ${least === 0 ? 'whole number' : 'positive whole number'}`);
     return n;
   };
   const report = await runTorture({
     kills: number('kills', values.kills!),
+    faults: number('faults', values.faults!, 0),
     seed: number('seed', values.seed!),
     imageMiB: number('image-mib', values['image-mib']!),
     dir: values.dir,

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { CRASH_STEPS } from '../../engine/crash.js';
 import { OPS, describeTorture, type TortureReport } from '../../bench/torture.js';
 import { ROOT } from '../helpers/index.js';
+import { canMount } from '../fuse/mounting.js';
 
 function torture(args: string[]): Promise<{ code: number | null; report: TortureReport }> {
   return new Promise((resolve, reject) => {
@@ -36,6 +37,18 @@ t.test('30 kills across backup, incremental backup, prune and gc leave every com
   t.ok(report.storeChecks >= report.kills, `${report.storeChecks} store checks`);
   t.ok(report.restorePointsChecked >= report.storeChecks && report.bytesCompared > 0, `${report.restorePointsChecked} restore points checked`);
   t.ok(report.leftoverChecks > 0, 'some gc ran to the end, and left nothing to reclaim');
+  t.equal(report.workDir, null, 'the work directory was removed');
+});
+
+t.test('prunes and gcs meeting EIO and EMFILE on store reads stop cleanly or finish, and lose nothing', async (t) => {
+  if (!canMount(t)) return;
+  const { code, report } = await torture(['--kills', '1', '--faults', '8', '--seed', '7', '--image-mib', '4']);
+  t.comment(describeTorture(report).join('\n'));
+  t.same(report.failures, [], 'no check failed');
+  t.equal(code, 0, 'exit 0');
+  t.equal(report.faultedOps, 8, '8 operations under read faults');
+  t.ok(report.faultsInjected > 0, `${report.faultsInjected} faults injected`);
+  t.ok(report.storeChecks >= report.faultedOps, `${report.storeChecks} store checks`);
   t.equal(report.workDir, null, 'the work directory was removed');
 });
 
