@@ -9,7 +9,7 @@ import type { Store } from '../store/store.js';
 import { ChunkIndex } from '../store/index-db.js';
 import { recoverPack, type ChunkLocation } from '../store/pack.js';
 import { loadHasher } from '../store/chunk-id.js';
-import { DamagedDataError, StoreBusyError } from './errors.js';
+import { DamagedDataError, StoreBusyError, StoreReadError } from './errors.js';
 
 export interface RepairReport {
   packsScanned: number;
@@ -35,7 +35,7 @@ async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recrea
   try {
     return { index: await store.openIndex(), recreated: false };
   } catch (err) {
-    if (err instanceof StoreBusyError) throw err;
+    if (err instanceof StoreBusyError || err instanceof StoreReadError) throw err;
     const dir = join(store.dir, 'index');
     await ChunkIndex.salvage(dir);
     try {

@@ -5,7 +5,7 @@
  */
 import type { ClassicLevel } from 'classic-level';
 import { createRequire } from 'node:module';
-import { DamagedDataError, StoreBusyError } from './errors.js';
+import { DamagedDataError, StoreBusyError, storeReadError } from './errors.js';
 import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, CHUNK_RANGE } from './index-keys.js';
 import type { ChunkLocation } from './pack.js';
 
@@ -103,11 +103,26 @@ export class ChunkIndex {
   }
 }
 
-/** LevelDB cannot open or read its files: the packs still hold every chunk, repair rebuilds from them. */
+/** strerror texts LevelDB puts in its I/O errors, back to their errno names. */
+const IO_ERRNOS: [RegExp, string][] = [
+  [/Too many open files in system/, 'ENFILE'],
+  [/Too many open files/, 'EMFILE'],
+  [/Input\/output error/, 'EIO'],
+  [/Permission denied/, 'EACCES'],
+  [/No space left on device/, 'ENOSPC'],
+];
+
+/**
+ * LevelDB cannot open or read its files. A failing read (EIO, EMFILE, EACCES...) is an error
+ * that stops the command: the index may be whole. Only what LevelDB finds corrupt or missing
+ * is damage, which repair rebuilds from the packs.
+ */
 function damagedIndex(dir: string, err: unknown): unknown {
   const e = err as { code?: string; message?: string; cause?: { message?: string } };
   if (e.code !== 'LEVEL_DATABASE_NOT_OPEN' && e.code !== 'LEVEL_CORRUPTION') return err;
-  const detail = e.cause?.message ?? e.message;
+  const detail = e.cause?.message ?? e.message ?? '';
+  const errno = IO_ERRNOS.find(([text]) => text.test(detail))?.[1];
+  if (errno) return storeReadError(`the chunk index ${dir}`, Object.assign(new Error(detail), { code: errno }));
   return new DamagedDataError(`the chunk index ${dir} is damaged (${detail}); run 'chunkvault repair' to rebuild it from the packs`, { index: dir });
 }
 
