@@ -6,8 +6,6 @@
  */
 import type { Store } from '../store/store.js';
 import type { BackupKind, DiskEntry, RestorePoint } from '../store/catalog.js';
-import { slotCount } from '../store/chunk-map.js';
-import { ID_BYTES } from '../store/chunk-id.js';
 import { DamagedDataError, InvalidInputError } from './errors.js';
 import type { BackupDisk } from './backup.js';
 import { parseChangedList } from './cbt.js';
@@ -87,17 +85,12 @@ async function baseLayout(source: Source, extentFile: string | undefined, chunkS
   return { size: source.size, chunkSize, extents: data.map((r) => ({ ...r, from: r.offset })), changed: null };
 }
 
+/** The parent's map, exactly one id per slot (readMapOrDamage), with its disk's chunks laid out as this store's. */
 async function readParentMap(store: Store, parent: RestorePoint, disk: DiskEntry): Promise<Buffer> {
-  const map = await readMapOrDamage(store, parent, disk.label);
-  const expected = slotCount(disk.size, store.chunkSize) * ID_BYTES;
-  if (map.byteLength !== expected) {
-    throw new DamagedDataError(`parent ${parent.id} disk ${disk.label}: chunk map has ${map.byteLength} bytes, expected ${expected}; back up without --parent`, {
-      restorePoint: parent.id,
-      disk: disk.label,
-      offset: 0,
-    });
+  if (parent.chunkSize !== store.chunkSize) {
+    throw new DamagedDataError(`parent ${parent.id} has ${parent.chunkSize}-byte chunks, this store ${store.chunkSize}; back up without --parent`, { restorePoint: parent.id, disk: disk.label, offset: 0 });
   }
-  return map;
+  return readMapOrDamage(store, parent, disk.label);
 }
 
 /** The CBT ranges plus whatever a size change since the parent forces to be read. */
