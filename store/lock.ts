@@ -70,7 +70,13 @@ export async function listLocks(dir: string): Promise<LockInfo[]> {
   return live;
 }
 
+function isOwn(lock: LockInfo): boolean {
+  return lock.pid === process.pid && lock.host === hostname();
+}
+
+/** Who else holds the store: the calling process is never its own obstacle (a mount waiting for the index holds a lock too). */
 export function describeLocks(locks: LockInfo[]): string {
-  if (locks.length === 0) return 'another process has the index open';
-  return locks.map((l) => `'${l.command}' (pid ${l.pid} on ${l.host}, since ${l.started})`).join(', ');
+  const others = locks.filter((l) => !isOwn(l));
+  if (others.length === 0) return 'another process has the index open';
+  return others.map((l) => `'${l.command}' (pid ${l.pid} on ${l.host}, since ${l.started})`).join(', ');
 }
