@@ -58,6 +58,8 @@ export class ImageFiles {
   private readonly readers = new Map<string, Promise<DiskReader>>();
   private readonly handles = new Map<number, OpenImage>();
   private nextHandle = 1;
+  /** The last resolution queued: LevelDB admits one opener per process too, so they take turns. */
+  private lastResolution: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly store: Store,
@@ -91,11 +93,25 @@ export class ImageFiles {
     const key = `${point.id}/${label}`;
     let reader = this.readers.get(key);
     if (!reader) {
-      reader = DiskReader.open(this.store, point, label, this.fetcher, this.options.indexWaitMs);
+      reader = this.resolveInTurn(point, label);
       this.readers.set(key, reader);
       // A failed resolution (index busy, map unreadable) is retried by the next open.
       reader.catch(() => this.readers.get(key) === reader && this.readers.delete(key));
     }
     return reader;
+  }
+
+  /**
+   * Resolutions queued behind each other share one wait, counted from the open that asked:
+   * queued opens never fight over the index with each other, and never wait longer for a
+   * backup than indexWaitMs; one whose wait is used up still tries the index once.
+   */
+  private resolveInTurn(point: RestorePoint, label: string): Promise<DiskReader> {
+    const deadline = Date.now() + this.options.indexWaitMs;
+    const resolved = this.lastResolution
+      .catch(() => undefined)
+      .then(() => DiskReader.open(this.store, point, label, this.fetcher, Math.max(0, deadline - Date.now())));
+    this.lastResolution = resolved;
+    return resolved;
   }
 }

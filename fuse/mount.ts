@@ -3,7 +3,9 @@
  * reader), mount, follow the catalog, and unmount on a signal or when someone else
  * unmounted it. The LevelDB index is never held here; readers open it briefly.
  */
-import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Store } from '../store/store.js';
 import { InvalidInputError } from '../engine/errors.js';
 import { WorkerPool } from '../engine/pool.js';
@@ -11,8 +13,8 @@ import { ChunkFetcher } from '../engine/reader.js';
 import { LruChunkCache } from './chunk-cache.js';
 import { createFuse, type FuseMount } from './fuse-native.js';
 import { ImageFiles } from './image-file.js';
-import { operations } from './operations.js';
-import { SUBTYPE, isMounted, prepareMountpoint } from './mountpoint.js';
+import { operations, type Probe } from './operations.js';
+import { SUBTYPE, prepareMountpoint } from './mountpoint.js';
 import { LiveTree } from './tree.js';
 
 export { DEFAULT_CACHE_BYTES } from './chunk-cache.js';
@@ -31,7 +33,10 @@ export interface MountSession {
   unmount(): Promise<void>;
 }
 
-const INDEX_WAIT_MS = 30_000;
+/** A backup holds the index for its whole run: an open waits briefly, then fails with EBUSY naming it. */
+const INDEX_WAIT_MS = 3000;
+/** fuse-native's unmount runs fusermount and may never call back: the mount stops waiting after this. */
+const UNMOUNT_WAIT_MS = 5000;
 /** How often the catalog is checked for new and pruned restore points, and the mount for being there. */
 const POLL_MS = 1000;
 /** Read-ahead per sequential reader, at most a quarter of the cache so it is not evicted unread. */
@@ -55,6 +60,39 @@ function mountFuse(fuse: FuseMount): Promise<void> {
   return new Promise((done, fail) => fuse.mount((err) => (err ? fail(err) : done())));
 }
 
+/** Resolves with fuse-native's answer, or with a timeout error: never waits forever. */
+function unmountFuse(fuse: FuseMount): Promise<Error | null> {
+  return new Promise((done) => {
+    const timer = setTimeout(() => done(new Error(`no answer from fuse-native within ${UNMOUNT_WAIT_MS} ms`)), UNMOUNT_WAIT_MS);
+    fuse.unmount((err) => {
+      clearTimeout(timer);
+      done(err);
+    });
+  });
+}
+
+/**
+ * A name no one else looks up, answered ENOENT like any other: the mount on the path is this
+ * one while a lookup of it under the path reaches this process. Neither the path in mountinfo
+ * nor the device tells: a filesystem mounted there since may even get the freed device number.
+ */
+class MountProbe implements Probe {
+  readonly path = `/.chunkvault-probe-${randomBytes(8).toString('hex')}`;
+  private answers = 0;
+
+  constructor(private readonly mountpoint: string) {}
+
+  answered(): void {
+    this.answers++;
+  }
+
+  async isOurs(): Promise<boolean> {
+    const before = this.answers;
+    await fs.stat(join(this.mountpoint, this.path)).catch(() => undefined);
+    return this.answers > before;
+  }
+}
+
 export async function mount(store: Store, mountpoint: string, options: MountOptions): Promise<MountSession> {
   if (options.cacheBytes < store.chunkSize) {
     throw new InvalidInputError(`--cache: ${options.cacheBytes} bytes cannot hold one ${store.chunkSize}-byte chunk`, { cache: options.cacheBytes });
@@ -67,7 +105,8 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
   const fetcher = new ChunkFetcher(pool, new LruChunkCache(options.cacheBytes));
   const images = new ImageFiles(store, fetcher, { readAheadChunks: readAheadChunks(options.cacheBytes, store.chunkSize), indexWaitMs: INDEX_WAIT_MS });
   const tree = new LiveTree(async () => (await store.catalog.list()).points, (points) => images.keepOnly(points));
-  const fuse = createFuse(path, operations(tree, images, log), { timeout: false, allowOther: options.allowOther, fsname: 'chunkvault', subtype: SUBTYPE }, MOUNT_OPTIONS);
+  const probe = new MountProbe(path);
+  const fuse = createFuse(path, operations(tree, images, log, probe), { timeout: false, allowOther: options.allowOther, fsname: 'chunkvault', subtype: SUBTYPE }, MOUNT_OPTIONS);
 
   const release = async (): Promise<void> => {
     await pool.close();
@@ -87,15 +126,20 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(poll);
-      // Already gone when unmounted from outside; fuse-native then only has to let go.
-      await new Promise<void>((done) => fuse.unmount(() => done()));
+      // fuse-native unmounts with `fusermount -uz <path>`: once unmounted from outside, that
+      // would detach whatever is mounted on the path now, so it is only asked while ours.
+      const failure = (await probe.isOurs()) ? await unmountFuse(fuse) : null;
+      if (failure) log(`unmount ${path}: ${failure.message}`);
       await release();
       markClosed();
     })();
     return closing;
   };
   const poll = setInterval(() => {
-    isMounted(path).then((still) => (still ? tree.refresh() : close())).catch((err: Error) => log(`catalog: ${err.message}`));
+    probe
+      .isOurs()
+      .then((ours) => (ours ? tree.refresh() : close()))
+      .catch((err: Error) => log(`catalog: ${err.message}`));
   }, POLL_MS);
 
   return { mountpoint: path, closed, unmount: close };

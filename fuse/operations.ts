@@ -1,7 +1,7 @@
 /** The FUSE callbacks: lookups in the tree, reads through the open images. Read-only by mount option. */
 import { StoreBusyError } from '../engine/errors.js';
 import { Fuse, type Attributes, type FuseOperations } from './fuse-native.js';
-import { isLiveDir, lookup, mayAppear, type LiveTree, type Node } from './tree.js';
+import { IMAGE_SUFFIX, isLiveDir, lookup, mayAppear, type ImageNode, type LiveTree, type Node } from './tree.js';
 import type { ImageFiles } from './image-file.js';
 
 const ST_RDONLY = 1;
@@ -23,7 +23,13 @@ function attributes(node: Node): Attributes {
   };
 }
 
-export function operations(tree: LiveTree, images: ImageFiles, log: (line: string) => void): FuseOperations {
+/** A path only the mount itself looks up, to learn that the mount on its mountpoint is still this one. */
+export interface Probe {
+  readonly path: string;
+  answered(): void;
+}
+
+export function operations(tree: LiveTree, images: ImageFiles, log: (line: string) => void, probe: Probe): FuseOperations {
   const reported = new Set<string>();
   // Kernel retries repeat a failing request: each problem is logged once.
   const report = (message: string): void => {
@@ -32,6 +38,21 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
     log(message);
   };
   const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+  /**
+   * The tree lags the catalog by up to a poll: prune removes a point's catalog entry, then its
+   * maps, so an image that failed to open while its point is no longer listed was pruned, not damaged.
+   */
+  const isRemoved = async (node: ImageNode): Promise<boolean> => {
+    await tree.fresh();
+    return lookup(tree.current, node.point.id) === null;
+  };
+
+  /** Logged under the image's own path: the same damage reached through by-name is one problem. */
+  const openErrno = (node: ImageNode, err: unknown): number => {
+    report(`cannot open /${node.point.id}/${node.label}${IMAGE_SUFFIX}: ${messageOf(err)}`);
+    return err instanceof StoreBusyError ? Fuse.EBUSY : Fuse.EIO;
+  };
 
   /** A name that is not there may be a restore point committed a moment ago. */
   const find = async (path: string): Promise<Node | null> => {
@@ -43,6 +64,7 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
 
   return {
     getattr(path, cb) {
+      if (path === probe.path) return (probe.answered(), cb(Fuse.ENOENT));
       find(path).then(
         (node) => (node ? cb(0, attributes(node)) : cb(Fuse.ENOENT)),
         (err) => (report(messageOf(err)), cb(Fuse.EIO)),
@@ -71,10 +93,11 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
       if (node?.kind !== 'image') return cb(node ? Fuse.EINVAL : Fuse.ENOENT);
       images.open(node).then(
         (handle) => cb(0, handle),
-        (err) => {
-          report(`cannot open ${path}: ${messageOf(err)}`);
-          cb(err instanceof StoreBusyError ? Fuse.EBUSY : Fuse.EIO);
-        },
+        (err) =>
+          isRemoved(node).then(
+            (removed) => cb(removed ? Fuse.ENOENT : openErrno(node, err)),
+            (listErr) => (report(messageOf(listErr)), cb(Fuse.EIO)),
+          ),
       );
     },
 

@@ -92,7 +92,18 @@ export async function listLocks(dir: string): Promise<LockInfo[]> {
   return live;
 }
 
+function isOwn(lock: LockInfo): boolean {
+  return lock.pid === process.pid && lock.host === hostname();
+}
+
+/**
+ * Who holds the store. The caller's own locks are left out beside others' (a mount waiting for
+ * the index holds one too, and is not what it waits for); alone, they are the holders (a reader
+ * in the same process stops gc like any other).
+ */
 export function describeLocks(locks: LockInfo[]): string {
-  if (locks.length === 0) return 'another process has the index open';
-  return locks.map((l) => `'${l.command}' (pid ${l.pid} on ${l.host}, since ${l.started})`).join(', ');
+  const others = locks.filter((l) => !isOwn(l));
+  const holders = others.length > 0 ? others : locks;
+  if (holders.length === 0) return 'another process has the index open';
+  return holders.map((l) => `'${l.command}' (pid ${l.pid} on ${l.host}, since ${l.started})`).join(', ');
 }

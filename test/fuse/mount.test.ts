@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../engine/index.js';
 import { MiB, cli, cliJson, mixedImage, sha256File, tempDir } from '../helpers/index.js';
-import { canMount, eventually, isMountpoint, startMount } from './mounting.js';
+import { canMount, errorCode, eventually, isMountpoint, mountLocks, startMount } from './mounting.js';
 
 interface Point {
   id: string;
@@ -22,19 +22,6 @@ async function readAt(path: string, offset: number, length: number): Promise<Buf
   } finally {
     await handle.close();
   }
-}
-
-async function errorCode(action: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await action;
-    return undefined;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code;
-  }
-}
-
-async function mountLocks(store: string): Promise<number> {
-  return (await (await Store.open(store)).locks()).filter((l) => l.command === 'mount').length;
 }
 
 t.test('restore points as image files: layout, bytes, read-only, live catalog, SIGTERM', async (t) => {

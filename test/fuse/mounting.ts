@@ -5,6 +5,7 @@
 import type { Test } from 'tap';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { Store } from '../../engine/index.js';
 import { CLI, hasCommand, isRoot, requireCapability } from '../helpers/index.js';
 
 export interface RunningMount {
@@ -61,4 +62,19 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** The errno code an action failed with; undefined when it succeeded. */
+export async function errorCode(action: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await action;
+    return undefined;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code;
+  }
+}
+
+/** How many mounts are registered in the store's locks. */
+export async function mountLocks(store: string): Promise<number> {
+  return (await (await Store.open(store)).locks()).filter((l) => l.command === 'mount').length;
 }
