@@ -173,7 +173,10 @@ export class Store {
   /** Bytes of every file below the store directory. */
   async diskUsage(): Promise<number> {
     let bytes = 0;
-    for (const entry of await fs.readdir(this.dir, { recursive: true, withFileTypes: true })) {
+    const entries = await fs.readdir(this.dir, { recursive: true, withFileTypes: true }).catch((err: unknown) => {
+      throw storeReadError(errorPath(err) ?? this.dir, err);
+    });
+    for (const entry of entries) {
       if (entry.isFile()) bytes += (await statUnlessAbsent(join(entry.parentPath, entry.name)))?.size ?? 0;
     }
     return bytes;
@@ -215,4 +218,9 @@ async function readdirUnlessAbsent(path: string): Promise<string[]> {
     if (isAbsent(err)) return [];
     throw storeReadError(path, err);
   }
+}
+
+/** The path a failed fs call names (a recursive listing fails on one of its subdirectories). */
+function errorPath(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.path;
 }
