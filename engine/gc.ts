@@ -15,7 +15,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { RESERVE_BYTES, type Store } from '../store/store.js';
-import { freeBytes } from './space.js';
+import { freeBytes, makeRoomIfFull } from './space.js';
 import type { ChunkIndex } from '../store/index-db.js';
 import { ID_BYTES } from '../store/chunk-id.js';
 import { checkRecords, copyRecords, RECORD_HEADER_BYTES, type ChunkLocation } from '../store/pack.js';
@@ -305,8 +305,7 @@ async function packBytes(store: Store): Promise<number> {
 export async function gc(store: Store, options: GcOptions = {}): Promise<GcReport> {
   const started = performance.now();
   checkMaxUnused(options.maxUnused ?? DEFAULT_MAX_UNUSED_PERCENT);
-  // A full store must be freeable: gc writes its lock and LevelDB writes as it opens.
-  if (!options.dryRun && (await freeBytes(store)) < RESERVE_BYTES) await store.releaseReserve();
+  if (!options.dryRun) await makeRoomIfFull(store);
   const lock = await store.lock(options.dryRun ? 'gc --dry-run' : 'gc');
   try {
     // Checked before waiting for the index (a reader may hold it for a moment: no use waiting to

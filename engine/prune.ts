@@ -10,6 +10,7 @@ import { describeLocks } from '../store/lock.js';
 import { StoreBusyError, UnknownRefError } from './errors.js';
 import { RESTORE_COMMAND } from './restore.js';
 import { crashPoint } from './crash.js';
+import { makeRoomIfFull } from './space.js';
 import { checkName } from './names.js';
 import { applyRetention, checkPolicy, type RetentionDecision, type RetentionPolicy } from './retention.js';
 
@@ -54,6 +55,7 @@ async function refuseWhileRestored(store: Store, ids: Set<string>): Promise<void
  * catalog is read again before removing. Returns the ids removed.
  */
 export async function executePrune(store: Store, plan: PrunePlan): Promise<string[]> {
+  await makeRoomIfFull(store);
   const lock = await store.lock('prune');
   try {
     const current = new Map((await store.catalog.list()).points.map((p) => [p.id, p]));

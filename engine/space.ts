@@ -5,7 +5,7 @@
  * refusal costs a rerun with --force, a full disk mid-backup costs the whole run.
  */
 import { promises as fs } from 'node:fs';
-import type { Store } from '../store/store.js';
+import { RESERVE_BYTES, type Store } from '../store/store.js';
 import type { RestorePoint } from '../store/catalog.js';
 import { ID_BYTES } from '../store/chunk-id.js';
 import { RECORD_HEADER_BYTES } from '../store/pack.js';
@@ -77,6 +77,14 @@ export interface SpaceCheck {
 export async function freeBytes(store: Store): Promise<number> {
   const s = await fs.statfs(store.dir);
   return s.bavail * s.bsize;
+}
+
+/**
+ * Commands that free space (prune, gc) write a little first (a lock, LevelDB's log): on a
+ * filesystem with less free than the store's reserve, give the reserve back so they can start.
+ */
+export async function makeRoomIfFull(store: Store): Promise<void> {
+  if ((await freeBytes(store)) < RESERVE_BYTES) await store.releaseReserve();
 }
 
 /** Throws NoSpaceError naming both figures when the estimate does not fit, unless forced. */

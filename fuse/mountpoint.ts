@@ -12,10 +12,6 @@ async function mountAt(path: string): Promise<MountEntry | undefined> {
   return (await readMounts()).filter((m) => m.mountpoint === path).pop();
 }
 
-export async function isMounted(path: string): Promise<boolean> {
-  return (await mountAt(path)) !== undefined;
-}
-
 async function fusermount(args: string[]): Promise<void> {
   try {
     await promisify(execFile)('fusermount', args);
