@@ -2,17 +2,29 @@
  * Checked reading of the JSON lists users hand to a backup (extent maps, CBT lists):
  * every problem becomes an InvalidInputError naming the file, the field and the value.
  */
-import { promises as fs } from 'node:fs';
 import { InvalidInputError } from './errors.js';
+import { describeValue as describe } from '../store/describe.js';
+import { readSmallFile } from '../store/small-file.js';
+import { formatBytes } from '../store/size.js';
 
 export type JsonObject = Record<string, unknown>;
 
+/** Millions of ranges, more than a real list holds; parsed, a file this size already takes gigabytes of memory. */
+export const MAX_INPUT_BYTES = 256 * 1024 * 1024;
+
 export async function readInputFile(path: string, flag: string): Promise<string> {
-  try {
-    return await fs.readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new InvalidInputError(`${flag} ${path}: cannot read it (${code === 'ENOENT' ? 'no such file' : code})`, { flag, file: path, code });
+  const read = await readSmallFile(path, MAX_INPUT_BYTES);
+  if ('text' in read) return read.text;
+  const data = { flag, file: path, problem: read.problem };
+  switch (read.problem) {
+    case 'absent':
+      throw new InvalidInputError(`${flag} ${path}: cannot read it (no such file)`, { ...data, code: read.code });
+    case 'not regular':
+      throw new InvalidInputError(`${flag} ${path}: cannot read it${read.code ? ` (${read.code})` : ''}: it is ${read.kind}, not a regular file; give the path of a JSON file`, data);
+    case 'too large':
+      throw new InvalidInputError(`${flag} ${path}: too large (${read.size} bytes; a list may have at most ${formatBytes(MAX_INPUT_BYTES)})`, { ...data, size: read.size });
+    case 'unreadable':
+      throw new InvalidInputError(`${flag} ${path}: cannot read it (${read.code})`, { ...data, code: read.code }, read.cause);
   }
 }
 
@@ -57,22 +69,4 @@ export function checkBytes(value: unknown, file: string, where: string, min: 0 |
     throw new InvalidInputError(`${file}: ${where} = ${describe(value)} is 2^53 or more and cannot be represented exactly`, { file, where, value: describe(value) });
   }
   return value;
-}
-
-/** A value as JSON, cut short: a megabyte-long string in a list must not become a megabyte-long message. */
-function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  const text = stringify(value);
-  return text.length > MAX_DESCRIBED ? `${text.slice(0, MAX_DESCRIBED)}... (${text.length} characters)` : text;
-}
-
-const MAX_DESCRIBED = 80;
-
-/** JSON.stringify recurses: a list nested a hundred thousand deep overflows the stack. */
-function stringify(value: unknown): string {
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return Array.isArray(value) ? 'a deeply nested array' : 'a deeply nested object';
-  }
 }

@@ -22,18 +22,46 @@ export interface ThrottleLimits {
 /** At worst one task every 2 s: a 4 MiB task still moves 2 MB/s. */
 export const MAX_DELAY_MS = 2000;
 
+/** Below 10 µs no read is measured reliably; above a minute a read is broken, not slow. */
+export const LATENCY_BOUNDS_MS = { min: 0.01, max: 60_000 };
+/** 10 kB/s: a 4 MiB task every 7 minutes. Below it a backup would not end in any useful time. */
+export const MIN_RATE_MBPS = 0.01;
+
 function checkPositive(value: number | undefined, flag: string, unit: string): number | null {
   if (value === undefined) return null;
   if (!Number.isFinite(value) || value <= 0) throw new InvalidInputError(`${flag} must be a positive number of ${unit}, got ${value}`, { flag, value });
   return value;
 }
 
+function checkLatency(value: number | undefined): number | null {
+  const latency = checkPositive(value, '--max-latency', 'milliseconds');
+  if (latency !== null && (latency < LATENCY_BOUNDS_MS.min || latency > LATENCY_BOUNDS_MS.max)) {
+    throw new InvalidInputError(`--max-latency must be from ${LATENCY_BOUNDS_MS.min} to ${LATENCY_BOUNDS_MS.max} milliseconds, got ${latency}`, { flag: '--max-latency', value: latency, ...LATENCY_BOUNDS_MS });
+  }
+  return latency;
+}
+
+function checkRate(value: number | undefined): number | null {
+  const rate = checkPositive(value, '--max-rate', 'MB/s');
+  if (rate !== null && rate < MIN_RATE_MBPS) {
+    throw new InvalidInputError(`--max-rate must be at least ${MIN_RATE_MBPS} MB/s, got ${rate}`, { flag: '--max-rate', value: rate, min: MIN_RATE_MBPS });
+  }
+  return rate;
+}
+
 /** Validated limits, or null when nothing is throttled. */
 export function throttleLimits(maxLatencyMs?: number, maxRateMBps?: number): ThrottleLimits | null {
-  const latency = checkPositive(maxLatencyMs, '--max-latency', 'milliseconds');
-  const rate = checkPositive(maxRateMBps, '--max-rate', 'MB/s');
+  const latency = checkLatency(maxLatencyMs);
+  const rate = checkRate(maxRateMBps);
   if (latency === null && rate === null) return null;
   return { maxLatencyMs: latency, maxRateBytesPerSecond: rate === null ? null : rate * 1e6 };
+}
+
+/** setTimeout fires at once when asked to wait past 2^31 - 1 ms: longer waits are taken in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+async function sleepUntil(at: number): Promise<void> {
+  for (let left = at - performance.now(); left > 0; left = at - performance.now()) await sleep(Math.min(left, MAX_TIMER_MS));
 }
 
 export class Throttle {
@@ -77,8 +105,6 @@ export class Throttle {
   }
 
   async admit(bytes: number): Promise<void> {
-    const now = performance.now();
-    const at = this.schedule(now, bytes);
-    if (at > now) await sleep(at - now);
+    await sleepUntil(this.schedule(performance.now(), bytes));
   }
 }

@@ -9,7 +9,7 @@ import { chunkId, isAllZero, loadHasher, ID_BYTES } from '../store/chunk-id.js';
 import { dirname, join } from 'node:path';
 import { MAX_CHUNK_SIZE } from '../store/format.js';
 import { alignedBuffer, isBlockAligned, refusedDirect } from '../store/direct-io.js';
-import { decodeRecord, packFileName, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
+import { decodeRecord, packFileName, packReadProblem, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
 import {
   SlotOutcome,
   type BackupTask,
@@ -141,8 +141,7 @@ function readChunk(chunk: ChunkRef, packsDir: string, into?: Buffer): { data: Bu
     if (!into || !('data' in read) || read.data.buffer === into.buffer) return read;
     return { data: into.subarray(0, read.data.copy(into)) };
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return { problem: code === 'ENOENT' ? 'pack missing' : code === 'ESHORT' ? 'pack truncated' : (err as Error).message };
+    return { problem: (err as NodeJS.ErrnoException).code === 'ESHORT' ? 'pack truncated' : packReadProblem(chunk.pack, err) };
   }
 }
 

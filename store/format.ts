@@ -1,7 +1,8 @@
-import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidInputError, NotAStoreError, UnsupportedFormatError } from './errors.js';
+import { InvalidInputError, NotAStoreError, StoreReadError, UnsupportedFormatError, storeReadError } from './errors.js';
+import { describeValue } from './describe.js';
 import { parseSize } from './size.js';
+import { readSmallFile, type SmallFile } from './small-file.js';
 
 export const FORMAT_NAME = 'chunkvault';
 export const FORMAT_VERSION = 1;
@@ -9,6 +10,10 @@ export const FORMAT_FILE = 'chunkvault.json';
 export const MIN_CHUNK_SIZE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 8 * 1024 * 1024;
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+/** A format file holds four short fields: anything far larger is not one. */
+const MAX_FORMAT_FILE_BYTES = 64 * 1024;
+/** What to do about a format file that exists but is not a valid one. */
+const NOT_VALID = 'check the store path, or restore this file from a copy of the store';
 
 export interface StoreFormat {
   format: typeof FORMAT_NAME;
@@ -17,10 +22,13 @@ export interface StoreFormat {
   created: string;
 }
 
+function isChunkSize(size: unknown): size is number {
+  return typeof size === 'number' && Number.isInteger(size) && size >= MIN_CHUNK_SIZE && size <= MAX_CHUNK_SIZE && (size & (size - 1)) === 0;
+}
+
 export function parseChunkSize(text: string): number {
   const size = parseSize(text, '--chunk-size');
-  const powerOfTwo = (size & (size - 1)) === 0;
-  if (!powerOfTwo || size < MIN_CHUNK_SIZE || size > MAX_CHUNK_SIZE) {
+  if (!isChunkSize(size)) {
     throw new InvalidInputError(`--chunk-size: ${text} must be a power of two from 64K to 8M`, { value: text });
   }
   return size;
@@ -31,39 +39,76 @@ export function encodeFormat(chunkSize: number, created: Date): string {
   return JSON.stringify(format, null, 2) + '\n';
 }
 
+function parseObject(text: string, file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new NotAStoreError(`${file} is not valid JSON; ${NOT_VALID}`, { file });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new NotAStoreError(`${file} holds ${describeValue(parsed)}, not a JSON object; ${NOT_VALID}`, { file });
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Only a whole number above every version this code knows is a newer format; anything else is no version at all. */
+function checkVersion(version: unknown, file: string): number {
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    throw new UnsupportedFormatError(`${file}: invalid version ${describeValue(version)} (a version is a whole number, 1 or more); ${NOT_VALID}`, {
+      file,
+      version: describeValue(version),
+    });
+  }
+  if (version > FORMAT_VERSION) {
+    throw new UnsupportedFormatError(`${file}: store format version ${version} is newer than this chunkvault supports (${FORMAT_VERSION}); upgrade chunkvault`, { file, version });
+  }
+  return version;
+}
+
 /** Refuses what is not a store, and stores written by an unknown or newer format. */
 export function decodeFormat(text: string, dir: string): StoreFormat {
-  let parsed: Partial<StoreFormat>;
-  try {
-    parsed = JSON.parse(text) as Partial<StoreFormat>;
-  } catch {
-    throw new NotAStoreError(`${dir}: ${FORMAT_FILE} is not valid JSON`, { store: dir });
-  }
+  const file = join(dir, FORMAT_FILE);
+  const parsed = parseObject(text, file);
   if (parsed.format !== FORMAT_NAME) {
-    throw new UnsupportedFormatError(`${dir}: unknown store format '${String(parsed.format)}'`, { store: dir });
+    throw new UnsupportedFormatError(`${file}: unknown store format ${describeValue(parsed.format)} (expected "${FORMAT_NAME}"); ${NOT_VALID}`, { file, format: describeValue(parsed.format) });
   }
-  if (typeof parsed.version !== 'number' || parsed.version > FORMAT_VERSION) {
+  const version = checkVersion(parsed.version, file);
+  if (!isChunkSize(parsed.chunkSize)) {
     throw new UnsupportedFormatError(
-      `${dir}: store format version ${String(parsed.version)} is newer than this chunkvault supports (${FORMAT_VERSION}); upgrade chunkvault`,
-      { store: dir, version: parsed.version },
+      `${file}: invalid chunk size ${describeValue(parsed.chunkSize)} (expected a power of two from ${MIN_CHUNK_SIZE} to ${MAX_CHUNK_SIZE} bytes); ${NOT_VALID}`,
+      { file, chunkSize: describeValue(parsed.chunkSize) },
     );
   }
-  if (typeof parsed.chunkSize !== 'number' || parsed.chunkSize < MIN_CHUNK_SIZE || parsed.chunkSize > MAX_CHUNK_SIZE) {
-    throw new UnsupportedFormatError(`${dir}: ${FORMAT_FILE} has an invalid chunk size`, { store: dir });
+  return { ...(parsed as unknown as StoreFormat), version, chunkSize: parsed.chunkSize };
+}
+
+/** Why the format file could not be read, as the error to stop with. */
+function unreadableFormat(read: Exclude<SmallFile, { text: string }>, dir: string, file: string): Error {
+  switch (read.problem) {
+    case 'absent':
+      return notAStore(dir);
+    case 'not regular':
+      return new NotAStoreError(`${file} is ${read.kind}, not a regular file; ${NOT_VALID}`, { store: dir, file });
+    case 'too large':
+      return new NotAStoreError(`${file} has ${read.size} bytes, far too many for a format file; ${NOT_VALID}`, { store: dir, file });
+    case 'unreadable':
+      // ENOTDIR: the store path, or a directory on the way to it, is a file.
+      if (read.code === 'ENOTDIR') return notAStore(dir);
+      if (read.code === 'EACCES') {
+        return new StoreReadError(`store ${dir} is not readable (EACCES): cannot read ${file}; run chunkvault as the store's owner`, { store: dir, file, code: read.code }, read.cause);
+      }
+      return storeReadError(file, read.cause);
   }
-  return parsed as StoreFormat;
+}
+
+function notAStore(dir: string): NotAStoreError {
+  return new NotAStoreError(`${dir} is not a chunkvault store (no ${FORMAT_FILE}; create one with 'chunkvault init')`, { store: dir });
 }
 
 export async function readFormat(dir: string): Promise<StoreFormat> {
-  let text: string;
-  try {
-    text = await fs.readFile(join(dir, FORMAT_FILE), 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw new NotAStoreError(`${dir} is not a chunkvault store (no ${FORMAT_FILE}; create one with 'chunkvault init')`, { store: dir });
-    }
-    throw err;
-  }
-  return decodeFormat(text, dir);
+  const file = join(dir, FORMAT_FILE);
+  const read = await readSmallFile(file, MAX_FORMAT_FILE_BYTES);
+  if ('text' in read) return decodeFormat(read.text, dir);
+  throw unreadableFormat(read, dir, file);
 }

@@ -6,12 +6,13 @@
  * Record: magic "CVK1" | codec u8 | 3 reserved | rawLen u32 | storedLen u32 | id[32] | payload
  */
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compressBlock, compressBound, decompressBlock } from './lz4.js';
 import { chunkId, ID_BYTES } from './chunk-id.js';
 import { fsyncDir } from './durable.js';
 import { AppendFile, alignedStages, type Stages } from './append-file.js';
+import { StoreReadError, errnoOf, isAbsent } from './errors.js';
 
 export const RECORD_MAGIC = 0x43564b31; // "CVK1"
 export const RECORD_HEADER_BYTES = 16 + ID_BYTES;
@@ -245,14 +246,37 @@ export class PackWriter {
   }
 }
 
-export async function* scanPack(path: string): AsyncGenerator<RecordHeader & { offset: number }> {
-  const handle = await fs.open(path, 'r');
+function cannotRead(pack: string, err: unknown): string {
+  return `pack ${pack}: cannot read (${errnoOf(err) ?? (err instanceof Error ? err.message : String(err))})`;
+}
+
+/** Why a chunk could not be read from `pack` (a name): only an absent pack file is "pack missing". */
+export function packReadProblem(pack: string, err: unknown): string {
+  return isAbsent(err) ? 'pack missing' : cannotRead(pack, err);
+}
+
+/** A pack that exists, or may, but could not be read: the command stops; it never takes it for a short or empty pack. */
+function packReadError(path: string, err: unknown): StoreReadError {
+  return new StoreReadError(`${cannotRead(path, err)}; stopped, the pack was left as it is`, { object: path, code: errnoOf(err) }, err);
+}
+
+/** Runs a pack I/O call; its failure becomes a packReadError naming the pack. */
+async function onPack<T>(path: string, io: Promise<T>): Promise<T> {
   try {
-    const { size } = await handle.stat();
+    return await io;
+  } catch (err) {
+    throw packReadError(path, err);
+  }
+}
+
+export async function* scanPack(path: string): AsyncGenerator<RecordHeader & { offset: number }> {
+  const handle = await onPack(path, fs.open(path, 'r'));
+  try {
+    const { size } = await onPack(path, handle.stat());
     const headerBytes = Buffer.alloc(RECORD_HEADER_BYTES);
     let offset = 0;
     while (offset + RECORD_HEADER_BYTES <= size) {
-      await handle.read(headerBytes, 0, RECORD_HEADER_BYTES, offset);
+      await onPack(path, handle.read(headerBytes, 0, RECORD_HEADER_BYTES, offset));
       const header = decodeRecordHeader(headerBytes);
       if (!header || offset + RECORD_HEADER_BYTES + header.storedLength > size) return;
       yield { ...header, offset };
@@ -263,20 +287,36 @@ export async function* scanPack(path: string): AsyncGenerator<RecordHeader & { o
   }
 }
 
-/** Cheap check without decoding: each record is in the pack, whole, with the expected id. */
-export async function checkRecords(path: string, records: { offset: number; storedLength: number; id: Buffer }[]): Promise<(RecordProblem | 'pack missing' | null)[]> {
+/**
+ * Cheap check without decoding: each record is in the pack, whole, with the expected id.
+ * A pack that cannot be opened, or a record that cannot be read, is that record's problem,
+ * named with the errno; only an absent pack is "pack missing".
+ */
+export async function checkRecords(path: string, records: { offset: number; storedLength: number; id: Buffer }[]): Promise<(string | null)[]> {
+  const pack = basename(path, PACK_SUFFIX);
   let handle: fs.FileHandle;
+  let size: number;
   try {
     handle = await fs.open(path, 'r');
-  } catch {
-    return records.map(() => 'pack missing');
+  } catch (err) {
+    return records.map(() => packReadProblem(pack, err));
   }
   try {
-    const { size } = await handle.stat();
+    try {
+      size = (await handle.stat()).size;
+    } catch (err) {
+      return records.map(() => packReadProblem(pack, err));
+    }
     const header = Buffer.alloc(RECORD_HEADER_BYTES);
-    const problems: (RecordProblem | null)[] = [];
+    const problems: (string | null)[] = [];
     for (const record of records) {
-      const { bytesRead } = await handle.read(header, 0, RECORD_HEADER_BYTES, record.offset);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await handle.read(header, 0, RECORD_HEADER_BYTES, record.offset));
+      } catch (err) {
+        problems.push(packReadProblem(pack, err));
+        continue;
+      }
       const decoded = bytesRead === RECORD_HEADER_BYTES ? decodeRecordHeader(header) : null;
       const whole = record.offset + RECORD_HEADER_BYTES + record.storedLength <= size;
       problems.push(!decoded || !decoded.id.equals(record.id) || decoded.storedLength !== record.storedLength ? 'header' : whole ? null : 'length');
@@ -294,7 +334,7 @@ const COPY_BATCH_BYTES = 8 * 1024 * 1024;
  * compaction. Records must be checked first (checkRecords); returns each one's new place.
  */
 export async function copyRecords(fromPath: string, records: { offset: number; storedLength: number }[], writer: PackWriter): Promise<{ pack: string; offset: number }[]> {
-  const handle = await fs.open(fromPath, 'r');
+  const handle = await onPack(fromPath, fs.open(fromPath, 'r'));
   const placed: { pack: string; offset: number }[] = [];
   try {
     let batch: Buffer[] = [];
@@ -312,8 +352,10 @@ export async function copyRecords(fromPath: string, records: { offset: number; s
     };
     for (const record of records) {
       const bytes = Buffer.allocUnsafe(RECORD_HEADER_BYTES + record.storedLength);
-      const { bytesRead } = await handle.read(bytes, 0, bytes.byteLength, record.offset);
-      if (bytesRead !== bytes.byteLength) throw new Error(`pack ${fromPath}: record at ${record.offset} ends early`);
+      const { bytesRead } = await onPack(fromPath, handle.read(bytes, 0, bytes.byteLength, record.offset));
+      if (bytesRead !== bytes.byteLength) {
+        throw new StoreReadError(`pack ${fromPath}: the record at ${record.offset} ends early; stopped, the pack was left as it is`, { object: fromPath, offset: record.offset });
+      }
       batch.push(bytes);
       batchBytes += bytes.byteLength;
       if (batchBytes >= COPY_BATCH_BYTES) await flush();
@@ -342,7 +384,7 @@ export interface PackRecovery {
  * record costs only itself: the scan resumes at the next record magic after it.
  */
 export async function recoverPack(path: string): Promise<PackRecovery> {
-  const bytes = await fs.readFile(path);
+  const bytes = await onPack(path, fs.readFile(path));
   const magic = Buffer.alloc(4);
   magic.writeUInt32BE(RECORD_MAGIC);
   const records: RecoveredRecord[] = [];
