@@ -119,10 +119,11 @@ const IO_ERRNOS: [RegExp, string][] = [
  */
 function damagedIndex(dir: string, err: unknown): unknown {
   const e = err as { code?: string; message?: string; cause?: { message?: string } };
-  if (e.code !== 'LEVEL_DATABASE_NOT_OPEN' && e.code !== 'LEVEL_CORRUPTION') return err;
+  if (!e.code?.startsWith('LEVEL_')) return err;
   const detail = e.cause?.message ?? e.message ?? '';
   const errno = IO_ERRNOS.find(([text]) => text.test(detail))?.[1];
   if (errno) return storeReadError(`the chunk index ${dir}`, Object.assign(new Error(detail), { code: errno }));
+  if (e.code !== 'LEVEL_DATABASE_NOT_OPEN' && e.code !== 'LEVEL_CORRUPTION') return err;
   return new DamagedDataError(`the chunk index ${dir} is damaged (${detail}); run 'chunkvault repair' to rebuild it from the packs`, { index: dir });
 }
 

@@ -130,19 +130,19 @@ const HEADER_WINDOW_BYTES = 1024 * 1024;
  * record magic, as recoverPack does. Bytes with no valid header hold no readable record.
  */
 export async function recordIds(path: string): Promise<Buffer[]> {
-  const handle = await fs.open(path, 'r');
+  const handle = await onPack(path, fs.open(path, 'r'));
   try {
-    const { size } = await handle.stat();
+    const { size } = await onPack(path, handle.stat());
     const ids: Buffer[] = [];
     const header = Buffer.alloc(RECORD_HEADER_BYTES);
     for (let offset = 0; offset < size; ) {
-      const { bytesRead } = await handle.read(header, 0, RECORD_HEADER_BYTES, offset);
+      const { bytesRead } = await onPack(path, handle.read(header, 0, RECORD_HEADER_BYTES, offset));
       const decoded = bytesRead === RECORD_HEADER_BYTES ? decodeRecordHeader(header) : null;
       if (decoded && offset + RECORD_HEADER_BYTES + decoded.storedLength <= size) {
         ids.push(decoded.id);
         offset += RECORD_HEADER_BYTES + decoded.storedLength;
       } else {
-        offset = await nextMagic(handle, offset + 1, size);
+        offset = await onPack(path, nextMagic(handle, offset + 1, size));
       }
     }
     return ids;
@@ -266,24 +266,6 @@ async function onPack<T>(path: string, io: Promise<T>): Promise<T> {
     return await io;
   } catch (err) {
     throw packReadError(path, err);
-  }
-}
-
-export async function* scanPack(path: string): AsyncGenerator<RecordHeader & { offset: number }> {
-  const handle = await onPack(path, fs.open(path, 'r'));
-  try {
-    const { size } = await onPack(path, handle.stat());
-    const headerBytes = Buffer.alloc(RECORD_HEADER_BYTES);
-    let offset = 0;
-    while (offset + RECORD_HEADER_BYTES <= size) {
-      await onPack(path, handle.read(headerBytes, 0, RECORD_HEADER_BYTES, offset));
-      const header = decodeRecordHeader(headerBytes);
-      if (!header || offset + RECORD_HEADER_BYTES + header.storedLength > size) return;
-      yield { ...header, offset };
-      offset += RECORD_HEADER_BYTES + header.storedLength;
-    }
-  } finally {
-    await handle.close();
   }
 }
 

@@ -1,13 +1,13 @@
 /**
  * Pack I/O errors in the store's readers: checkRecords reports them per record, naming the
- * pack and the errno (only an absent pack is "pack missing"); scanPack, recoverPack and
+ * pack and the errno (only an absent pack is "pack missing"); recordIds, recoverPack and
  * copyRecords throw a StoreReadError naming the pack path, never taking it for a short or empty pack.
  */
 import t, { type Test } from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { StoreReadError } from '../../store/errors.js';
-import { checkRecords, copyRecords, recoverPack, scanPack, PackWriter } from '../../store/pack.js';
+import { checkRecords, copyRecords, recordIds, recoverPack, PackWriter } from '../../store/pack.js';
 import { chunkId, loadHasher } from '../../store/chunk-id.js';
 import { requireCapability, seededBytes, tempDir } from '../helpers/index.js';
 import { canServeEio, eioFile } from '../helpers/eio.js';
@@ -15,17 +15,11 @@ import { canServeEio, eioFile } from '../helpers/eio.js';
 await loadHasher();
 const record = { offset: 0, storedLength: 1000, id: chunkId(seededBytes(1, 1000)) };
 
-async function scanAll(path: string): Promise<unknown[]> {
-  const found = [];
-  for await (const r of scanPack(path)) found.push(r);
-  return found;
-}
-
 async function refusedEverywhere(t: Test, dir: string, path: string, errno: string): Promise<void> {
   const name = path.split('/').pop()!.replace(/\.pack$/, '');
   t.same(await checkRecords(path, [record, { ...record, offset: 5000 }]), [`pack ${name}: cannot read (${errno})`, `pack ${name}: cannot read (${errno})`]);
   const error = { constructor: StoreReadError, code: 'CV_STORE_READ', message: `pack ${path}: cannot read (${errno}); stopped, the pack was left as it is`, data: { object: path, code: errno } };
-  await t.rejects(scanAll(path), error, 'scanPack');
+  await t.rejects(recordIds(path), error, 'recordIds');
   await t.rejects(recoverPack(path), error, 'recoverPack');
   const writer = new PackWriter(join(dir, 'out'));
   await fs.mkdir(join(dir, 'out'), { recursive: true });
