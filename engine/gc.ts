@@ -20,7 +20,7 @@ import type { ChunkIndex } from '../store/index-db.js';
 import { ID_BYTES } from '../store/chunk-id.js';
 import { checkRecords, copyRecords, RECORD_HEADER_BYTES, type ChunkLocation } from '../store/pack.js';
 import { describeLocks } from '../store/lock.js';
-import { DamagedDataError, InvalidInputError, StoreBusyError } from './errors.js';
+import { DamagedDataError, InvalidInputError, StoreBusyError, StoreReadError } from './errors.js';
 import { readMapOrDamage } from './locate.js';
 import { LiveSet } from './live-set.js';
 import { crashPoint } from './crash.js';
@@ -224,6 +224,12 @@ interface Compaction {
   compactionStopped: string | null;
 }
 
+/** By the time compaction copies, gc has changed the store: say what holds, not "nothing was changed". */
+function stoppedCompacting(err: unknown): unknown {
+  if (!(err instanceof StoreReadError)) return err;
+  return new StoreReadError(`${err.message.replace(/; stopped, nothing was changed$/, '')}; gc stopped while compacting: dead chunks and packs are gone, every restore point is intact; run gc again`, err.data, err);
+}
+
 /** Copying writes before it frees: only with room for the copy and the reserve beside it. */
 async function roomFor(store: Store, bytes: number): Promise<boolean> {
   return (await freeBytes(store)) >= bytes + RESERVE_BYTES;
@@ -261,7 +267,9 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
         done.packsDamaged.push(pack);
         continue;
       }
-      const placed = await copyRecords(path, live.map(([, l]) => l), writer);
+      const placed = await copyRecords(path, live.map(([, l]) => l), writer).catch((err: unknown) => {
+        throw stoppedCompacting(err);
+      });
       live.forEach(([id, location], i) => group.moved.push([id, { ...location, ...placed[i] }]));
       group.old.push(pack);
       group.bytes += liveBytes;

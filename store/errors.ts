@@ -80,10 +80,10 @@ export function isAbsent(err: unknown): boolean {
   return errnoOf(err) === 'ENOENT';
 }
 
-/** `what` (a path, or a name for it) could not be read: the error to stop with. */
-export function storeReadError(what: string, err: unknown): StoreReadError {
+/** `what` (a path, or a name for it; `object`, the path) could not be read: the error to stop with. */
+export function storeReadError(what: string, err: unknown, object = what): StoreReadError {
   const code = errnoOf(err) ?? (err instanceof Error ? err.message : String(err));
-  return new StoreReadError(`cannot read ${what} (${code}); stopped, nothing was changed`, { object: what, code }, err);
+  return new StoreReadError(`cannot read ${what} (${code}); stopped, nothing was changed`, { object, code }, err);
 }
 
 /**

@@ -12,7 +12,7 @@ import { compressBlock, compressBound, decompressBlock } from './lz4.js';
 import { chunkId, ID_BYTES } from './chunk-id.js';
 import { fsyncDir } from './durable.js';
 import { AppendFile, alignedStages, type Stages } from './append-file.js';
-import { StoreReadError, errnoOf, isAbsent } from './errors.js';
+import { StoreReadError, errnoOf, isAbsent, storeReadError } from './errors.js';
 
 export const RECORD_MAGIC = 0x43564b31; // "CVK1"
 export const RECORD_HEADER_BYTES = 16 + ID_BYTES;
@@ -257,7 +257,7 @@ export function packReadProblem(pack: string, err: unknown): string {
 
 /** A pack that exists, or may, but could not be read: the command stops; it never takes it for a short or empty pack. */
 function packReadError(path: string, err: unknown): StoreReadError {
-  return new StoreReadError(`${cannotRead(path, err)}; stopped, the pack was left as it is`, { object: path, code: errnoOf(err) }, err);
+  return storeReadError(`pack ${path}`, err, path);
 }
 
 /** Runs a pack I/O call; its failure becomes a packReadError naming the pack. */
@@ -336,7 +336,7 @@ export async function copyRecords(fromPath: string, records: { offset: number; s
       const bytes = Buffer.allocUnsafe(RECORD_HEADER_BYTES + record.storedLength);
       const { bytesRead } = await onPack(fromPath, handle.read(bytes, 0, bytes.byteLength, record.offset));
       if (bytesRead !== bytes.byteLength) {
-        throw new StoreReadError(`pack ${fromPath}: the record at ${record.offset} ends early; stopped, the pack was left as it is`, { object: fromPath, offset: record.offset });
+        throw storeReadError(`pack ${fromPath}`, Object.assign(new Error(`the record at ${record.offset} ends early`), { code: 'ESHORT' }), fromPath);
       }
       batch.push(bytes);
       batchBytes += bytes.byteLength;

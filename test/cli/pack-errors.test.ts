@@ -39,7 +39,7 @@ async function everyReaderNames(t: Test, fixture: { dir: string; store: string; 
     t.notMatch(verified.stdout + verified.stderr, /pack missing|i\/o error/, 'neither "missing" nor a raw errno message');
   }
   oneLine(t, 'restore', await cli(['restore', '--store', fixture.store, fixture.id, join(fixture.dir, 'out.img')]), 1, `restore point ${fixture.id} disk disk at offset 0: ${problem}`);
-  oneLine(t, 'repair', await cli(['repair', '--store', fixture.store]), 2, `pack ${pack.path}: cannot read (${errno}); stopped, the pack was left as it is`);
+  oneLine(t, 'repair', await cli(['repair', '--store', fixture.store]), 2, `cannot read pack ${pack.path} (${errno}); stopped, nothing was changed`);
   t.same(await untouched(fixture.store), before, 'packs, maps, catalog and format file unchanged');
 }
 

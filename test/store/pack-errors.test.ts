@@ -18,7 +18,7 @@ const record = { offset: 0, storedLength: 1000, id: chunkId(seededBytes(1, 1000)
 async function refusedEverywhere(t: Test, dir: string, path: string, errno: string): Promise<void> {
   const name = path.split('/').pop()!.replace(/\.pack$/, '');
   t.same(await checkRecords(path, [record, { ...record, offset: 5000 }]), [`pack ${name}: cannot read (${errno})`, `pack ${name}: cannot read (${errno})`]);
-  const error = { constructor: StoreReadError, code: 'CV_STORE_READ', message: `pack ${path}: cannot read (${errno}); stopped, the pack was left as it is`, data: { object: path, code: errno } };
+  const error = { constructor: StoreReadError, code: 'CV_STORE_READ', message: `cannot read pack ${path} (${errno}); stopped, nothing was changed`, data: { object: path, code: errno } };
   await t.rejects(recordIds(path), error, 'recordIds');
   await t.rejects(recoverPack(path), error, 'recoverPack');
   const writer = new PackWriter(join(dir, 'out'));
@@ -31,7 +31,7 @@ async function refusedEverywhere(t: Test, dir: string, path: string, errno: stri
 t.test('an absent pack is missing; one that is a directory is EISDIR, named', async (t) => {
   const dir = await tempDir(t);
   t.same(await checkRecords(join(dir, 'gone.pack'), [record]), ['pack missing']);
-  await t.rejects(recoverPack(join(dir, 'gone.pack')), { code: 'CV_STORE_READ', message: `pack ${join(dir, 'gone.pack')}: cannot read (ENOENT); stopped, the pack was left as it is` }, 'a listed pack that vanished is not an empty one');
+  await t.rejects(recoverPack(join(dir, 'gone.pack')), { code: 'CV_STORE_READ', message: `cannot read pack ${join(dir, 'gone.pack')} (ENOENT); stopped, nothing was changed` }, 'a listed pack that vanished is not an empty one');
   const path = join(dir, '0123abcd0123abcd.pack');
   await fs.mkdir(path);
   await refusedEverywhere(t, dir, path, 'EISDIR');
