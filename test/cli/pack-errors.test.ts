@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { MiB, backedUpStore, cli, requireCapability, treeDigest } from '../helpers/index.js';
-import { canServeEio, eioFile } from '../helpers/eio.js';
+import { canServeFuse, eioFile } from '../helpers/one-file-fs.js';
 
 /** The store's only pack: name and path. */
 async function onlyPack(store: string): Promise<{ name: string; path: string }> {
@@ -52,7 +52,7 @@ t.test('a pack replaced by a directory: EISDIR, named, in verify, restore and re
 });
 
 t.test('a pack on a failing disk: EIO, named, in verify, restore and repair', async (t) => {
-  if (!requireCapability(t, canServeEio(), 'needs root, /dev/fuse and fusermount')) return;
+  if (!requireCapability(t, canServeFuse(), 'needs root, /dev/fuse and fusermount')) return;
   const fixture = await backedUpStore(t);
   const pack = await onlyPack(fixture.store);
   const { size } = await fs.stat(pack.path);

@@ -1,17 +1,16 @@
 /**
  * Throttling. The controller's decisions are a pure function of the clock it is given; the
  * end-to-end check reads a source that is really slow: a file served by a FUSE filesystem
- * (test/fixtures/slow-fs.mjs, its own process) that delays every read. No device-mapper
+ * (test/fixtures/one-file-fs.mjs, its own process) that delays every read. No device-mapper
  * here for dm-delay, and a FUSE source keeps test hooks out of the worker: the latency the
  * throttle reacts to is what the worker's read() measured.
  */
-import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import t from 'tap';
 import { join } from 'node:path';
 import { InvalidInputError } from '../../engine/errors.js';
 import { MAX_DELAY_MS, Throttle, throttleLimits } from '../../engine/throttle.js';
-import { MiB, ROOT, cliJson, hasCommand, isRoot, requireCapability, sha256File, tempDir, writeImage } from '../helpers/index.js';
+import { MiB, cliJson, requireCapability, sha256File, tempDir, writeImage } from '../helpers/index.js';
+import { canServeFuse, slowFile } from '../helpers/one-file-fs.js';
 
 t.test('limits: validated, MB/s in bytes, null when nothing is limited', async (t) => {
   t.equal(throttleLimits(), null);
@@ -69,31 +68,8 @@ t.test('rate: a task of n bytes starts n/rate after the one before; idle time ea
   t.equal(throttle.secondsThrottled, 1.8, 'waits of 500, 500, 300 and 500 ms');
 });
 
-const SLOW_FS = join(ROOT, 'test', 'fixtures', 'slow-fs.mjs');
-
-/** Serves `file` as `<mountpoint>/<name>` with `delayMs` added to every read, from a child process. */
-async function slowMount(t: Test, file: string, mountpoint: string, delayMs: number): Promise<string> {
-  await fs.mkdir(mountpoint, { recursive: true });
-  const child = spawn(process.execPath, [SLOW_FS, file, mountpoint, String(delayMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  );
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`slow-fs exited ${code}: ${stderr}`)));
-  });
-  return join(mountpoint, 'slow.img');
-}
-
 t.test('end to end on a slow source: --max-latency and --max-rate hold reads back, the data is intact', async (t) => {
-  if (!requireCapability(t, isRoot() && existsSync('/dev/fuse') && hasCommand('fusermount'), 'needs root, /dev/fuse and fusermount')) return;
+  if (!requireCapability(t, canServeFuse(), 'needs root, /dev/fuse and fusermount')) return;
   const dir = await tempDir(t);
   const image = join(dir, 'disk.img');
   await writeImage(image, [{ kind: 'random', bytes: 48 * MiB, seed: 9 }]);
@@ -101,7 +77,7 @@ t.test('end to end on a slow source: --max-latency and --max-rate hold reads bac
   await cliJson(['init', '--store', store]);
   type Report = { id: string; bytesRead: number; seconds: number; secondsThrottled: number };
 
-  const slow = await slowMount(t, image, join(dir, 'mnt'), 10);
+  const slow = await slowFile(t, image, join(dir, 'mnt'), 10);
   const unthrottled = await cliJson<Report>(['backup', '--store', store, `disk=${slow}`, '--threads', '2']);
   t.equal(unthrottled.secondsThrottled, 0, 'no limits, no throttling');
   t.equal(unthrottled.bytesRead, 48 * MiB, 'FUSE has no FIEMAP: every byte is read, none taken for a hole');

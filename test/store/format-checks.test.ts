@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { decodeFormat, encodeFormat, readFormat } from '../../store/format.js';
 import { CLI, cli, collect, hasCommand, isRoot, requireCapability, tempDir } from '../helpers/index.js';
-import { canServeEio, eioFile } from '../helpers/eio.js';
+import { canServeFuse, eioFile } from '../helpers/one-file-fs.js';
 
 const HINT = 'check the store path, or restore this file from a copy of the store';
 const good = { format: 'chunkvault', version: 1, chunkSize: 1048576, created: '2026-01-01T00:00:00.000Z' };
@@ -72,7 +72,7 @@ t.test('through the CLI: one line, exit 2, nothing changed', async (t) => {
 });
 
 t.test('a format file on a failing disk: EIO, named', async (t) => {
-  if (!requireCapability(t, canServeEio(), 'needs root, /dev/fuse and fusermount')) return;
+  if (!requireCapability(t, canServeFuse(), 'needs root, /dev/fuse and fusermount')) return;
   const dir = await tempDir(t);
   const file = join(dir, 'chunkvault.json');
   await fs.symlink(await eioFile(t, join(dir, 'mnt'), 200), file);

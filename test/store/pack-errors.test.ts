@@ -10,7 +10,7 @@ import { StoreReadError } from '../../store/errors.js';
 import { checkRecords, copyRecords, recordIds, recoverPack, PackWriter } from '../../store/pack.js';
 import { chunkId, loadHasher } from '../../store/chunk-id.js';
 import { requireCapability, seededBytes, tempDir } from '../helpers/index.js';
-import { canServeEio, eioFile } from '../helpers/eio.js';
+import { canServeFuse, eioFile } from '../helpers/one-file-fs.js';
 
 await loadHasher();
 const record = { offset: 0, storedLength: 1000, id: chunkId(seededBytes(1, 1000)) };
@@ -38,7 +38,7 @@ t.test('an absent pack is missing; one that is a directory is EISDIR, named', as
 });
 
 t.test('a pack whose reads fail with EIO', async (t) => {
-  if (!requireCapability(t, canServeEio(), 'needs root, /dev/fuse and fusermount')) return;
+  if (!requireCapability(t, canServeFuse(), 'needs root, /dev/fuse and fusermount')) return;
   const dir = await tempDir(t);
   const path = join(dir, '0123abcd0123abcd.pack');
   await fs.symlink(await eioFile(t, join(dir, 'mnt'), 1 << 20), path);
