@@ -142,8 +142,7 @@ async function locateSlots(store: Store, point: RestorePoint, disk: DiskEntry, w
   const slots: (SlotChunk | null)[] = [];
   for (let slot = 0; slot < slotCount(disk.size, point.chunkSize); slot++) {
     const id = map.subarray(slot * ID_BYTES, (slot + 1) * ID_BYTES);
-    // A map shorter than the disk is sparse at its end: those slots are zero, like the hole they were.
-    slots.push(id.byteLength < ID_BYTES || isZeroId(id) ? null : chunks.get(id.toString('hex'))!);
+    slots.push(isZeroId(id) ? null : chunks.get(id.toString('hex'))!);
   }
   return slots;
 }

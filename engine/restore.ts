@@ -77,7 +77,7 @@ function restoreSlots(map: Buffer, size: number, chunkSize: number, refs: Map<st
     const id = map.subarray(slot * ID_BYTES, (slot + 1) * ID_BYTES);
     const diskOffset = slot * chunkSize;
     const length = Math.min(chunkSize, size - diskOffset);
-    if (id.byteLength < ID_BYTES || isZeroId(id)) {
+    if (isZeroId(id)) {
       if (writeZeros) slots.push({ diskOffset, length, chunk: null });
       continue;
     }

@@ -125,7 +125,7 @@ function damagedRanges(disk: DiskMap, chunkSize: number, problems: Map<string, s
   const ranges: DamagedRange[] = [];
   for (let slot = 0; slot * chunkSize < disk.size; slot++) {
     const id = disk.map.subarray(slot * ID_BYTES, (slot + 1) * ID_BYTES);
-    if (id.byteLength < ID_BYTES || isZeroId(id)) continue;
+    if (isZeroId(id)) continue;
     const problem = problems.get(id.toString('hex'));
     if (!problem) continue;
     appendRange(ranges, slot * chunkSize, Math.min(chunkSize, disk.size - slot * chunkSize), problem);

@@ -150,3 +150,16 @@ t.test('the index is held only while opening, and a busy index is waited for, th
   t.match(missed, { data: { restorePoint: f.id, disk: 'disk', offset: 0, problem: 'chunk missing from the index' } });
   t.same(await readRange(partial, CHUNK, 10), f.source.subarray(CHUNK, CHUNK + 10), 'other chunks still read');
 });
+
+t.test('a chunk map cut short or extended is damage to the reader, never a disk that ends in zeros', async (t) => {
+  const f = await fixture(t);
+  const path = join(f.storeDir, 'maps', f.id, `${f.point.disks[0].label}.map`);
+  const whole = await fs.readFile(path);
+  for (const [what, map, problem] of [
+    ['truncated', whole.subarray(0, whole.byteLength / 2), /chunk map truncated \(448 bytes, 896 expected\)/],
+    ['too long', Buffer.concat([whole, Buffer.alloc(32)]), /chunk map too long \(928 bytes, 896 expected\)/],
+  ] as const) {
+    await fs.writeFile(path, map);
+    await t.rejects(DiskReader.open(f.store, f.point, f.point.disks[0].label, f.fetcher), { constructor: DamagedDataError, message: problem }, `${what}: the image cannot be opened`);
+  }
+});
