@@ -204,10 +204,12 @@ t.test('CLI arguments: sizes, refs, durations, paths with .., names with / or co
   t.notOk(existsSync(join(dir, 'out.img')), 'no target created by a refused restore');
 });
 
-t.test('a store directory that is not writable: a clear refusal, nothing changed', async (t) => {
+t.test('a store others may read but not write: a clear refusal, nothing changed', async (t) => {
   if (!requireCapability(t, isRoot() && hasCommand('setpriv'), 'needs root and setpriv to run as an unprivileged user')) return;
   const { dir, store, image, base } = await storeWithBackup(t);
   await fs.chmod(dir, 0o755);
+  // A store is private when made; its owner opened it up for reading by hand.
+  execFileSync('chmod', ['-R', 'a+rX', store]);
   const out = join(dir, 'out');
   await fs.mkdir(out, { mode: 0o777 });
   await fs.chmod(out, 0o777);

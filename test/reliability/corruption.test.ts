@@ -149,7 +149,7 @@ t.test('a deleted chunk map: that disk of that restore point, whole', async (t) 
   const { dir, store } = await copyStore(t, fixture);
   await fs.rm(join(store, 'maps', fixture.b, 'sdb.map'));
   const report = await verifyJson(t, store, true, 1);
-  t.same(report.damaged, [disk(fixture, 'b', 'sdb', [range(0, fixture.sizes.sdb, 'chunk map unreadable')])]);
+  t.same(report.damaged, [disk(fixture, 'b', 'sdb', [range(0, fixture.sizes.sdb, 'chunk map unreadable (ENOENT)')])]);
   await restoreFails(t, store, dir, fixture.b, 'sdb', new RegExp(`^chunkvault: restore point ${fixture.b} disk sdb: chunk map unreadable \\(ENOENT\\)$`));
   const partial = await cli(['restore', '--store', store, fixture.b, join(dir, 'p.img'), '--disk', 'sdb', '--partial']);
   t.equal(partial.code, 1, 'without a map there is nothing --partial could write');
@@ -211,7 +211,7 @@ t.test('a damaged catalog entry: reported by verify, named by restore, the other
   t.same(report.damagedCatalog, [fixture.b]);
   t.same(report.damaged, []);
   const human = await cli(['verify', '--store', store]);
-  t.match(human.stdout, `DAMAGED catalog entry ${fixture.b}: unreadable`);
+  t.match(human.stdout, `DAMAGED catalog entry ${fixture.b}: not valid JSON`);
   await restoreFails(t, store, dir, fixture.b, 'sda', new RegExp(`^chunkvault: restore point ${fixture.b}: its catalog entry is damaged \\(unreadable\\); its maps and chunks are kept$`));
   await restoreFails(t, store, dir, fixture.b.slice(0, 14), 'sda', /its catalog entry is damaged/);
   await restores(t, store, dir, fixture.a, 'sda', fixture.sha.sda1);

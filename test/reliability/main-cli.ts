@@ -14,10 +14,13 @@ export async function runMain(args: string[]): Promise<CliResult> {
   process.stdout.write = ((chunk: string | Uint8Array) => out.push(String(chunk)) > 0) as typeof process.stdout.write;
   process.stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
   process.exitCode = undefined;
+  // main() makes everything it creates private (umask 077): the test's own files must not be.
+  const umask = process.umask();
   try {
     const code = await main([process.execPath, CLI, ...args]);
     return { code, stdout: out.join(''), stderr: err.join('') };
   } finally {
+    process.umask(umask);
     process.stdout.write = original.out;
     process.stderr.write = original.err;
     // A command that sets the exit code (verify finding damage) must not fail the test process.
