@@ -11,7 +11,8 @@ import { slotCount } from '../store/chunk-map.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
 import { newRestorePointId, type BackupKind, type BackupStats, type RestorePoint } from '../store/catalog.js';
 import type { ChunkLocation, PackWriter } from '../store/pack.js';
-import { decodeRecordHeader } from '../store/pack.js';
+import { decodeRecordHeader, locationOf } from '../store/pack.js';
+import type { Compression } from '../store/compression.js';
 import { InvalidInputError, NoSpaceError, SourceError } from './errors.js';
 import { currentSourceSize } from './source.js';
 import { WorkerPool, pipeline } from './pool.js';
@@ -36,6 +37,8 @@ export interface BackupDisk {
 
 export interface BackupOptions {
   name: string;
+  /** What new chunks are compressed with (the store checked it can hold them). */
+  compression: Compression;
   time: string;
   kind: BackupKind;
   parent: RestorePoint | null;
@@ -70,6 +73,7 @@ class BackupRun {
     readonly packs: PackWriter,
     readonly bytesTotal: number,
     readonly throttle: Throttle | null,
+    readonly compression: Compression,
     readonly onProgress?: (progress: BackupProgress) => void,
   ) {}
 
@@ -109,7 +113,7 @@ class BackupRun {
     const { pack, offset } = await this.packs.append(fresh.map((c) => c.record));
     let at = offset;
     for (const { id, hex, record, header } of fresh) {
-      this.pending.set(hex, [id, { pack, offset: at, storedLength: header!.storedLength, rawLength: header!.rawLength, codec: header!.codec }]);
+      this.pending.set(hex, [id, locationOf(pack, at, header!)]);
       at += record.byteLength;
       this.stats.bytesNew += record.byteLength;
       this.stats.chunksNew++;
@@ -149,7 +153,7 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
 /** Workers read, hash and compress; the throttle holds the submission back and learns the read latency. */
 async function readSlots(run: BackupRun, pool: WorkerPool, disk: BackupDisk, slots: SlotPlan[]): Promise<BackupResult> {
   await run.throttle?.admit(slots.reduce((sum, plan) => sum + plan.reads.reduce((s, r) => s + r.length, 0), 0));
-  const result = await pool.backup({ op: 'backup', path: disk.path, slots, parentIds: parentIds(disk, slots), out: run.spare.pop() ?? null }).catch((err: Error) => {
+  const result = await pool.backup({ op: 'backup', path: disk.path, slots, parentIds: parentIds(disk, slots), out: run.spare.pop() ?? null, compression: run.compression }).catch((err: Error) => {
     throw new SourceError(`source ${disk.path}: reading failed (${err.message}); the backup was not committed`, { path: disk.path });
   });
   if (result.reads > 0) run.throttle?.observe(result.readMs / result.reads);
@@ -208,7 +212,7 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
     index = await store.openIndex(10_000);
     const parent = options.parent && (await parentStillListed(store, options.parent, disks, options.implicitParent === true));
     const throttle = options.throttle ? new Throttle(options.throttle) : null;
-    const run = new BackupRun(index, packs, disks.reduce((s, d) => s + d.layout.size, 0), throttle, options.onProgress);
+    const run = new BackupRun(index, packs, disks.reduce((s, d) => s + d.layout.size, 0), throttle, options.compression, options.onProgress);
     for (const disk of disks) {
       const map = await store.createMapWriter(id, disk.label, slotCount(disk.layout.size, store.chunkSize));
       maps.push(map);

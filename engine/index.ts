@@ -4,6 +4,7 @@
  */
 import { Store } from '../store/store.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
+import { DEFAULT_COMPRESSION, parseCompression } from '../store/compression.js';
 import type { BackupKind, BackupStats, DamagedEntry, RestorePoint } from '../store/catalog.js';
 import { backup, type BackupProgress } from './backup.js';
 import { WorkerPool } from './pool.js';
@@ -22,6 +23,8 @@ export { resolveRef } from './refs.js';
 export { planPrune, executePrune, type PrunePlan, type PruneOptions } from './prune.js';
 export { applyRetention, parseDuration, type RetentionPolicy, type RetentionDecision } from './retention.js';
 export { hold, release, type HoldReport } from './hold.js';
+export { configureStore, parseRecompression, DEFAULT_RECOMPRESS_AGE, type StoreSettings, type SettingsChange } from './config.js';
+export { parseAge } from './age.js';
 export { gc, planGc, executeGc, previewGc, parseMaxUnused, DEFAULT_MAX_UNUSED_PERCENT, type GcOptions, type GcPlan, type GcReport } from './gc.js';
 export { checkSpace, estimateBackupBytes, diskNeed, freeBytes, type DiskNeed, type SpaceCheck } from './space.js';
 export type { BackupProgress } from './backup.js';
@@ -29,8 +32,9 @@ export { fileExtentMap, type FileExtentMap } from './extents.js';
 export type { RestorePoint, DamagedEntry } from '../store/catalog.js';
 export * from './errors.js';
 
-export async function initStore(dir: string, chunkSize?: string): Promise<Store> {
-  return Store.init(dir, chunkSize === undefined ? DEFAULT_CHUNK_SIZE : parseChunkSize(chunkSize));
+export async function initStore(dir: string, chunkSize?: string, compression?: string): Promise<Store> {
+  const size = chunkSize === undefined ? DEFAULT_CHUNK_SIZE : parseChunkSize(chunkSize);
+  return Store.init(dir, size, compression === undefined ? DEFAULT_COMPRESSION : parseCompression(compression, '--compression'));
 }
 
 export function openStore(dir: string): Promise<Store> {
@@ -48,6 +52,8 @@ export interface BackupRequest extends LayoutOptions {
   maxRateMBps?: number;
   /** Start even when the space pre-flight says the store's filesystem may be too small. */
   force?: boolean;
+  /** `lz4`, `none`, `zstd` or `zstd:LEVEL`; the store's default when absent. */
+  compression?: string;
   onProgress?: (progress: BackupProgress) => void;
 }
 
@@ -73,9 +79,11 @@ export async function runBackup(store: Store, request: BackupRequest): Promise<B
     const sources = await openSources(request.sources);
     const name = checkName(request.name ?? sources[0].label);
     const throttle = throttleLimits(request.maxLatencyMs, request.maxRateMBps);
+    const compression = request.compression === undefined ? store.compression : parseCompression(request.compression, '--compression');
     const { disks, kind, parent, implicitParent } = await prepareDisks(store, sources, name, request);
     await checkSpace(store, estimateBackupBytes(disks.map((d) => diskNeed(d.layout)), store.chunkSize, parent), request.force === true);
-    const point = await backup(store, disks, { name, time, kind, parent, implicitParent, pool, throttle, onProgress: request.onProgress });
+    if (compression.codec === 'zstd') await store.allowVersion2Records();
+    const point = await backup(store, disks, { name, time, kind, parent, implicitParent, pool, throttle, compression, onProgress: request.onProgress });
     return backupReport(point);
   } finally {
     await pool.close();

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import type { Store } from '../store/store.js';
 import { ChunkIndex } from '../store/index-db.js';
-import { recoverPack, type ChunkLocation } from '../store/pack.js';
+import { locationOf, recoverPack, type ChunkLocation } from '../store/pack.js';
 import { loadHasher } from '../store/chunk-id.js';
 import { DamagedDataError, StoreBusyError, StoreReadError } from './errors.js';
 
@@ -27,7 +27,7 @@ export interface RepairReport {
 }
 
 function sameLocation(a: ChunkLocation, b: ChunkLocation): boolean {
-  return a.pack === b.pack && a.offset === b.offset && a.storedLength === b.storedLength && a.rawLength === b.rawLength && a.codec === b.codec;
+  return a.pack === b.pack && a.offset === b.offset && a.storedLength === b.storedLength && a.rawLength === b.rawLength && a.codec === b.codec && a.settled === b.settled;
 }
 
 /** The index, or a new empty one when LevelDB cannot open what is there. */
@@ -90,7 +90,7 @@ async function scanPacks(store: Store, report: RepairReport): Promise<Map<string
     for (const range of recovery.damaged) report.damagedRanges.push({ pack: pack.name, ...range });
     for (const { offset, header } of recovery.records) {
       const hex = header.id.toString('hex');
-      const location = { pack: pack.name, offset, storedLength: header.storedLength, rawLength: header.rawLength, codec: header.codec };
+      const location = locationOf(pack.name, offset, header);
       const chunk = found.get(hex);
       if (chunk) report.duplicates++;
       if (chunk) chunk.copies.push(location);

@@ -1,4 +1,5 @@
 /** Messages between the main thread and pool workers. Pure data: structured-cloned or transferred. */
+import type { Compression } from '../store/compression.js';
 
 /** Bytes [at, at+length) of a chunk slot come from source offset `from`; the rest of the slot is zero. */
 export interface SlotRead {
@@ -22,6 +23,7 @@ export interface BackupTask {
   parentIds: Uint8Array | null;
   /** A spent result buffer handed back (transferred) for the output, when large enough. */
   out: ArrayBuffer | null;
+  compression: Compression;
 }
 
 export enum SlotOutcome {

@@ -101,7 +101,7 @@ function backup(task: BackupTask): unknown {
   return withFile(task.path, 'r', (fd) => {
     const idBytes = task.slots.length * ID_BYTES;
     // A reused buffer holds the last task's ids: zero slots write none, so clear them.
-    const out = reusedOrNew(task.out, idBytes + task.slots.reduce((sum, plan) => sum + recordBound(plan.length), 0)).fill(0, 0, idBytes);
+    const out = reusedOrNew(task.out, idBytes + task.slots.reduce((sum, plan) => sum + recordBound(plan.length, task.compression), 0)).fill(0, 0, idBytes);
     const results: BackupSlotResult[] = [];
     const stats = { bytesRead: 0, reads: 0, readMs: 0 };
     let at = idBytes;
@@ -120,7 +120,7 @@ function backup(task: BackupTask): unknown {
       }
       result.outcome = SlotOutcome.Record;
       result.recordOffset = at;
-      result.recordLength = writeRecord(data, id, out, at);
+      result.recordLength = writeRecord(data, id, out, at, task.compression);
       at += result.recordLength;
     });
     const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, ...stats };

@@ -2,10 +2,16 @@ import { join } from 'node:path';
 import { InvalidInputError, NotAStoreError, StoreReadError, UnsupportedFormatError, storeReadError } from './errors.js';
 import { describeValue } from './describe.js';
 import { parseSize } from './size.js';
+import { isCompression, type Compression } from './compression.js';
 import { readSmallFile, type SmallFile } from './small-file.js';
 
 export const FORMAT_NAME = 'chunkvault';
-export const FORMAT_VERSION = 1;
+/**
+ * 2: records may be zstd frames and carry a level and the settled flag; the format file may
+ * hold the store's compression settings. A version 1 store is read as it is and upgraded the
+ * first time it takes one of these, so an older chunkvault refuses it instead of misreading it.
+ */
+export const FORMAT_VERSION = 2;
 export const FORMAT_FILE = 'chunkvault.json';
 export const MIN_CHUNK_SIZE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 8 * 1024 * 1024;
@@ -15,11 +21,22 @@ const MAX_FORMAT_FILE_BYTES = 64 * 1024;
 /** What to do about a format file that exists but is not a valid one. */
 const NOT_VALID = 'check the store path, or restore this file from a copy of the store';
 
+/** gc's standing order to recompress old data (`config --gc-recompress`). */
+export interface RecompressPolicy {
+  compression: Compression;
+  /** Packs younger than this are left as they are. */
+  olderThanSeconds: number;
+}
+
 export interface StoreFormat {
   format: typeof FORMAT_NAME;
   version: number;
   chunkSize: number;
   created: string;
+  /** What backups compress with unless --compression says otherwise; LZ4 when absent. */
+  compression?: Compression;
+  /** What every gc recompresses, when set. */
+  recompress?: RecompressPolicy | null;
 }
 
 function isChunkSize(size: unknown): size is number {
@@ -34,9 +51,27 @@ export function parseChunkSize(text: string): number {
   return size;
 }
 
-export function encodeFormat(chunkSize: number, created: Date): string {
-  const format: StoreFormat = { format: FORMAT_NAME, version: FORMAT_VERSION, chunkSize, created: created.toISOString() };
+export function newFormat(chunkSize: number, created: Date, compression: Compression): StoreFormat {
+  return { format: FORMAT_NAME, version: FORMAT_VERSION, chunkSize, created: created.toISOString(), compression, recompress: null };
+}
+
+export function encodeFormat(format: StoreFormat): string {
   return JSON.stringify(format, null, 2) + '\n';
+}
+
+function isRecompressPolicy(value: unknown): value is RecompressPolicy {
+  const policy = value as RecompressPolicy;
+  return typeof policy === 'object' && policy !== null && isCompression(policy.compression) && Number.isSafeInteger(policy.olderThanSeconds) && policy.olderThanSeconds >= 0;
+}
+
+/** The version 2 settings, where the file has them: checked like every other field. */
+function checkSettings(parsed: Record<string, unknown>, file: string): void {
+  if (parsed.compression !== undefined && !isCompression(parsed.compression)) {
+    throw new UnsupportedFormatError(`${file}: invalid compression ${describeValue(parsed.compression)}; ${NOT_VALID}`, { file });
+  }
+  if (parsed.recompress !== undefined && parsed.recompress !== null && !isRecompressPolicy(parsed.recompress)) {
+    throw new UnsupportedFormatError(`${file}: invalid recompress ${describeValue(parsed.recompress)}; ${NOT_VALID}`, { file });
+  }
 }
 
 function parseObject(text: string, file: string): Record<string, unknown> {
@@ -80,6 +115,7 @@ export function decodeFormat(text: string, dir: string): StoreFormat {
       { file, chunkSize: describeValue(parsed.chunkSize) },
     );
   }
+  checkSettings(parsed, file);
   return { ...(parsed as unknown as StoreFormat), version, chunkSize: parsed.chunkSize };
 }
 

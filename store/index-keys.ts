@@ -5,6 +5,8 @@ import { Codec, type ChunkLocation } from './pack.js';
 const CHUNK_PREFIX = 0x63; // 'c'
 const PACK_NAME_BYTES = 8;
 const VALUE_BYTES = PACK_NAME_BYTES + 6 + 4 + 4 + 1;
+/** The codec byte's high bit: the record is settled (see pack.ts). */
+const SETTLED_BIT = 0x80;
 
 export function chunkKey(id: Buffer): Buffer {
   const key = Buffer.allocUnsafe(1 + ID_BYTES);
@@ -26,7 +28,7 @@ export function encodeLocation(location: ChunkLocation): Buffer {
   value.writeUIntBE(location.offset, 8, 6);
   value.writeUInt32BE(location.storedLength, 14);
   value.writeUInt32BE(location.rawLength, 18);
-  value.writeUInt8(location.codec, 22);
+  value.writeUInt8(location.codec | (location.settled ? SETTLED_BIT : 0), 22);
   return value;
 }
 
@@ -36,6 +38,7 @@ export function decodeLocation(value: Buffer): ChunkLocation {
     offset: value.readUIntBE(8, 6),
     storedLength: value.readUInt32BE(14),
     rawLength: value.readUInt32BE(18),
-    codec: value.readUInt8(22) as Codec,
+    codec: (value.readUInt8(22) & ~SETTLED_BIT) as Codec,
+    settled: (value.readUInt8(22) & SETTLED_BIT) !== 0,
   };
 }

@@ -3,12 +3,17 @@
  * always be rebuilt by scanning packs. Writer and reader live here; nothing outside
  * store/ knows the byte layout.
  *
- * Record: magic "CVK1" | codec u8 | 3 reserved | rawLen u32 | storedLen u32 | id[32] | payload
+ * Record: magic "CVK1" | codec u8 | flags u8 | level u8 | 0 u8 | rawLen u32 | storedLen u32 | id[32] | payload
+ * codec: 0 raw, 1 LZ4 block, 2 zstd frame; level: zstd's, else 0; flags bit 0, "settled":
+ * recompression tried zstd on this chunk and kept it as it is (format version 2; version 1
+ * wrote zeros in all three).
  */
 import { promises as fs } from 'node:fs';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compressBlock, compressBound, decompressBlock } from './lz4.js';
+import { MAX_ZSTD_LEVEL, MIN_ZSTD_LEVEL, zstdCompress, zstdCompressBound, zstdDecompress } from './zstd.js';
+import { Codec, DEFAULT_COMPRESSION, type Compression } from './compression.js';
 import { chunkId, ID_BYTES } from './chunk-id.js';
 import { fsyncDir } from './durable.js';
 import { AppendFile, alignedStages, type Stages } from './append-file.js';
@@ -19,13 +24,16 @@ export const RECORD_HEADER_BYTES = 16 + ID_BYTES;
 export const PACK_SUFFIX = '.pack';
 export const DEFAULT_PACK_CAP = 256 * 1024 * 1024;
 
-export enum Codec {
-  Raw = 0,
-  Lz4 = 1,
-}
+export { Codec } from './compression.js';
+
+const SETTLED_FLAG = 1;
 
 export interface RecordHeader {
   codec: Codec;
+  /** zstd's level; 0 for the other codecs. */
+  level: number;
+  /** Recompression tried zstd on this chunk and kept it as it was: it is not tried again. */
+  settled: boolean;
   rawLength: number;
   storedLength: number;
   id: Buffer;
@@ -38,12 +46,21 @@ export interface ChunkLocation {
   storedLength: number;
   rawLength: number;
   codec: Codec;
+  /** As the record's header says (RecordHeader.settled). */
+  settled: boolean;
+}
+
+/** Where the record with `header` at `offset` of `pack` is, as the index holds it. */
+export function locationOf(pack: string, offset: number, header: RecordHeader): ChunkLocation {
+  return { pack, offset, storedLength: header.storedLength, rawLength: header.rawLength, codec: header.codec, settled: header.settled };
 }
 
 export function encodeRecordHeader(header: RecordHeader, into: Buffer, at = 0): void {
   into.writeUInt32BE(RECORD_MAGIC, at);
   into.writeUInt8(header.codec, at + 4);
-  into.fill(0, at + 5, at + 8);
+  into.writeUInt8(header.settled ? SETTLED_FLAG : 0, at + 5);
+  into.writeUInt8(header.level, at + 6);
+  into.writeUInt8(0, at + 7);
   into.writeUInt32BE(header.rawLength, at + 8);
   into.writeUInt32BE(header.storedLength, at + 12);
   header.id.copy(into, at + 16);
@@ -53,39 +70,53 @@ export function encodeRecordHeader(header: RecordHeader, into: Buffer, at = 0): 
 export function decodeRecordHeader(bytes: Buffer, at = 0): RecordHeader | null {
   if (bytes.byteLength - at < RECORD_HEADER_BYTES || bytes.readUInt32BE(at) !== RECORD_MAGIC) return null;
   const codec = bytes.readUInt8(at + 4);
-  if (codec !== Codec.Raw && codec !== Codec.Lz4) return null;
-  // Written as zeros: a "header" found by searching damaged bytes for the magic must have them too.
-  if (bytes.readUIntBE(at + 5, 3) !== 0) return null;
+  const flags = bytes.readUInt8(at + 5);
+  const level = bytes.readUInt8(at + 6);
+  // Every byte is checked: a "header" found by searching damaged bytes for the magic must be one.
+  if (codec !== Codec.Raw && codec !== Codec.Lz4 && codec !== Codec.Zstd) return null;
+  if ((flags & ~SETTLED_FLAG) !== 0 || bytes.readUInt8(at + 7) !== 0) return null;
+  if (codec === Codec.Zstd ? level < MIN_ZSTD_LEVEL || level > MAX_ZSTD_LEVEL : level !== 0) return null;
   return {
     codec,
+    level,
+    settled: flags === SETTLED_FLAG,
     rawLength: bytes.readUInt32BE(at + 8),
     storedLength: bytes.readUInt32BE(at + 12),
     id: Buffer.from(bytes.subarray(at + 16, at + RECORD_HEADER_BYTES)),
   };
 }
 
-/** Room for the record of a chunk of `rawLength` bytes, compressed or not. */
-export function recordBound(rawLength: number): number {
-  return RECORD_HEADER_BYTES + Math.max(rawLength, compressBound(rawLength));
+/** Room for the record of a chunk of `rawLength` bytes, compressed with `compression` or not. */
+export function recordBound(rawLength: number, compression: Compression = DEFAULT_COMPRESSION): number {
+  const bound = compression.codec === 'zstd' ? zstdCompressBound(rawLength) : compression.codec === 'lz4' ? compressBound(rawLength) : rawLength;
+  return RECORD_HEADER_BYTES + Math.max(rawLength, bound);
+}
+
+/** Compresses `data` into `payload` (recordBound room): the codec, level and length stored, raw where compressing does not save space. */
+function encodeInto(data: Buffer, payload: Buffer, compression: Compression): { codec: Codec; level: number; storedLength: number } {
+  if (compression.codec !== 'none') {
+    const zstd = compression.codec === 'zstd';
+    const compressed = zstd ? zstdCompress(data, payload, compression.level) : compressBlock(data, payload.subarray(0, compressBound(data.byteLength)));
+    if (compressed > 0 && compressed < data.byteLength) return { codec: zstd ? Codec.Zstd : Codec.Lz4, level: zstd ? compression.level : 0, storedLength: compressed };
+  }
+  return { codec: Codec.Raw, level: 0, storedLength: data.copy(payload) };
 }
 
 /**
  * Writes the whole record of `data` into `into` at `at` (which needs recordBound bytes),
- * LZ4-compressed when that saves space, raw otherwise. Returns the record's length.
+ * compressed with `compression` when that saves space, raw otherwise. Returns the record's length.
  */
-export function writeRecord(data: Buffer, id: Buffer, into: Buffer, at: number): number {
-  const payloadAt = at + RECORD_HEADER_BYTES;
-  const compressed = compressBlock(data, into.subarray(payloadAt, payloadAt + compressBound(data.byteLength)));
-  const codec = compressed > 0 && compressed < data.byteLength ? Codec.Lz4 : Codec.Raw;
-  const storedLength = codec === Codec.Lz4 ? compressed : data.copy(into, payloadAt);
-  encodeRecordHeader({ codec, rawLength: data.byteLength, storedLength, id }, into, at);
+export function writeRecord(data: Buffer, id: Buffer, into: Buffer, at: number, compression: Compression = DEFAULT_COMPRESSION): number {
+  const payload = into.subarray(at + RECORD_HEADER_BYTES, at + recordBound(data.byteLength, compression));
+  const { codec, level, storedLength } = encodeInto(data, payload, compression);
+  encodeRecordHeader({ codec, level, settled: false, rawLength: data.byteLength, storedLength, id }, into, at);
   return RECORD_HEADER_BYTES + storedLength;
 }
 
 /** The payload writeRecord would store, on its own. */
-export function encodePayload(raw: Buffer): { codec: Codec; payload: Buffer } {
-  const record = Buffer.allocUnsafe(recordBound(raw.byteLength));
-  const length = writeRecord(raw, Buffer.alloc(ID_BYTES), record, 0);
+export function encodePayload(raw: Buffer, compression: Compression = DEFAULT_COMPRESSION): { codec: Codec; payload: Buffer } {
+  const record = Buffer.allocUnsafe(recordBound(raw.byteLength, compression));
+  const length = writeRecord(raw, Buffer.alloc(ID_BYTES), record, 0, compression);
   return { codec: record.readUInt8(4), payload: record.subarray(RECORD_HEADER_BYTES, length) };
 }
 
@@ -102,9 +133,9 @@ export function decodeRecord(record: Buffer, expectedId: Buffer, into?: Buffer):
   }
   const payload = record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.storedLength);
   let data = payload;
-  if (header.codec === Codec.Lz4) {
+  if (header.codec !== Codec.Raw) {
     data = (into ?? Buffer.allocUnsafe(header.rawLength)).subarray(0, header.rawLength);
-    const decoded = decompressBlock(payload, data);
+    const decoded = header.codec === Codec.Lz4 ? decompressBlock(payload, data) : zstdDecompress(payload, data);
     if (decoded < 0) return { problem: 'decode' };
     if (decoded !== header.rawLength) return { problem: 'length' };
   }

@@ -5,7 +5,8 @@
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { StoreExistsError, InvalidInputError, StoreNotWritableError } from './errors.js';
-import { FORMAT_FILE, encodeFormat, readFormat, type StoreFormat } from './format.js';
+import { FORMAT_FILE, FORMAT_VERSION, encodeFormat, newFormat, readFormat, type StoreFormat } from './format.js';
+import { DEFAULT_COMPRESSION, type Compression } from './compression.js';
 import { Catalog } from './catalog.js';
 import { ChunkIndex } from './index-db.js';
 import { MAP_SUFFIX, ChunkMapWriter, readChunkMap } from './chunk-map.js';
@@ -27,16 +28,40 @@ export class Store {
 
   private constructor(
     readonly dir: string,
-    readonly format: StoreFormat,
+    private current: StoreFormat,
   ) {
     this.catalog = new Catalog(join(dir, 'catalog'));
   }
 
-  get chunkSize(): number {
-    return this.format.chunkSize;
+  get format(): StoreFormat {
+    return this.current;
   }
 
-  static async init(dir: string, chunkSize: number): Promise<Store> {
+  get chunkSize(): number {
+    return this.current.chunkSize;
+  }
+
+  /** What backups compress with by default. */
+  get compression(): Compression {
+    return this.current.compression ?? DEFAULT_COMPRESSION;
+  }
+
+  /**
+   * Changes the store's settings (the format file, written whole). A version 1 store becomes
+   * version 2 here: also before its first zstd record (see allowZstd).
+   */
+  async configure(settings: Pick<StoreFormat, 'compression' | 'recompress'>): Promise<void> {
+    const next: StoreFormat = { ...this.current, ...settings, version: FORMAT_VERSION };
+    await writeFileDurable(join(this.dir, FORMAT_FILE), encodeFormat(next));
+    this.current = next;
+  }
+
+  /** Before the first record that needs format version 2: older chunkvaults then refuse the store instead of misreading it. */
+  async allowVersion2Records(): Promise<void> {
+    if (this.current.version < FORMAT_VERSION) await this.configure({});
+  }
+
+  static async init(dir: string, chunkSize: number, compression: Compression = DEFAULT_COMPRESSION): Promise<Store> {
     const root = resolve(dir);
     const existing = await readdirUnlessAbsent(root);
     if (existing.includes(FORMAT_FILE)) throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
@@ -48,7 +73,7 @@ export class Store {
     await fsyncDir(root);
     await writeFileDurable(join(root, RESERVE_FILE), Buffer.alloc(RESERVE_BYTES));
     // The format file is written last: a directory without it is not a store yet.
-    await writeFileDurable(join(root, FORMAT_FILE), encodeFormat(chunkSize, new Date()));
+    await writeFileDurable(join(root, FORMAT_FILE), encodeFormat(newFormat(chunkSize, new Date(), compression)));
     return Store.open(root);
   }
 

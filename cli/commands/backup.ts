@@ -15,6 +15,7 @@ interface BackupFlags extends StoreOptions {
   maxLatency?: number;
   maxRate?: number;
   force?: boolean;
+  compression?: string;
   json?: boolean;
 }
 
@@ -51,6 +52,7 @@ export function register(program: Command): void {
     .option('--max-latency <ms>', 'slow reading down while source read latency is above this', positiveNumber('--max-latency'))
     .option('--max-rate <MB/s>', 'cap the source read rate', positiveNumber('--max-rate'))
     .option('--force', 'start even when the store may not have space for this backup')
+    .option('--compression <codec>', "new chunks: lz4, zstd[:LEVEL] (1-19, default 3) or none (default: the store's, see config)")
     .option('--json', 'machine-readable output')
     .action(async (sources: string[], options: BackupFlags) => {
       const store = await openStoreFrom(options);
@@ -66,6 +68,7 @@ export function register(program: Command): void {
         maxLatencyMs: options.maxLatency,
         maxRateMBps: options.maxRate,
         force: options.force,
+        compression: options.compression,
         onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `new ${formatBytes(p.bytesNew)}, dedup ${p.chunksTotal > 0 ? (p.chunksTotal / Math.max(p.chunksNew, 1)).toFixed(1) : '1.0'}x`),
       });
       bar.done();
