@@ -119,7 +119,7 @@ t.test('leftovers of killed backups are reclaimed: unindexed packs, orphan maps,
   const data = seededBytes(99, CHUNK);
   const { codec, payload } = encodePayload(data);
   const header = Buffer.alloc(RECORD_HEADER_BYTES);
-  encodeRecordHeader({ codec, rawLength: CHUNK, storedLength: payload.byteLength, id: chunkId(data) }, header);
+  encodeRecordHeader({ codec, level: 0, settled: false, rawLength: CHUNK, storedLength: payload.byteLength, id: chunkId(data) }, header);
   await writer.append([header, payload]);
   await writer.sync();
   await writer.close();

@@ -8,6 +8,7 @@ import { gc, initStore, restore, runBackup } from '../../engine/index.js';
 import { groupTasks, mergeRanges, planSlots, resizedRange, wholeDisk, type DiskLayout, type SlotAction } from '../../engine/plan.js';
 
 import { seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
+import { DEFAULT_COMPRESSION } from '../../store/compression.js';
 
 const CS = 64 * 1024;
 // End-to-end cases use one worker: under tap every pool thread loads tap's loaders (seconds).
@@ -164,7 +165,7 @@ t.test('a parent removed between reading its map and opening the index is refuse
   const before = await written();
   const pool = new WorkerPool(store.packsDir, 1);
   t.teardown(() => pool.close());
-  await t.rejects(backup(store, [{ label: 'sda', path: image, layout, parentMap }], { name: 'vm', time: parent.time, kind: 'cbt', parent, pool }), {
+  await t.rejects(backup(store, [{ label: 'sda', path: image, layout, parentMap }], { name: 'vm', time: parent.time, kind: 'cbt', parent, pool, compression: DEFAULT_COMPRESSION }), {
     code: 'CV_INVALID_INPUT',
     message: new RegExp(`parent ${parent.id} was removed while this backup started; nothing was written`),
   });
@@ -177,7 +178,7 @@ t.test('a default parent removed and collected while the backup started is dropp
   t.equal((await gc(store, { maxUnused: 0 })).chunksFreed, 16, "the parent's chunks are gone");
   const pool = new WorkerPool(store.packsDir, 2);
   t.teardown(() => pool.close());
-  const point = await backup(store, [{ label: 'sda', path: image, layout: wholeDisk(16 * CS, CS), parentMap }], { name: 'vm', time: parent.time, kind: 'full', parent, implicitParent: true, pool });
+  const point = await backup(store, [{ label: 'sda', path: image, layout: wholeDisk(16 * CS, CS), parentMap }], { name: 'vm', time: parent.time, kind: 'full', parent, implicitParent: true, pool, compression: DEFAULT_COMPRESSION });
   t.equal(point.parent, null, 'recorded without a parent');
   t.equal(point.stats.chunksNew, 16, 'every chunk stored again');
   const out = join(dir, 'out.img');

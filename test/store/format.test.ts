@@ -1,7 +1,8 @@
 import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { parseChunkSize, decodeFormat, encodeFormat } from '../../store/format.js';
+import { parseChunkSize, decodeFormat, encodeFormat, newFormat } from '../../store/format.js';
+import { DEFAULT_COMPRESSION } from '../../store/compression.js';
 import { Store } from '../../store/store.js';
 import { parseSize } from '../../store/size.js';
 import { tempDir } from '../helpers/index.js';
@@ -19,10 +20,10 @@ t.test('chunk sizes: powers of two from 64K to 8M, in bytes or with suffixes', a
 });
 
 t.test('format file: newer or unknown formats are refused', async (t) => {
-  const good = decodeFormat(encodeFormat(1048576, new Date(0)), '/s');
+  const good = decodeFormat(encodeFormat(newFormat(1048576, new Date(0), DEFAULT_COMPRESSION)), '/s');
   t.equal(good.chunkSize, 1048576);
-  t.equal(good.version, 1);
-  t.throws(() => decodeFormat(JSON.stringify({ format: 'chunkvault', version: 2, chunkSize: 1048576 }), '/s'), { code: 'CV_UNSUPPORTED_FORMAT' });
+  t.equal(good.version, 2);
+  t.throws(() => decodeFormat(JSON.stringify({ format: 'chunkvault', version: 3, chunkSize: 1048576 }), '/s'), { code: 'CV_UNSUPPORTED_FORMAT' });
   t.throws(() => decodeFormat(JSON.stringify({ format: 'borg', version: 1, chunkSize: 1048576 }), '/s'), { code: 'CV_UNSUPPORTED_FORMAT' });
   t.throws(() => decodeFormat('{not json', '/s'), { code: 'CV_NOT_A_STORE' });
 });

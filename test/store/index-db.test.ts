@@ -8,7 +8,7 @@ import { tempDir } from '../helpers/index.js';
 await loadHasher();
 
 t.test('locations round trip through the key layout', async (t) => {
-  const location = { pack: '0123456789abcdef', offset: 2 ** 40 + 5, storedLength: 123456, rawLength: 1048576, codec: Codec.Lz4 };
+  const location = { pack: '0123456789abcdef', offset: 2 ** 40 + 5, storedLength: 123456, rawLength: 1048576, codec: Codec.Lz4, settled: true };
   t.same(decodeLocation(encodeLocation(location)), location);
 });
 
@@ -16,7 +16,7 @@ t.test('index: batch put, getMany, iterate, delete; a second opener is told who 
   const store = await Store.init(`${await tempDir(t)}/s`, 65536);
   const ids = [1, 2, 3].map((i) => chunkId(Buffer.from([i])));
   const index = await store.openIndex();
-  await index.putMany(ids.map((id, i) => [id, { pack: 'aaaaaaaaaaaaaaaa', offset: i * 100, storedLength: 10, rawLength: 20, codec: Codec.Raw }]));
+  await index.putMany(ids.map((id, i) => [id, { pack: 'aaaaaaaaaaaaaaaa', offset: i * 100, storedLength: 10, rawLength: 20, codec: Codec.Raw, settled: false }]));
   const got = await index.getMany([ids[1], chunkId(Buffer.from('x'))]);
   t.equal(got[0]?.offset, 100);
   t.equal(got[1], undefined);

@@ -21,7 +21,7 @@ await loadHasher();
 function record(data: Buffer): Buffer {
   const { codec, payload } = encodePayload(data);
   const header = Buffer.alloc(RECORD_HEADER_BYTES);
-  encodeRecordHeader({ codec, rawLength: data.length, storedLength: payload.length, id: chunkId(data) }, header);
+  encodeRecordHeader({ codec, level: 0, settled: false, rawLength: data.length, storedLength: payload.length, id: chunkId(data) }, header);
   return Buffer.concat([header, payload]);
 }
 
