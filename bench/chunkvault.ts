@@ -6,6 +6,8 @@ import type { Tool } from './peers.js';
 
 /** The command a user runs (package.json "bin"): bin/chunkvault.js, executed, so its first line starts node. */
 export const CLI = join(packageRoot(import.meta.url), 'bin', 'chunkvault.js');
+/** What the bench recompresses the store with: zstd's default level, as a nightly gc would. */
+export const RECOMPRESS = 'zstd:3';
 
 export interface ChunkvaultOptions {
   chunkSize?: string;
@@ -33,7 +35,7 @@ export function chunkvaultTool(options: ChunkvaultOptions = {}): Tool {
   return {
     name: 'chunkvault',
     version: `chunkvault (node ${process.version})`,
-    settings: `fixed ${options.chunkSize ?? '1M'} chunks, BLAKE3, LZ4, no encryption, ${options.threads ?? 'one per core'} workers; one name for every backup (the newest is the default parent); restore keeps holes; verify --read-data`,
+    settings: `fixed ${options.chunkSize ?? '1M'} chunks, BLAKE3, LZ4 (then gc --recompress ${RECOMPRESS}), no encryption, ${options.threads ?? 'one per core'} workers; one name for every backup (the newest is the default parent); restore keeps holes; verify --read-data`,
     async init(repo) {
       await runCli(['init', '--store', repo, ...(options.chunkSize ? ['--chunk-size', options.chunkSize] : [])]);
     },
@@ -48,5 +50,6 @@ export function chunkvaultTool(options: ChunkvaultOptions = {}): Tool {
       return { run: await runCli(['restore', '--store', repo, id, path, ...threads, '--json'], node), path };
     },
     verify: (repo) => runCli(['verify', '--store', repo, '--read-data', ...threads, '--json'], node),
+    recompress: (repo) => runCli(['gc', '--store', repo, '--recompress', RECOMPRESS, '--older-than', '0', '--json'], node),
   };
 }

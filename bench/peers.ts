@@ -20,6 +20,8 @@ export interface Tool {
   restore(repo: string, tag: string, into: string): Promise<{ run: CommandRun; path: string }>;
   /** Reads back and checks every stored byte; null when the tool has no such command. */
   verify: ((repo: string) => Promise<CommandRun>) | null;
+  /** Rewrites what is stored with a stronger codec (chunkvault's gc --recompress); absent for the peers. */
+  recompress?: (repo: string) => Promise<CommandRun>;
 }
 
 export interface MissingPeer {

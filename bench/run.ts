@@ -122,6 +122,15 @@ async function runTool(tool: Tool, workload: DiskWorkload, workDir: string): Pro
       readWarm(repo);
       add('verify', await tool.verify(repo));
     }
+    if (tool.recompress) {
+      log(`${tool.name}: recompress ${name}`);
+      readWarm(repo);
+      add('recompress', await tool.recompress(repo), { storedBytes: await dirBytes(repo) });
+      await fs.mkdir(into, { recursive: true });
+      const again = await restoreUntilDurable(tool, repo, 'base', into);
+      add('restore-recompressed', again.run, { identical: identical(workload.base, again.path) });
+      await fs.rm(into, { recursive: true, force: true });
+    }
   } finally {
     await removeRepo(repo);
   }
