@@ -1,12 +1,13 @@
 /**
  * The physical limits every figure is compared with, measured in the same run on the same
- * bytes: reading the source (`cat`), single-core BLAKE3 and LZ4, and the cores there are.
+ * bytes: reading the source (`cat`), single-core BLAKE3, LZ4 and zstd, and the cores there are.
  */
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { compressBlock, compressBound, decompressBlock } from '../store/lz4.js';
+import { zstdCompress, zstdCompressBound, zstdDecompress } from '../store/zstd.js';
 import { chunkId, loadHasher } from '../store/chunk-id.js';
 import { measureCommand } from './measure.js';
 import { MiB } from './workload.js';
@@ -21,6 +22,18 @@ export interface ReadLimit {
   copyMBps: number;
 }
 
+/** One zstd level on one core, as gc's recompression and a zstd backup run it: 1 MiB pieces into a reused buffer. */
+export interface ZstdLimit {
+  level: number;
+  /** The first bytes of the sample: the slow levels get a smaller share. */
+  sampleBytes: number;
+  compressMBps: number;
+  /** MB/s of raw bytes produced. */
+  decompressMBps: number;
+  /** Raw bytes over stored bytes, incompressible pieces counted raw. */
+  ratio: number;
+}
+
 export interface CpuLimits {
   sampleBytes: number;
   blake3MBps: number;
@@ -30,6 +43,8 @@ export interface CpuLimits {
   lz4Ratio: number;
   /** One core hashing then compressing the same bytes: what one backup worker can do at best. */
   hashCompressMBps: number;
+  /** Levels 1, 3, 9 and 19. */
+  zstd: ZstdLimit[];
 }
 
 export interface MachineInfo {
@@ -114,27 +129,75 @@ function pieces(data: Buffer, size = MiB): Buffer[] {
   return out;
 }
 
+interface BlockCodec {
+  /** Room compress needs for a piece of `length` bytes. */
+  bound(length: number): number;
+  /** Compressed length in `into`; 0 or at least the piece's length where it did not compress. */
+  compress(piece: Buffer, into: Buffer): number;
+  decompress(block: Buffer, into: Buffer): number;
+}
+
+interface CodecSpeed {
+  compressMBps: number;
+  decompressMBps: number;
+  ratio: number;
+}
+
+function bytesOf(buffers: Buffer[]): number {
+  return buffers.reduce((total, b) => total + b.byteLength, 0);
+}
+
+/** Compression and decompression on one core, as a store does it: pieces that do not shrink are stored raw and never decoded. */
+function codecSpeed(sample: Buffer[], codec: BlockCodec, minSeconds: number): CodecSpeed {
+  const scratch = Buffer.allocUnsafe(codec.bound(MiB));
+  const decoded = Buffer.allocUnsafe(MiB);
+  const compressInto = (piece: Buffer): number => codec.compress(piece, scratch);
+  const shrunk = sample.flatMap((piece) => {
+    const length = compressInto(piece);
+    return length > 0 && length < piece.byteLength ? [{ piece, block: Buffer.from(scratch.subarray(0, length)) }] : [];
+  });
+  const blocks = shrunk.map((s) => s.block);
+  const [rawBytes, shrunkFrom, shrunkTo] = [bytesOf(sample), bytesOf(shrunk.map((s) => s.piece)), bytesOf(blocks)];
+  return {
+    compressMBps: rate(sample, compressInto, minSeconds),
+    // rate() counts the compressed bytes it was given; the figure is in raw bytes produced.
+    decompressMBps: blocks.length > 0 ? rate(blocks, (block) => codec.decompress(block, decoded), minSeconds) * (shrunkFrom / shrunkTo) : Infinity,
+    ratio: rawBytes / (rawBytes - shrunkFrom + shrunkTo),
+  };
+}
+
+// The store's codecs: LZ4 blocks, and zstd frames through one reused context per thread.
+const LZ4: BlockCodec = { bound: compressBound, compress: compressBlock, decompress: decompressBlock };
+const zstdAt = (level: number): BlockCodec => ({ bound: zstdCompressBound, compress: (piece, into) => zstdCompress(piece, into, level), decompress: zstdDecompress });
+
+/** Level 19 runs at a few MB/s: a small sample keeps its measurement to seconds. */
+const ZSTD_SAMPLES = [
+  { level: 1, bytes: 16 * MiB },
+  { level: 3, bytes: 16 * MiB },
+  { level: 9, bytes: 16 * MiB },
+  { level: 19, bytes: 2 * MiB },
+];
+
+function zstdLimits(sample: Buffer[], minSeconds: number): ZstdLimit[] {
+  return ZSTD_SAMPLES.map(({ level, bytes }) => {
+    const share = sample.slice(0, Math.max(1, bytes / MiB));
+    return { level, sampleBytes: bytesOf(share), ...codecSpeed(share, zstdAt(level), minSeconds) };
+  });
+}
+
 /** Single-core speeds on this thread, on the given bytes (the workload's non-zero data). */
 export async function measureCpu(data: Buffer, minSeconds = 0.5): Promise<CpuLimits> {
   await loadHasher();
   const sample = pieces(data);
-  // The store's own codec: LZ4 blocks into a reused buffer; incompressible pieces are stored raw.
-  const scratch = Buffer.allocUnsafe(compressBound(MiB));
-  const compressInto = (piece: Buffer): number => compressBlock(piece, scratch);
-  const compressed = sample.map((piece) => Buffer.from(scratch.subarray(0, compressInto(piece))));
-  const lz4Ratio = data.byteLength / compressed.reduce((s, c, i) => s + (c.byteLength || sample[i].byteLength), 0);
   const blake3MBps = rate(sample, chunkId, minSeconds);
-  const lz4CompressMBps = rate(sample, compressInto, minSeconds);
-  const blocks = compressed.filter((c) => c.byteLength > 0);
-  const blockRatio = blocks.length > 0 ? sample.filter((_, i) => compressed[i].byteLength > 0).reduce((s, p) => s + p.byteLength, 0) / blocks.reduce((s, c) => s + c.byteLength, 0) : 1;
-  // rate() counts the compressed bytes it was given; the figure is in raw bytes produced.
-  const lz4DecompressMBps = blocks.length > 0 ? rate(blocks, (block: Buffer) => decompressBlock(block, scratch), minSeconds) * blockRatio : Infinity;
+  const lz4 = codecSpeed(sample, LZ4, minSeconds);
   return {
     sampleBytes: data.byteLength,
     blake3MBps,
-    lz4CompressMBps,
-    lz4DecompressMBps,
-    lz4Ratio,
-    hashCompressMBps: 1 / (1 / blake3MBps + 1 / lz4CompressMBps),
+    lz4CompressMBps: lz4.compressMBps,
+    lz4DecompressMBps: lz4.decompressMBps,
+    lz4Ratio: lz4.ratio,
+    hashCompressMBps: 1 / (1 / blake3MBps + 1 / lz4.compressMBps),
+    zstd: zstdLimits(sample, minSeconds),
   };
 }

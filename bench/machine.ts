@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initStore, restore, runBackup } from '../engine/index.js';
 import { defaultThreads } from '../engine/pool.js';
-import { measureCpu } from './limits.js';
+import { measureCpu, type ZstdLimit } from './limits.js';
 import { mbps } from './report.js';
 import { buildWorkload, MiB, sampleData, type SyntheticSpec } from './workload.js';
 
@@ -20,6 +20,8 @@ export interface MachineBenchmark {
   lz4CompressMBps: number;
   lz4DecompressMBps: number;
   lz4Ratio: number;
+  /** zstd levels 1, 3, 9 and 19, one core each: what recompression can reach at best. */
+  zstd: ZstdLimit[];
   backupMBps: number;
   restoreMBps: number;
   seconds: number;
@@ -46,6 +48,7 @@ export async function machineBenchmark(options: { threads?: number } = {}): Prom
       lz4CompressMBps: cpu.lz4CompressMBps,
       lz4DecompressMBps: cpu.lz4DecompressMBps,
       lz4Ratio: cpu.lz4Ratio,
+      zstd: cpu.zstd,
       backupMBps: mbps(workload.size, backup.seconds),
       restoreMBps: mbps(workload.size, restored.seconds),
       seconds: (Date.now() - started) / 1000,

@@ -1,10 +1,22 @@
 /** Store-wide figures: logical bytes, stored bytes, dedup and compression ratios. */
 import type { Store } from '../store/store.js';
-import { RECORD_HEADER_BYTES } from '../store/pack.js';
+import { RECORD_HEADER_BYTES, type ChunkLocation } from '../store/pack.js';
+import { CODEC_NAMES, type RecordCodecName } from '../store/compression.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
 import { readMapOrDamage } from './locate.js';
 import { DamagedDataError, IndexIncompleteError } from './errors.js';
 import { previewGc } from './gc.js';
+
+/** The indexed chunks stored with one codec. */
+export interface CodecStats {
+  chunks: number;
+  /** Their bytes before compression. */
+  rawBytes: number;
+  /** Their records in packs, headers included. */
+  storedBytes: number;
+  /** rawBytes over storedBytes; 1 with no chunks. */
+  compressionRatio: number;
+}
 
 export interface StoreStats {
   restorePoints: number;
@@ -22,6 +34,8 @@ export interface StoreStats {
   packBytes: number;
   dedupRatio: number;
   compressionRatio: number;
+  /** The unique chunks by the codec their record has: raw (stored as it is, or compressing saved nothing), lz4, zstd. */
+  codecs: Record<RecordCodecName, CodecStats>;
   /** Pack bytes `gc` (default settings) would free now; null when gc would stop (a damaged map, an incomplete index). */
   reclaimableBytes: number | null;
 }
@@ -32,6 +46,24 @@ function dataBytesOf(map: Buffer, size: number, chunkSize: number): number {
     if (!isZeroId(map.subarray(slot * ID_BYTES, (slot + 1) * ID_BYTES))) bytes += Math.min(chunkSize, size - slot * chunkSize);
   }
   return bytes;
+}
+
+function ratio(rawBytes: number, storedBytes: number): number {
+  return storedBytes > 0 ? rawBytes / storedBytes : 1;
+}
+
+type ByCodec = Record<RecordCodecName, CodecStats>;
+
+function emptyByCodec(): ByCodec {
+  return Object.fromEntries(Object.values(CODEC_NAMES).map((name) => [name, { chunks: 0, rawBytes: 0, storedBytes: 0, compressionRatio: 1 }])) as ByCodec;
+}
+
+function addChunk(codecs: ByCodec, location: ChunkLocation): void {
+  const codec = codecs[CODEC_NAMES[location.codec]];
+  codec.chunks++;
+  codec.rawBytes += location.rawLength;
+  codec.storedBytes += RECORD_HEADER_BYTES + location.storedLength;
+  codec.compressionRatio = ratio(codec.rawBytes, codec.storedBytes);
 }
 
 async function reclaimableBytes(store: Store): Promise<number | null> {
@@ -57,19 +89,16 @@ export async function stats(store: Store): Promise<StoreStats> {
       }
     }
   }
-  let uniqueChunks = 0;
-  let uniqueBytes = 0;
-  let storedBytes = 0;
+  const codecs = emptyByCodec();
   const index = await store.openIndex(10_000);
   try {
-    for await (const [, location] of index.entries()) {
-      uniqueChunks++;
-      uniqueBytes += location.rawLength;
-      storedBytes += RECORD_HEADER_BYTES + location.storedLength;
-    }
+    for await (const [, location] of index.entries()) addChunk(codecs, location);
   } finally {
     await index.close();
   }
+  const all = Object.values(codecs);
+  const sum = (field: 'chunks' | 'rawBytes' | 'storedBytes'): number => all.reduce((total, codec) => total + codec[field], 0);
+  const [uniqueChunks, uniqueBytes, storedBytes] = [sum('chunks'), sum('rawBytes'), sum('storedBytes')];
   const packs = await store.listPacks();
   return {
     restorePoints: points.length,
@@ -82,7 +111,8 @@ export async function stats(store: Store): Promise<StoreStats> {
     packs: packs.length,
     packBytes: packs.reduce((sum, p) => sum + p.size, 0),
     dedupRatio: uniqueBytes > 0 ? dataBytes / uniqueBytes : 1,
-    compressionRatio: storedBytes > 0 ? uniqueBytes / storedBytes : 1,
+    compressionRatio: ratio(uniqueBytes, storedBytes),
+    codecs,
     reclaimableBytes: await reclaimableBytes(store),
   };
 }

@@ -18,7 +18,10 @@ export interface Compression {
 
 export const DEFAULT_COMPRESSION: Compression = { codec: 'lz4', level: 0 };
 
-export const CODEC_NAMES: Record<Codec, string> = { [Codec.Raw]: 'raw', [Codec.Lz4]: 'lz4', [Codec.Zstd]: 'zstd' };
+export const CODEC_NAMES = { [Codec.Raw]: 'raw', [Codec.Lz4]: 'lz4', [Codec.Zstd]: 'zstd' } as const satisfies Record<Codec, string>;
+
+/** What a record holds, by name: 'raw' also where compressing saved nothing. */
+export type RecordCodecName = (typeof CODEC_NAMES)[Codec];
 
 /** `lz4`, `none`, `zstd` or `zstd:LEVEL`; anything else is refused naming the option. */
 export function parseCompression(text: string, option: string): Compression {

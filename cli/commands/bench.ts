@@ -11,6 +11,7 @@ function describe(b: MachineBenchmark): string[] {
       ['BLAKE3 hashing, one core', rate(b.blake3MBps)],
       ['LZ4 compression, one core', `${rate(b.lz4CompressMBps)} (ratio ${b.lz4Ratio.toFixed(2)})`],
       ['LZ4 decompression, one core', rate(b.lz4DecompressMBps)],
+      ...b.zstd.map((z) => [`zstd:${z.level}, one core`, `${rate(z.compressMBps)} compression, ${rate(z.decompressMBps)} decompression (ratio ${z.ratio.toFixed(2)}${z.sampleBytes < b.dataBytes ? ` on ${formatBytes(z.sampleBytes)}` : ''})`]),
       [`backup pipeline, ${b.threads} workers`, rate(b.backupMBps)],
       [`restore pipeline, ${b.threads} workers`, rate(b.restoreMBps)],
     ]),

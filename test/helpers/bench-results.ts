@@ -13,6 +13,12 @@ export const limits: Limits = {
   lz4DecompressMBps: 1000,
   lz4Ratio: 2,
   hashCompressMBps: 200,
+  zstd: [
+    { level: 1, sampleBytes: 16 * 1024 * 1024, compressMBps: 300, decompressMBps: 900, ratio: 2.2 },
+    { level: 3, sampleBytes: 16 * 1024 * 1024, compressMBps: 200, decompressMBps: 900, ratio: 2.4 },
+    { level: 9, sampleBytes: 16 * 1024 * 1024, compressMBps: 50, decompressMBps: 900, ratio: 2.6 },
+    { level: 19, sampleBytes: 2 * 1024 * 1024, compressMBps: 4, decompressMBps: 800, ratio: 2.8 },
+  ],
 };
 
 export function op(tool: string, kind: OpResult['op'], wallSeconds: number, extra: Partial<OpResult> = {}): OpResult {
