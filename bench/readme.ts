@@ -97,12 +97,16 @@ function verdict(goal: Goal): string {
   return goal.met ? 'met' : '**not met**';
 }
 
+function zstdFigures(levels: { level: number; compressMBps: number; decompressMBps: number }[]): string {
+  return levels.map((z) => `, zstd:${z.level} ${z.compressMBps.toFixed(0)}/${z.decompressMBps.toFixed(0)} MB/s`).join('');
+}
+
 function limitsLine(results: BenchResults): string[] {
   const { limits } = results;
   if (!limits) return [];
   const cold = limits.read.coldMBps === null ? '' : `${limits.read.coldMBps.toFixed(0)} MB/s cold, `;
   return [
-    `Physical limits in the same run: BLAKE3 ${limits.blake3MBps.toFixed(0)} MB/s, LZ4 ${limits.lz4CompressMBps.toFixed(0)} MB/s compress and ${limits.lz4DecompressMBps.toFixed(0)} MB/s decompress per core; \`cat\` of the source ${cold}${limits.read.warmMBps.toFixed(0)} MB/s warm.`,
+    `Physical limits in the same run: BLAKE3 ${limits.blake3MBps.toFixed(0)} MB/s, LZ4 ${limits.lz4CompressMBps.toFixed(0)} MB/s compress and ${limits.lz4DecompressMBps.toFixed(0)} MB/s decompress per core${zstdFigures(limits.zstd ?? [])}; \`cat\` of the source ${cold}${limits.read.warmMBps.toFixed(0)} MB/s warm.`,
     '',
   ];
 }
