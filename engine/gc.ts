@@ -174,7 +174,7 @@ export function parseMaxUnused(text: string): number {
  */
 export function recompressOrder(recompress: string | undefined, olderThan: string | undefined): RecompressPolicy | undefined {
   if (recompress === undefined) {
-    if (olderThan !== undefined) throw new InvalidInputError(`--older-than: goes with --recompress zstd[:LEVEL]; add it, or leave --older-than out`, { option: '--older-than', value: olderThan });
+    if (olderThan !== undefined) throw new InvalidInputError('--older-than goes with --recompress zstd[:LEVEL]; add --recompress, or leave --older-than out', { option: '--older-than', value: olderThan });
     return undefined;
   }
   return { compression: parseRecompression(recompress, '--recompress'), olderThanSeconds: parseAge(olderThan ?? DEFAULT_RECOMPRESS_AGE, '--older-than') };
