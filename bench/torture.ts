@@ -92,6 +92,7 @@ const KILL_SHARE = 0.8;
 /** The share of gcs that also recompress, and the zstd levels they pick from (seeded). */
 const RECOMPRESS_SHARE = 0.4;
 const RECOMPRESS_LEVELS = [1, 3, 9];
+const LAST_RECOMPRESS_LEVEL = 9;
 /** Random kills land within this share of an operation's typical work time, so most land. */
 const RANDOM_SPAN = 0.8;
 /** Past this many failures the store is too far gone for further checks to say anything new. */
@@ -122,7 +123,6 @@ const OPENING: [TortureOp, Ending, number?][] = [
   ['gc', 'gc-after-copy', 3],
   ['gc', 'gc-after-index'],
   ['gc', 'gc-after-sweep'],
-  ['gc', 'finish', 9],
 ];
 const STEPS: Record<TortureOp, readonly CrashStep[]> = { backup: CRASH_STEPS.backup, incremental: CRASH_STEPS.backup, prune: CRASH_STEPS.prune, gc: CRASH_STEPS.gc };
 
@@ -186,6 +186,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 class Torture {
   readonly report: TortureReport;
   private readonly rng: () => number;
+  /** Its own stream, so that choosing which gcs recompress leaves the rest of a seed's run as it was. */
+  private readonly recompressRng: () => number;
   private readonly store: string;
   /** Backup attempts by time, while their restore point may be listed. */
   private readonly attempts = new Map<string, Attempt>();
@@ -204,6 +206,7 @@ class Torture {
     private readonly options: TortureOptions,
   ) {
     this.rng = random(options.seed);
+    this.recompressRng = random(options.seed ^ 0x5a5a5a5a);
     this.store = join(dir, 'store');
     this.report = {
       seed: options.seed,
@@ -251,7 +254,8 @@ class Torture {
     // Read faults meet gc's compaction only: a recompression worker's read error is reported as damage.
     this.recompress = null;
     if (going() && (this.options.faults ?? 0) > 0) await this.underFaults(going);
-    // The last word: a gc left to finish reclaims whatever the kills left behind.
+    // The last word: a gc left to finish reclaims whatever the kills left behind, and recompresses.
+    this.recompress = recompressAt(LAST_RECOMPRESS_LEVEL);
     if (going()) await this.operate('gc', 'finish');
     if (this.report.kills < this.options.kills) this.fail(`only ${this.report.kills} of ${this.options.kills} kills in ${this.report.operations} operations`);
   }
@@ -268,8 +272,8 @@ class Torture {
 
   /** Some gcs recompress too (seeded), so that kills at random moments and at gc's steps land in recompression. */
   private chooseRecompression(op: TortureOp): void {
-    const recompresses = op === 'gc' && this.rng() < RECOMPRESS_SHARE;
-    this.recompress = recompresses ? recompressAt(RECOMPRESS_LEVELS[Math.floor(this.rng() * RECOMPRESS_LEVELS.length)]) : null;
+    const recompresses = op === 'gc' && this.recompressRng() < RECOMPRESS_SHARE;
+    this.recompress = recompresses ? recompressAt(RECOMPRESS_LEVELS[Math.floor(this.recompressRng() * RECOMPRESS_LEVELS.length)]) : null;
   }
 
   private pick<T>(weighted: [T, number][]): T {
