@@ -1,11 +1,12 @@
 /**
  * Crash torture (invariants 1, 2 and 5): backups, CBT incremental backups, prunes and gc
- * with compaction run as real CLI processes and are killed with SIGKILL, either at a random
+ * with compaction (some of them recompressing too, with --recompress zstd:LEVEL --older-than 0)
+ * run as real CLI processes and are killed with SIGKILL, either at a random
  * moment of their work or at an injected step between two durable writes (engine/crash.ts).
  * After every kill the store must open, `verify --read-data` must be clean, the catalog must
  * list exactly what was committed, every listed restore point must restore byte-identical,
  * and the dead process's lock must be cleared; after every completed gc nothing must be left
- * for another gc to reclaim.
+ * for another gc to reclaim (nor to recompress, after a recompressing one).
  *
  * Then, with --faults N (invariant 6), N prunes and gcs run against the store served through
  * bench/faulty-fs, with EIO or EMFILE injected at random into reads of its catalog, maps,
@@ -29,6 +30,8 @@ import { CRASH_ENV, CRASH_STEPS, type CrashStep } from '../engine/crash.js';
 import { WorkerPool } from '../engine/pool.js';
 import { ChunkFetcher, DiskReader, type ChunkCache } from '../engine/reader.js';
 import type { RestorePoint } from '../store/catalog.js';
+import { formatCompression } from '../store/compression.js';
+import type { RecompressPolicy } from '../store/format.js';
 import { formatBytes } from '../store/size.js';
 import { CLI } from './chunkvault.js';
 import { startFaultyFs, type FaultRule, type FaultyFs } from './faulty-fs.js';
@@ -59,6 +62,9 @@ export interface TortureReport {
   /** Kills at each injected step; a step a run did not reach is not counted. */
   killsByStep: Record<string, number>;
   randomKills: number;
+  /** gcs that also recompressed, and how many of them were killed. */
+  recompressingGcs: number;
+  recompressingGcKills: number;
   operations: number;
   operationsFinished: number;
   /** Full checks: verify --read-data, catalog, restore of every restore point, stale lock. */
@@ -83,6 +89,10 @@ const NAME = 'vm';
 const CHUNK_SIZE = '64K';
 const KEEP_LAST = 3;
 const KILL_SHARE = 0.8;
+/** The share of gcs that also recompress, and the zstd levels they pick from (seeded). */
+const RECOMPRESS_SHARE = 0.4;
+const RECOMPRESS_LEVELS = [1, 3, 9];
+const LAST_RECOMPRESS_LEVEL = 9;
 /** Random kills land within this share of an operation's typical work time, so most land. */
 const RANDOM_SPAN = 0.8;
 /** Past this many failures the store is too far gone for further checks to say anything new. */
@@ -96,8 +106,9 @@ const OP_WEIGHTS: [TortureOp, number][] = [
 /**
  * The run opens with every injected step once, in an order that makes each reachable (a
  * dead pack for gc to delete, pruned points for it to compact), then goes on at random.
+ * A third element: the zstd level that gc recompresses with (packs of any age).
  */
-const OPENING: [TortureOp, Ending][] = [
+const OPENING: [TortureOp, Ending, number?][] = [
   ['backup', 'finish'],
   ['incremental', 'finish'],
   ['incremental', 'finish'],
@@ -109,7 +120,7 @@ const OPENING: [TortureOp, Ending][] = [
   ['gc', 'gc-mid-delete'],
   ['prune', 'prune-after-catalog'],
   ['prune', 'finish'],
-  ['gc', 'gc-after-copy'],
+  ['gc', 'gc-after-copy', 3],
   ['gc', 'gc-after-index'],
   ['gc', 'gc-after-sweep'],
 ];
@@ -136,6 +147,8 @@ interface Expectation {
   required: Set<string>;
   allowed: Set<string>;
 }
+
+const recompressAt = (level: number): RecompressPolicy => ({ compression: { codec: 'zstd', level }, olderThanSeconds: 0 });
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -173,6 +186,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 class Torture {
   readonly report: TortureReport;
   private readonly rng: () => number;
+  /** Its own stream, so that choosing which gcs recompress leaves the rest of a seed's run as it was. */
+  private readonly recompressRng: () => number;
   private readonly store: string;
   /** Backup attempts by time, while their restore point may be listed. */
   private readonly attempts = new Map<string, Attempt>();
@@ -181,6 +196,8 @@ class Torture {
   /** Restore points written out once by restore (each check reads every one back, on one pool). */
   private readonly restored = new Set<string>();
   private attemptNo = 0;
+  /** What the next gc recompresses (packs of any age), or null: see chooseRecompression. */
+  private recompress: RecompressPolicy | null = null;
   /** Typical work time of each operation, learnt from runs that finished. */
   private readonly workMs: Record<TortureOp, number> = { backup: 300, incremental: 300, prune: 20, gc: 200 };
 
@@ -189,6 +206,7 @@ class Torture {
     private readonly options: TortureOptions,
   ) {
     this.rng = random(options.seed);
+    this.recompressRng = random(options.seed ^ 0x5a5a5a5a);
     this.store = join(dir, 'store');
     this.report = {
       seed: options.seed,
@@ -196,6 +214,8 @@ class Torture {
       killsByOp: { backup: 0, incremental: 0, prune: 0, gc: 0 },
       killsByStep: Object.fromEntries(Object.values(CRASH_STEPS).flat().map((s) => [s, 0])),
       randomKills: 0,
+      recompressingGcs: 0,
+      recompressingGcKills: 0,
       operations: 0,
       operationsFinished: 0,
       storeChecks: 0,
@@ -222,13 +242,20 @@ class Torture {
     await this.cli(['init', '--store', this.store, '--chunk-size', CHUNK_SIZE]);
     const limit = this.options.kills * 4 + 20;
     const going = (): boolean => this.report.failures.length < MAX_FAILURES;
-    for (const [op, ending] of OPENING) if (going()) await this.operate(op, ending);
+    for (const [op, ending, level] of OPENING) {
+      this.recompress = level === undefined ? null : recompressAt(level);
+      if (going()) await this.operate(op, ending);
+    }
     while (going() && this.report.kills < this.options.kills && this.report.operations < limit) {
       const op = this.nextOp();
+      this.chooseRecompression(op);
       await this.operate(op, await this.ending(op));
     }
+    // Read faults meet gc's compaction only: a recompression worker's read error is reported as damage.
+    this.recompress = null;
     if (going() && (this.options.faults ?? 0) > 0) await this.underFaults(going);
-    // The last word: a gc left to finish reclaims whatever the kills left behind.
+    // The last word: a gc left to finish reclaims whatever the kills left behind, and recompresses.
+    this.recompress = recompressAt(LAST_RECOMPRESS_LEVEL);
     if (going()) await this.operate('gc', 'finish');
     if (this.report.kills < this.options.kills) this.fail(`only ${this.report.kills} of ${this.options.kills} kills in ${this.report.operations} operations`);
   }
@@ -241,6 +268,12 @@ class Torture {
     if (this.listed.size === 0) return 'backup';
     if (this.listed.size >= 2 * KEEP_LAST) return 'prune';
     return this.pick(OP_WEIGHTS.filter(([op]) => op !== 'prune' || this.listed.size > KEEP_LAST));
+  }
+
+  /** Some gcs recompress too (seeded), so that kills at random moments and at gc's steps land in recompression. */
+  private chooseRecompression(op: TortureOp): void {
+    const recompresses = op === 'gc' && this.recompressRng() < RECOMPRESS_SHARE;
+    this.recompress = recompresses ? recompressAt(RECOMPRESS_LEVELS[Math.floor(this.recompressRng() * RECOMPRESS_LEVELS.length)]) : null;
   }
 
   private pick<T>(weighted: [T, number][]): T {
@@ -259,9 +292,9 @@ class Torture {
     return candidates[Math.floor(this.rng() * candidates.length)];
   }
 
-  /** gc passes the deletion and compaction steps only when it has packs to delete or rewrite. */
+  /** gc passes the deletion and compaction steps only when it has packs to delete or rewrite (compact or recompress). */
   private async gcStepsAhead(): Promise<CrashStep[]> {
-    const plan = await gc(await Store.open(this.store), { dryRun: true, maxUnused: 0 });
+    const plan = await gc(await Store.open(this.store), { dryRun: true, maxUnused: 0, recompress: this.recompress });
     return CRASH_STEPS.gc.filter((step) => (step === 'gc-mid-delete' ? plan.packsDeleted > 0 : step === 'gc-after-sweep' || plan.packsRewritten > 0));
   }
 
@@ -277,9 +310,12 @@ class Torture {
     const started = performance.now();
     const end = await this.runChild(op, args, ending);
     this.report.secondsOperating += (performance.now() - started) / 1000;
+    const recompressing = op === 'gc' && this.recompress !== null;
+    if (recompressing) this.report.recompressingGcs++;
     if (end.killed) {
       this.report.kills++;
       this.report.killsByOp[op]++;
+      if (recompressing) this.report.recompressingGcKills++;
       if (ending === 'random') this.report.randomKills++;
       else this.report.killsByStep[ending]++;
     } else {
@@ -306,7 +342,10 @@ class Torture {
   /** `via`: the store path the command gets (the store itself, or faulty-fs serving it). */
   private async prepare(op: TortureOp, via = this.store): Promise<{ args: string[]; expect: Expectation; attempt: Attempt | null }> {
     const expect: Expectation = { required: new Set(this.listed), allowed: new Set(this.listed) };
-    if (op === 'gc') return { args: ['gc', '--store', via, '--max-unused', '0'], expect, attempt: null };
+    if (op === 'gc') {
+      const recompress = this.recompress ? ['--recompress', formatCompression(this.recompress.compression), '--older-than', '0'] : [];
+      return { args: ['gc', '--store', via, '--max-unused', '0', ...recompress], expect, attempt: null };
+    }
     if (op === 'prune') {
       const plan = await planPrune(await Store.open(this.store), { last: KEEP_LAST }, { name: NAME });
       for (const decision of plan.points) if (decision.action === 'remove') expect.required.delete(decision.time);
@@ -528,10 +567,10 @@ class Torture {
     if (sha256(data) !== this.attempts.get(point.time)!.sha256) this.fail(`${what}: restore point ${point.id} (${point.time}) ${how} is not byte-identical`);
   }
 
-  /** After a gc that finished, a dry run finds nothing: every leftover of earlier kills is gone. */
+  /** After a gc that finished, a dry run (recompressing as it did) finds nothing: every leftover of earlier kills is gone. */
   private async checkNoLeftovers(what: string): Promise<void> {
     this.report.leftoverChecks++;
-    const plan = await gc(await Store.open(this.store), { dryRun: true, maxUnused: 0 });
+    const plan = await gc(await Store.open(this.store), { dryRun: true, maxUnused: 0, recompress: this.recompress });
     const left = { chunks: plan.chunksFreed, packsToDelete: plan.packsDeleted, packsToRewrite: plan.packsRewritten, orphanMaps: plan.orphanMapsRemoved };
     if (Object.values(left).some((n) => n > 0)) this.fail(`${what}: after gc a dry run still finds leftovers: ${JSON.stringify(left)}`);
   }
@@ -594,6 +633,7 @@ export function describeTorture(r: TortureReport): string[] {
   return [
     `torture, seed ${r.seed}: ${r.kills} kills (${byOp}) in ${r.operations} operations (${r.operationsFinished} finished), ${r.seconds.toFixed(0)} s (${r.secondsOperating.toFixed(0)} s operating, ${r.secondsChecking.toFixed(0)} s checking)`,
     `  random moments: ${r.randomKills}; injected steps: ${bySteps}`,
+    `  gcs recompressing: ${r.recompressingGcs} (${r.recompressingGcKills} killed)`,
     `  store checks ${r.storeChecks}, restore points checked ${r.restorePointsChecked}, bytes compared ${r.bytesCompared} (${formatBytes(r.bytesCompared)}), gc leftover checks ${r.leftoverChecks}`,
     `  under read faults: ${r.faultedOps} prunes and gcs (${r.faultedOpsStopped} stopped on a read error), ${r.faultsInjected} faults injected`,
     ...r.failures.map((f) => `  FAILURE ${f}`),

@@ -11,6 +11,8 @@
  *   2. wholly dead packs are deleted, freeing space before anything is rewritten;
  *   3. compaction, in groups: live records are copied into new packs and fsynced, their
  *      index entries move in one synced batch, and only then are the old packs deleted.
+ *      Recompression (--recompress, or the store's standing order) rewrites cold packs the
+ *      same way, their records decoded, re-hashed and tried with zstd on the worker pool.
  * What an interrupted step leaves (unindexed records, emptied packs) is dead to the next gc.
  */
 import { performance } from 'node:perf_hooks';
@@ -18,7 +20,9 @@ import { RESERVE_BYTES, type Store } from '../store/store.js';
 import { freeBytes, makeRoomIfFull } from './space.js';
 import type { ChunkIndex } from '../store/index-db.js';
 import { ID_BYTES } from '../store/chunk-id.js';
-import { checkRecords, copyRecords, RECORD_HEADER_BYTES, type ChunkLocation } from '../store/pack.js';
+import { checkRecords, copyRecords, decodeRecordHeader, locationOf, Codec, RECORD_HEADER_BYTES, type ChunkLocation, type PackWriter } from '../store/pack.js';
+import type { RecompressPolicy } from '../store/format.js';
+import { formatCompression, type Compression } from '../store/compression.js';
 import { describeLocks } from '../store/lock.js';
 import { DamagedDataError, InvalidInputError, StoreBusyError, StoreReadError } from './errors.js';
 import { readMapOrDamage } from './locate.js';
@@ -26,6 +30,10 @@ import { LiveSet } from './live-set.js';
 import { crashPoint } from './crash.js';
 import { proveIndexed } from './gc-proof.js';
 import { isRestorePointId } from '../store/catalog.js';
+import { parseAge } from './age.js';
+import { DEFAULT_RECOMPRESS_AGE, parseRecompression } from './config.js';
+import { WorkerPool, pipeline } from './pool.js';
+import { RecordOutcome, type RecompressResult } from './tasks.js';
 
 export const DEFAULT_MAX_UNUSED_PERCENT = 10;
 /** Commands that read packs without holding the index, which gc must not pull packs from under. */
@@ -36,22 +44,32 @@ const TMP_GRACE_MS = 60_000;
 const GROUP_BYTES = 256 * 1024 * 1024;
 /** The reserve is set aside again only where it leaves room for this many more of its size. */
 const RESERVE_SPARE_FACTOR = 4;
+/** A zstd payload replaces a record's only when it is at least this share smaller: less is not worth a rewrite. */
+export const MIN_GAIN = 0.03;
+/** Raw bytes of records per recompression task: enough work to outweigh handing it to a worker. */
+const RECOMPRESS_TASK_BYTES = 4 * 1024 * 1024;
 
 export interface GcOptions {
   /** Rewrite packs whose unused share is above this percentage. */
   maxUnused?: number;
   dryRun?: boolean;
+  /** Recompress cold packs so; absent: the store's standing order (config --gc-recompress), if any; null: none. */
+  recompress?: RecompressPolicy | null;
   waitMs?: number;
   onProgress?: (bytesRewritten: number, bytesToRewrite: number) => void;
 }
 
-export type PackAction = 'keep' | 'delete' | 'compact';
+/** 'recompress': rewritten with its records tried with zstd, also where it would be compacted anyway. */
+export type PackAction = 'keep' | 'delete' | 'compact' | 'recompress';
 
 export interface PackUsage {
   pack: string;
   size: number;
+  mtimeMs: number;
   /** Bytes of records the index points to for live chunks. */
   liveBytes: number;
+  /** Of those records, how many recompression would try: neither zstd nor settled. */
+  untried: number;
   action: PackAction;
 }
 
@@ -70,7 +88,29 @@ export interface GcPlan {
   tmpFiles: string[];
   /** Pack bytes gc frees: dead packs whole, compacted packs less their live records. */
   bytesFreed: number;
+  /** Live bytes of the packs to compact or recompress. */
   bytesToRewrite: number;
+  recompress: RecompressPolicy | null;
+}
+
+export interface RecompressionReport {
+  /** The zstd level used (`zstd:9`) and the age a pack must have. */
+  compression: string;
+  olderThanSeconds: number;
+  /** Packs recompressed (dry run: that would be), and the live bytes they held. */
+  packs: number;
+  liveBytes: number;
+  /** Records of those packs that were tried with zstd (neither zstd nor settled yet)... */
+  recordsTried: number;
+  /** ...those stored anew with zstd, and those kept as they were and marked settled. */
+  recordsRecompressed: number;
+  recordsSettled: number;
+  /** Bytes (headers included) of the records tried, before and after. */
+  bytesBefore: number;
+  bytesAfter: number;
+  seconds: number;
+  /** Live bytes of the packs recompressed per second, in 10^6. */
+  mbPerSecond: number;
 }
 
 export interface GcReport {
@@ -89,6 +129,8 @@ export interface GcReport {
   packsDamaged: string[];
   /** Why compaction stopped early (no room to copy), or null: the next gc goes on. */
   compactionStopped: string | null;
+  /** null when there was no order to recompress. */
+  recompression: RecompressionReport | null;
   orphanMapsRemoved: number;
   tmpFilesRemoved: number;
   storeBytesBefore: number;
@@ -124,6 +166,18 @@ export function checkMaxUnused(percent: number, text = String(percent)): number 
 
 export function parseMaxUnused(text: string): number {
   return checkMaxUnused(/^\s*\d+(\.\d+)?\s*$/.test(text) ? Number(text) : NaN, text);
+}
+
+/**
+ * gc's --recompress and --older-than: the order they give, undefined without them (the store's
+ * standing order then applies). Refused, naming the option, before gc changes anything.
+ */
+export function recompressOrder(recompress: string | undefined, olderThan: string | undefined): RecompressPolicy | undefined {
+  if (recompress === undefined) {
+    if (olderThan !== undefined) throw new InvalidInputError('--older-than goes with --recompress zstd[:LEVEL]; add --recompress, or leave --older-than out', { option: '--older-than', value: olderThan });
+    return undefined;
+  }
+  return { compression: parseRecompression(recompress, '--recompress'), olderThanSeconds: parseAge(olderThan ?? DEFAULT_RECOMPRESS_AGE, '--older-than') };
 }
 
 function stopped(err: unknown): unknown {
@@ -168,10 +222,16 @@ async function orphanMaps(store: Store, catalogIds: Set<string>): Promise<string
   return orphans;
 }
 
-function packAction(usage: { size: number; liveBytes: number }, maxUnused: number): PackAction {
+type Usage = Omit<PackUsage, 'pack' | 'action'>;
+
+/** `coldBefore`: packs last written at or before this time are recompressed (null: no recompression). */
+function packAction(usage: Usage, maxUnused: number, coldBefore: number | null): PackAction {
   if (usage.liveBytes === 0) return 'delete';
+  if (coldBefore !== null && usage.untried > 0 && usage.mtimeMs <= coldBefore) return 'recompress';
   return usage.size - usage.liveBytes > (usage.size * maxUnused) / 100 ? 'compact' : 'keep';
 }
+
+const rewrites = (action: PackAction): boolean => action === 'compact' || action === 'recompress';
 
 /** Decides what gc would do. The caller holds the index and keeps holding it for executeGc. */
 export async function planGc(store: Store, index: ChunkIndex, options: GcOptions = {}): Promise<GcPlan> {
@@ -179,19 +239,23 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
   const started = performance.now();
   const { live, restorePoints, catalogIds } = await markLive(store);
   const markSeconds = (performance.now() - started) / 1000;
-  const usage = new Map((await store.listPacks()).map((p) => [p.name, { size: p.size, liveBytes: 0 }]));
+  const recompress = options.recompress ?? null;
+  const now = Date.now();
+  const coldBefore = recompress ? now - recompress.olderThanSeconds * 1000 : null;
+  const usage = new Map<string, Usage>((await store.listPacks()).map((p) => [p.name, { size: p.size, mtimeMs: p.mtimeMs, liveBytes: 0, untried: 0 }]));
   const deadChunks = new IdList();
   for await (const [id, location] of index.entries()) {
     if (!live.has(id)) deadChunks.push(id);
     else {
       const pack = usage.get(location.pack);
-      if (pack) pack.liveBytes += RECORD_HEADER_BYTES + location.storedLength;
+      if (!pack) continue;
+      pack.liveBytes += RECORD_HEADER_BYTES + location.storedLength;
+      if (location.codec !== Codec.Zstd && !location.settled) pack.untried++;
     }
   }
-  const packs = Array.from(usage, ([pack, u]) => ({ pack, ...u, action: packAction(u, maxUnused) })).sort((a, b) => a.pack.localeCompare(b.pack));
+  const packs = Array.from(usage, ([pack, u]) => ({ pack, ...u, action: packAction(u, maxUnused, coldBefore) })).sort((a, b) => a.pack.localeCompare(b.pack));
   const touched = packs.filter((p) => p.action !== 'keep').map((p) => p.pack);
   await proveIndexed(store, index, live, touched, new Set(usage.keys()));
-  const now = Date.now();
   return {
     maxUnused,
     restorePoints,
@@ -202,8 +266,9 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
     packs,
     orphanMaps: await orphanMaps(store, catalogIds),
     tmpFiles: (await store.tmpFiles()).filter((f) => now - f.mtimeMs > TMP_GRACE_MS).map((f) => f.path),
-    bytesFreed: packs.reduce((sum, p) => sum + (p.action === 'delete' ? p.size : p.action === 'compact' ? p.size - p.liveBytes : 0), 0),
-    bytesToRewrite: packs.reduce((sum, p) => sum + (p.action === 'compact' ? p.liveBytes : 0), 0),
+    bytesFreed: packs.reduce((sum, p) => sum + (p.action === 'delete' ? p.size : rewrites(p.action) ? p.size - p.liveBytes : 0), 0),
+    bytesToRewrite: packs.reduce((sum, p) => sum + (rewrites(p.action) ? p.liveBytes : 0), 0),
+    recompress,
   };
 }
 
@@ -216,12 +281,22 @@ async function liveRecordsOf(index: ChunkIndex, packs: Set<string>): Promise<Map
   return records;
 }
 
+/** What recompression did: the figures of RecompressionReport that a run adds up. */
+type RecompressTally = Omit<RecompressionReport, 'compression' | 'olderThanSeconds' | 'mbPerSecond'>;
+
+const noTally = (): RecompressTally => ({ packs: 0, liveBytes: 0, recordsTried: 0, recordsRecompressed: 0, recordsSettled: 0, bytesBefore: 0, bytesAfter: 0, seconds: 0 });
+
+function addTally(into: RecompressTally, more: RecompressTally): void {
+  for (const key of Object.keys(into) as (keyof RecompressTally)[]) into[key] += more[key];
+}
+
 interface Compaction {
   packsRewritten: number;
   bytesRewritten: number;
   packsDamaged: string[];
   /** Why compaction stopped before the end (too little free space to copy), or null. */
   compactionStopped: string | null;
+  recompressed: RecompressTally;
 }
 
 /** By the time compaction copies, gc has changed the store: say what holds, not "nothing was changed". */
@@ -235,14 +310,117 @@ async function roomFor(store: Store, bytes: number): Promise<boolean> {
   return (await freeBytes(store)) >= bytes + RESERVE_BYTES;
 }
 
-/** Step 3: copy, fsync, move index entries, then delete the old packs; group by group. */
+type Moved = [Buffer, ChunkLocation][];
+
+/** A pack's live records copied byte for byte into `writer`, with their new locations; null where one does not check out. */
+async function copyPack(path: string, live: Moved, writer: PackWriter): Promise<Moved | null> {
+  const problems = await checkRecords(path, live.map(([id, l]) => ({ offset: l.offset, storedLength: l.storedLength, id })));
+  if (problems.some((p) => p !== null)) return null;
+  const placed = await copyRecords(path, live.map(([, l]) => l), writer).catch((err: unknown) => {
+    throw stoppedCompacting(err);
+  });
+  return live.map(([id, location], i) => [id, { ...location, ...placed[i] }]);
+}
+
+/** A pack's live records in runs of at least RECOMPRESS_TASK_BYTES raw bytes (the last may be less). */
+function* recompressTasks(live: Moved): Generator<Moved> {
+  let task: Moved = [];
+  let bytes = 0;
+  for (const entry of live) {
+    task.push(entry);
+    bytes += entry[1].rawLength;
+    if (bytes < RECOMPRESS_TASK_BYTES) continue;
+    yield task;
+    task = [];
+    bytes = 0;
+  }
+  if (task.length > 0) yield task;
+}
+
+/** Rewrites packs' live records on the worker pool: decoded, re-hashed, and zstd where it gains MIN_GAIN, else settled. */
+class Recompressor {
+  readonly done = noTally();
+  /** Result buffers whose records are appended: handed back to the workers for their next output. */
+  private readonly spare: ArrayBuffer[] = [];
+
+  private constructor(
+    private readonly pool: WorkerPool,
+    private readonly compression: Compression,
+  ) {}
+
+  /** The store is upgraded first: settled flags and zstd records need format version 2. */
+  static async start(store: Store, compression: Compression): Promise<Recompressor> {
+    await store.allowVersion2Records();
+    return new Recompressor(new WorkerPool(store.packsDir), compression);
+  }
+
+  /**
+   * The pack's live records rewritten into `writer`, with their new locations; null where one
+   * does not check out. Records appended before the damage showed are unindexed: dead to the next gc.
+   */
+  async rewrite(live: Moved, writer: PackWriter): Promise<Moved | null> {
+    const started = performance.now();
+    const moved: Moved = [];
+    const tally = noTally();
+    let damaged = false;
+    await pipeline(
+      recompressTasks(live),
+      this.pool.window,
+      (task) =>
+        this.pool.recompress({
+          op: 'recompress',
+          chunks: task.map(([id, l]) => ({ pack: l.pack, offset: l.offset, storedLength: l.storedLength, rawLength: l.rawLength, id: new Uint8Array(id) })),
+          compression: this.compression,
+          minGain: MIN_GAIN,
+          out: this.spare.pop() ?? null,
+        }),
+      async (result, task) => {
+        damaged ||= result.problems.length > 0;
+        if (!damaged) moved.push(...(await this.append(result, task, writer, tally)));
+        this.spare.push(result.buffer);
+      },
+    );
+    if (damaged) return null;
+    tally.packs = 1;
+    tally.liveBytes = live.reduce((sum, [, l]) => sum + RECORD_HEADER_BYTES + l.storedLength, 0);
+    tally.seconds = (performance.now() - started) / 1000;
+    addTally(this.done, tally);
+    return moved;
+  }
+
+  private async append(result: RecompressResult, task: Moved, writer: PackWriter, tally: RecompressTally): Promise<Moved> {
+    const bytes = Buffer.from(result.buffer);
+    const { pack, offset } = await writer.append(result.records.map((r) => bytes.subarray(r.recordOffset, r.recordOffset + r.recordLength)));
+    let at = offset;
+    return result.records.map((record, i) => {
+      const [id, old] = task[i];
+      const moved: [Buffer, ChunkLocation] = [id, locationOf(pack, at, decodeRecordHeader(bytes, record.recordOffset)!)];
+      at += record.recordLength;
+      if (record.outcome !== RecordOutcome.Copied) {
+        tally.recordsTried++;
+        tally.bytesBefore += RECORD_HEADER_BYTES + old.storedLength;
+        tally.bytesAfter += record.recordLength;
+        if (record.outcome === RecordOutcome.Recompressed) tally.recordsRecompressed++;
+        else tally.recordsSettled++;
+      }
+      return moved;
+    });
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+/** Step 3: copy (or recompress), fsync, move index entries, then delete the old packs; group by group. */
 async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress: GcOptions['onProgress']): Promise<Compaction> {
-  const targets = plan.packs.filter((p) => p.action === 'compact').map((p) => p.pack);
-  const done: Compaction = { packsRewritten: 0, bytesRewritten: 0, packsDamaged: [], compactionStopped: null };
+  const targets = plan.packs.filter((p) => rewrites(p.action));
+  const done: Compaction = { packsRewritten: 0, bytesRewritten: 0, packsDamaged: [], compactionStopped: null, recompressed: noTally() };
   if (targets.length === 0) return done;
-  const records = await liveRecordsOf(index, new Set(targets));
+  const records = await liveRecordsOf(index, new Set(targets.map((p) => p.pack)));
+  const recompressor = plan.recompress && targets.some((p) => p.action === 'recompress') ? await Recompressor.start(store, plan.recompress.compression) : null;
   const writer = store.newPackWriter();
-  let group: { old: string[]; moved: [Buffer, ChunkLocation][]; bytes: number } = { old: [], moved: [], bytes: 0 };
+  let group: { old: string[]; moved: Moved; bytes: number } = { old: [], moved: [], bytes: 0 };
   const commitGroup = async (): Promise<void> => {
     await writer.sync();
     crashPoint('gc-after-copy');
@@ -253,24 +431,21 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
     group = { old: [], moved: [], bytes: 0 };
   };
   try {
-    for (const pack of targets) {
+    for (const { pack, action } of targets) {
       const live = records.get(pack)!;
-      const path = store.packPath(pack);
       const liveBytes = live.reduce((sum, [, l]) => sum + RECORD_HEADER_BYTES + l.storedLength, 0);
+      // A recompressed record is never larger than it was: the live bytes bound both rewrites.
       if (!(await roomFor(store, liveBytes)) && group.old.length > 0) await commitGroup();
       if (!(await roomFor(store, liveBytes))) {
         done.compactionStopped = `the store's filesystem has less than ${liveBytes + RESERVE_BYTES} bytes free for copying pack ${pack}`;
         break;
       }
-      const problems = await checkRecords(path, live.map(([id, l]) => ({ offset: l.offset, storedLength: l.storedLength, id })));
-      if (problems.some((p) => p !== null)) {
+      const moved = action === 'recompress' ? await recompressor!.rewrite(live, writer) : await copyPack(store.packPath(pack), live, writer);
+      if (moved === null) {
         done.packsDamaged.push(pack);
         continue;
       }
-      const placed = await copyRecords(path, live.map(([, l]) => l), writer).catch((err: unknown) => {
-        throw stoppedCompacting(err);
-      });
-      live.forEach(([id, location], i) => group.moved.push([id, { ...location, ...placed[i] }]));
+      group.moved.push(...moved);
       group.old.push(pack);
       group.bytes += liveBytes;
       done.bytesRewritten += liveBytes;
@@ -280,7 +455,9 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
     if (group.old.length > 0) await commitGroup();
   } finally {
     await writer.close();
+    await recompressor?.close();
   }
+  if (recompressor) done.recompressed = recompressor.done;
   return done;
 }
 
@@ -305,6 +482,21 @@ async function refuseWhilePacksAreRead(store: Store): Promise<void> {
   throw new StoreBusyError(`gc cannot run while ${holder} may read packs it would delete; run gc when that has finished`, { holder });
 }
 
+/** What a plan would recompress, before it is carried out: the records are tried only then. */
+function plannedTally(plan: GcPlan): RecompressTally {
+  const packs = plan.packs.filter((p) => p.action === 'recompress');
+  return { ...noTally(), packs: packs.length, liveBytes: packs.reduce((sum, p) => sum + p.liveBytes, 0), recordsTried: packs.reduce((sum, p) => sum + p.untried, 0) };
+}
+
+function recompressionReport(policy: RecompressPolicy, tally: RecompressTally): RecompressionReport {
+  return {
+    compression: formatCompression(policy.compression),
+    olderThanSeconds: policy.olderThanSeconds,
+    ...tally,
+    mbPerSecond: tally.seconds > 0 ? tally.liveBytes / 1e6 / tally.seconds : 0,
+  };
+}
+
 async function packBytes(store: Store): Promise<number> {
   return (await store.listPacks()).reduce((sum, p) => sum + p.size, 0);
 }
@@ -324,7 +516,7 @@ export async function gc(store: Store, options: GcOptions = {}): Promise<GcRepor
       if (!options.dryRun) await refuseWhilePacksAreRead(store);
       const storeBytesBefore = await store.diskUsage();
       const packBytesBefore = await packBytes(store);
-      const plan = await planGc(store, index, options);
+      const plan = await planGc(store, index, { ...options, recompress: options.recompress === undefined ? (store.format.recompress ?? null) : options.recompress });
       const report: GcReport = {
         dryRun: options.dryRun === true,
         maxUnused: plan.maxUnused,
@@ -335,10 +527,11 @@ export async function gc(store: Store, options: GcOptions = {}): Promise<GcRepor
         chunksFreed: plan.deadChunks.length,
         bytesFreed: plan.bytesFreed,
         packsDeleted: plan.packs.filter((p) => p.action === 'delete').length,
-        packsRewritten: plan.packs.filter((p) => p.action === 'compact').length,
+        packsRewritten: plan.packs.filter((p) => rewrites(p.action)).length,
         bytesRewritten: plan.bytesToRewrite,
         packsDamaged: [],
         compactionStopped: null,
+        recompression: plan.recompress && recompressionReport(plan.recompress, plannedTally(plan)),
         orphanMapsRemoved: plan.orphanMaps.length,
         tmpFilesRemoved: plan.tmpFiles.length,
         storeBytesBefore,
@@ -346,9 +539,13 @@ export async function gc(store: Store, options: GcOptions = {}): Promise<GcRepor
         seconds: 0,
       };
       if (!options.dryRun) {
-        const compaction = await executeGc(store, index, plan, options.onProgress);
+        const { recompressed, ...compaction } = await executeGc(store, index, plan, options.onProgress);
         if ((await freeBytes(store)) >= RESERVE_SPARE_FACTOR * RESERVE_BYTES) await store.restoreReserve();
-        Object.assign(report, compaction, { bytesFreed: packBytesBefore - (await packBytes(store)), storeBytesAfter: await store.diskUsage() });
+        Object.assign(report, compaction, {
+          recompression: plan.recompress && recompressionReport(plan.recompress, recompressed),
+          bytesFreed: packBytesBefore - (await packBytes(store)),
+          storeBytesAfter: await store.diskUsage(),
+        });
       }
       report.seconds = (performance.now() - started) / 1000;
       return report;

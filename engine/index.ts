@@ -25,7 +25,7 @@ export { applyRetention, parseDuration, type RetentionPolicy, type RetentionDeci
 export { hold, release, type HoldReport } from './hold.js';
 export { configureStore, parseRecompression, DEFAULT_RECOMPRESS_AGE, type StoreSettings, type SettingsChange } from './config.js';
 export { parseAge } from './age.js';
-export { gc, planGc, executeGc, previewGc, parseMaxUnused, DEFAULT_MAX_UNUSED_PERCENT, type GcOptions, type GcPlan, type GcReport } from './gc.js';
+export { gc, planGc, executeGc, previewGc, parseMaxUnused, recompressOrder, DEFAULT_MAX_UNUSED_PERCENT, type GcOptions, type GcPlan, type GcReport, type RecompressionReport } from './gc.js';
 export { checkSpace, estimateBackupBytes, diskNeed, freeBytes, type DiskNeed, type SpaceCheck } from './space.js';
 export type { BackupProgress } from './backup.js';
 export { fileExtentMap, type FileExtentMap } from './extents.js';

@@ -11,6 +11,8 @@ import type {
   BackupTask,
   DecodeResult,
   DecodeTask,
+  RecompressResult,
+  RecompressTask,
   RestoreResult,
   RestoreTask,
   Task,
@@ -74,6 +76,9 @@ export class WorkerPool {
   }
   decode(task: DecodeTask): Promise<DecodeResult> {
     return this.run(task, task.outs.filter((out): out is ArrayBuffer => out !== null));
+  }
+  recompress(task: RecompressTask): Promise<RecompressResult> {
+    return this.run(task, task.out ? [task.out] : undefined);
   }
 
   async close(): Promise<void> {

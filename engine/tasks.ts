@@ -110,9 +110,44 @@ export interface DecodeResult {
   problems: ChunkProblem[];
 }
 
+export interface RecompressTask {
+  op: 'recompress';
+  /** Live records of one pack, each decoded and re-hashed before it is rewritten. */
+  chunks: ChunkRef[];
+  /** zstd at a level: what records that are neither zstd nor settled are tried with. */
+  compression: Compression;
+  /** The share (0-1) by which a zstd payload must be smaller than the stored one to replace it. */
+  minGain: number;
+  /** A spent result buffer handed back (transferred) for the output, when large enough. */
+  out: ArrayBuffer | null;
+}
+
+export enum RecordOutcome {
+  /** Stored anew with zstd. */
+  Recompressed = 0,
+  /** zstd did not gain enough: the record as it was, marked settled. */
+  Settled = 1,
+  /** Already zstd or settled: copied byte for byte. */
+  Copied = 2,
+}
+
+export interface RecompressedRecord {
+  outcome: RecordOutcome;
+  /** Where the chunk's new whole record (header and payload) starts in `buffer`. */
+  recordOffset: number;
+  recordLength: number;
+}
+
+export interface RecompressResult {
+  /** The new records, one per chunk in order (none where a chunk has a problem). Transferred, not copied. */
+  buffer: ArrayBuffer;
+  records: RecompressedRecord[];
+  problems: ChunkProblem[];
+}
+
 /** Loads the worker's code (BLAKE3, LZ4) and does nothing else: see WorkerPool. */
 export interface LoadTask {
   op: 'load';
 }
 
-export type Task = BackupTask | RestoreTask | VerifyTask | DecodeTask | LoadTask;
+export type Task = BackupTask | RestoreTask | VerifyTask | DecodeTask | RecompressTask | LoadTask;

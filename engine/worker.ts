@@ -9,8 +9,9 @@ import { chunkId, isAllZero, loadHasher, ID_BYTES } from '../store/chunk-id.js';
 import { dirname, join } from 'node:path';
 import { MAX_CHUNK_SIZE } from '../store/format.js';
 import { alignedBuffer, isBlockAligned, refusedDirect } from '../store/direct-io.js';
-import { decodeRecord, packFileName, packReadProblem, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
+import { Codec, decodeRecord, decodeRecordHeader, encodeRecordHeader, packFileName, packReadProblem, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
 import {
+  RecordOutcome,
   SlotOutcome,
   type BackupTask,
   type BackupResult,
@@ -21,6 +22,9 @@ import {
   type DecodedChunk,
   type DecodeResult,
   type DecodeTask,
+  type RecompressedRecord,
+  type RecompressResult,
+  type RecompressTask,
   type RestoreResult,
   type RestoreTask,
   type Task,
@@ -130,16 +134,17 @@ function backup(task: BackupTask): unknown {
 
 /**
  * Reads, decodes and re-hashes one chunk: the record into this thread's scratch buffer, the
- * bytes into `into` when given (a raw chunk is copied there), else into scratch, valid until
- * the next call.
+ * bytes into `into` when given (a raw chunk is copied there), else into scratch; both valid
+ * until the next call.
  */
-function readChunk(chunk: ChunkRef, packsDir: string, into?: Buffer): { data: Buffer } | { problem: string } {
+function readChunk(chunk: ChunkRef, packsDir: string, into?: Buffer): { data: Buffer; record: Buffer } | { problem: string } {
   try {
     const record = scratchOf(RECORD_HEADER_BYTES + chunk.storedLength, 'record');
     withFile(join(packsDir, packFileName(chunk.pack)), 'r', (fd) => readFully(fd, record, chunk.offset, `pack ${chunk.pack}`));
     const read = decodeRecord(record, Buffer.from(chunk.id), into ?? scratchOf(MAX_CHUNK_SIZE));
-    if (!into || !('data' in read) || read.data.buffer === into.buffer) return read;
-    return { data: into.subarray(0, read.data.copy(into)) };
+    if ('problem' in read) return read;
+    if (!into || read.data.buffer === into.buffer) return { data: read.data, record };
+    return { data: into.subarray(0, read.data.copy(into)), record };
   } catch (err) {
     return { problem: (err as NodeJS.ErrnoException).code === 'ESHORT' ? 'pack truncated' : packReadProblem(chunk.pack, err) };
   }
@@ -218,6 +223,41 @@ function decode(task: DecodeTask, packsDir: string): unknown {
   return transfer(result, chunks.map((c) => c.buffer));
 }
 
+/**
+ * A checked record rewritten at `at` of `out`: zstd where that saves at least `minGain` of its
+ * payload, else as it was with the settled flag set, so no later gc tries it again.
+ */
+function recompressRecord(data: Buffer, record: Buffer, out: Buffer, at: number, task: RecompressTask): RecompressedRecord {
+  const header = decodeRecordHeader(record)!;
+  if (header.codec === Codec.Zstd || header.settled) return { outcome: RecordOutcome.Copied, recordOffset: at, recordLength: record.copy(out, at) };
+  const length = writeRecord(data, header.id, out, at, task.compression);
+  if (length - RECORD_HEADER_BYTES <= header.storedLength * (1 - task.minGain)) return { outcome: RecordOutcome.Recompressed, recordOffset: at, recordLength: length };
+  record.copy(out, at);
+  encodeRecordHeader({ ...header, settled: true }, out, at);
+  return { outcome: RecordOutcome.Settled, recordOffset: at, recordLength: record.byteLength };
+}
+
+/** Output: the chunks' new records back to back in one buffer, transferred to the main thread. */
+function recompress(task: RecompressTask, packsDir: string): unknown {
+  const room = task.chunks.reduce((sum, c) => sum + Math.max(recordBound(c.rawLength, task.compression), RECORD_HEADER_BYTES + c.storedLength), 0);
+  const out = reusedOrNew(task.out, room);
+  const records: RecompressedRecord[] = [];
+  const problems: ChunkProblem[] = [];
+  let at = 0;
+  task.chunks.forEach((chunk, index) => {
+    const read = readChunk(chunk, packsDir);
+    if ('problem' in read) {
+      problems.push({ index, problem: read.problem });
+      return;
+    }
+    const record = recompressRecord(read.data, read.record, out, at, task);
+    records.push(record);
+    at += record.recordLength;
+  });
+  const result: RecompressResult = { buffer: out.buffer as ArrayBuffer, records, problems };
+  return transfer(result, [result.buffer]);
+}
+
 export default async function run(message: { task: Task; packsDir: string }): Promise<unknown> {
   await ready;
   const { task, packsDir } = message;
@@ -230,6 +270,8 @@ export default async function run(message: { task: Task; packsDir: string }): Pr
       return verify(task, packsDir);
     case 'decode':
       return decode(task, packsDir);
+    case 'recompress':
+      return recompress(task, packsDir);
     case 'load':
       return null;
   }

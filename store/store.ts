@@ -91,14 +91,15 @@ export class Store {
     return join(this.dir, 'packs');
   }
 
-  async listPacks(): Promise<{ name: string; size: number }[]> {
+  /** Every pack with its size and mtime (when it was last written: gc recompresses packs by age). */
+  async listPacks(): Promise<{ name: string; size: number; mtimeMs: number }[]> {
     const files = (await fs.readdir(this.packsDir).catch((err: unknown) => {
       throw storeReadError(this.packsDir, err);
     })).filter((n) => n.endsWith(PACK_SUFFIX));
     const packs = [];
     for (const file of files) {
       const stat = await statUnlessAbsent(join(this.packsDir, file));
-      if (stat) packs.push({ name: file.slice(0, -PACK_SUFFIX.length), size: stat.size });
+      if (stat) packs.push({ name: file.slice(0, -PACK_SUFFIX.length), size: stat.size, mtimeMs: stat.mtimeMs });
     }
     return packs;
   }

@@ -1,9 +1,10 @@
 /**
  * The short crash torture (issue 6), through `npm run torture`'s own entry point: at least
- * 30 SIGKILLs of backups, CBT incremental backups, prunes and gc with compaction, at random
- * moments and at every injected step. After each kill the store opens, verify --read-data
- * is clean, the catalog lists exactly what was committed, every restore point reads back
- * byte-identical, the dead process's lock is gone; after each gc nothing is left to reclaim.
+ * 30 SIGKILLs of backups, CBT incremental backups, prunes and gc with compaction (some also
+ * recompressing with zstd), at random moments and at every injected step. After each kill
+ * the store opens, verify --read-data is clean, the catalog lists exactly what was committed,
+ * every restore point reads back byte-identical, the dead process's lock is gone; after each
+ * gc nothing is left to reclaim.
  * The harness runs compiled, in its own process, without the test runner's NODE_OPTIONS hooks:
  * under them every one of its hundred CLI processes starts twice as slowly.
  */
@@ -33,6 +34,7 @@ t.test('30 kills across backup, incremental backup, prune and gc leave every com
   t.ok(report.kills >= 30, `${report.kills} kills`);
   for (const op of OPS) t.ok(report.killsByOp[op] > 0, `${op} killed ${report.killsByOp[op]} times`);
   t.ok(report.randomKills > 0, `${report.randomKills} kills at random moments`);
+  t.ok(report.recompressingGcKills > 0 && report.recompressingGcs > report.recompressingGcKills, `${report.recompressingGcs} gcs recompressed, ${report.recompressingGcKills} of them killed`);
   for (const step of Object.values(CRASH_STEPS).flat()) t.ok(report.killsByStep[step] > 0, `killed at ${step}`);
   t.ok(report.storeChecks >= report.kills, `${report.storeChecks} store checks`);
   t.ok(report.restorePointsChecked >= report.storeChecks && report.bytesCompared > 0, `${report.restorePointsChecked} restore points checked`);
