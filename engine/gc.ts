@@ -24,7 +24,7 @@ import { checkRecords, copyRecords, decodeRecordHeader, locationOf, Codec, RECOR
 import type { RecompressPolicy } from '../store/format.js';
 import { formatCompression, type Compression } from '../store/compression.js';
 import { describeLocks } from '../store/lock.js';
-import { DamagedDataError, InvalidInputError, StoreBusyError, StoreReadError } from './errors.js';
+import { DamagedDataError, InvalidInputError, StoreBusyError, StoreReadError, isAbsent, storeReadError } from './errors.js';
 import { readMapOrDamage } from './locate.js';
 import { LiveSet } from './live-set.js';
 import { crashPoint } from './crash.js';
@@ -180,8 +180,14 @@ export function recompressOrder(recompress: string | undefined, olderThan: strin
   return { compression: parseRecompression(recompress, '--recompress'), olderThanSeconds: parseAge(olderThan ?? DEFAULT_RECOMPRESS_AGE, '--older-than') };
 }
 
+/**
+ * A map gc could not read stops it: a map that failed to read (EIO, EMFILE...) is a read error
+ * naming the file (invariant 6); one that is missing or of the wrong length is damage.
+ */
 function stopped(err: unknown): unknown {
   if (!(err instanceof DamagedDataError)) return err;
+  const cause = err.cause as NodeJS.ErrnoException | undefined;
+  if (cause?.code && !(cause instanceof DamagedDataError) && !isAbsent(cause)) return storeReadError(cause.path ?? `the chunk map of restore point ${String(err.data.restorePoint)} disk ${String(err.data.disk)}`, cause);
   return new DamagedDataError(`${err.message}; gc cannot tell which chunks it needs and deleted nothing`, err.data);
 }
 
