@@ -36,12 +36,3 @@ export async function writeFileDurable(path: string, data: Uint8Array | string):
   await fs.rename(tmp, path);
   await fsyncDir(dirname(path));
 }
-
-export async function pathExists(path: string): Promise<boolean> {
-  try {
-    await fs.access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
