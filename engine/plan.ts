@@ -52,6 +52,29 @@ export function mergeRanges(ranges: Range[]): Range[] {
 }
 
 /**
+ * Bytes a CBT source reports discarded (`rbd diff` `exists: false`, thin_delta `left_only`)
+ * or that `--skip-file` leaves out: zero in the backup, never read. They leave the extents
+ * (so no read covers them) and join the changed ranges (so the parent's bytes there are not
+ * kept); with no CBT list every slot is read anyway.
+ */
+export function discardRanges(layout: DiskLayout, discarded: Range[]): DiskLayout {
+  const gone = mergeRanges(discarded);
+  if (gone.length === 0) return layout;
+  const extents: Extent[] = [];
+  let g = 0;
+  for (const extent of layout.extents) {
+    let at = extent.offset;
+    while (g < gone.length && end(gone[g]) <= at) g++;
+    for (let k = g; k < gone.length && gone[k].offset < end(extent); k++) {
+      if (gone[k].offset > at) extents.push({ offset: at, length: gone[k].offset - at, from: extent.from + (at - extent.offset) });
+      at = Math.max(at, end(gone[k]));
+    }
+    if (at < end(extent)) extents.push({ offset: at, length: end(extent) - at, from: extent.from + (at - extent.offset) });
+  }
+  return { ...layout, extents, changed: layout.changed === null ? null : mergeRanges([...layout.changed, ...gone]) };
+}
+
+/**
  * When a disk grew or shrank since its parent, the slots from the one holding the smaller
  * end (a partial chunk in one of the two) to the child's end hold other bytes than the
  * parent's ids describe: they must be read whatever the CBT list says.

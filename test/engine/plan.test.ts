@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { backup } from '../../engine/backup.js';
 import { WorkerPool } from '../../engine/pool.js';
 import { gc, initStore, restore, runBackup } from '../../engine/index.js';
-import { groupTasks, mergeRanges, planSlots, resizedRange, wholeDisk, type DiskLayout, type SlotAction } from '../../engine/plan.js';
+import { discardRanges, groupTasks, mergeRanges, planSlots, resizedRange, wholeDisk, type DiskLayout, type SlotAction } from '../../engine/plan.js';
 
 import { seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
 import { DEFAULT_COMPRESSION } from '../../store/compression.js';
@@ -104,6 +104,19 @@ t.test('mergeRanges: sorted, overlapping and touching ranges joined, input untou
     { offset: 100, length: 10 },
   ]);
   t.same(input[0], { offset: 100, length: 10 });
+});
+
+t.test('discardRanges: discarded bytes leave the extents (keeping their source offsets) and join the changed ranges', async (t) => {
+  const plan = layout(4 * CS, [[0, 2 * CS, 9000], [3 * CS, CS]], [[0, 10]]);
+  const cut = discardRanges(plan, [{ offset: CS, length: 100 }, { offset: 3 * CS, length: CS }, { offset: CS + 50, length: 100 }]);
+  t.same(cut.extents, [
+    { offset: 0, length: CS, from: 9000 },
+    { offset: CS + 150, length: CS - 150, from: 9000 + CS + 150 },
+  ]);
+  t.same(cut.changed, [{ offset: 0, length: 10 }, { offset: CS, length: 150 }, { offset: 3 * CS, length: CS }]);
+  t.same(show(planSlots(cut)), [`read 0/${CS}: 0+${CS}<-9000`, `read 1/${CS}: 150+${CS - 150}<-${9000 + CS + 150}`, 'zero 2x2'], 'a wholly discarded slot is zero, unread');
+  t.equal(discardRanges(layout(CS, [[0, CS]]), [{ offset: 0, length: 10 }]).changed, null, 'no CBT list: every slot is read anyway');
+  t.equal(discardRanges(plan, []), plan, 'nothing discarded: the same layout');
 });
 
 t.test('resizedRange: what a size change since the parent forces to be read', async (t) => {
