@@ -5,6 +5,12 @@ import type { ReadBytes } from '../../engine/byte-reader.js';
 
 export const SECTOR = 512;
 
+/** Primaries 1, 2 and 4 around an extended partition 3 holding logicals 5, 6 and 7. */
+export const MBR_SCRIPT = 'label: dos\nstart=2048, size=20M, type=83\nsize=10M, type=82\nsize=100M, type=5\ntype=8e\nsize=10M, type=83\nsize=15M, type=7\ntype=b\n';
+
+/** Seven GPT partitions of as many types, two of them named. */
+export const GPT_ARGS = ['-n1:1M:+10M', '-t1:ef00', '-c1:efi', '-n2:0:+20M', '-t2:8300', '-c2:root', '-n3:0:+10M', '-t3:8200', '-n4:0:+10M', '-t4:8e00', '-n5:0:+10M', '-t5:0700', '-n6:0:+1M', '-t6:ef02', '-n7:0:+5M', '-t7:a503'];
+
 /** A sparse file of sizeMiB with the partitions an sfdisk script describes (`label: dos` or `label: gpt` first). */
 export function sfdiskDisk(path: string, sizeMiB: number, script: string): void {
   execFileSync('truncate', ['-s', `${sizeMiB}M`, path]);
