@@ -29,6 +29,8 @@ export { gc, planGc, executeGc, previewGc, parseMaxUnused, recompressOrder, DEFA
 export { checkSpace, estimateBackupBytes, diskNeed, freeBytes, type DiskNeed, type SpaceCheck } from './space.js';
 export type { BackupProgress } from './backup.js';
 export { fileExtentMap, type FileExtentMap } from './extents.js';
+export { listContents, type PointContents, type DiskContents, type PartitionContents, type ContentsProblem } from './disk-contents.js';
+export type { FilesystemInfo } from './filesystems.js';
 export type { RestorePoint, DamagedEntry } from '../store/catalog.js';
 export * from './errors.js';
 
