@@ -13,7 +13,7 @@ import { parseTextList } from './cbt-text.js';
 import { parseThinDelta } from './cbt-thin.js';
 import { parseVmwareAreas } from './cbt-vmware.js';
 import { checkArray, checkBytes, checkObject, parseJson } from './json-input.js';
-import { mergeRanges, type Range } from './plan.js';
+import { discardRanges, mergeRanges, type Range } from './plan.js';
 
 export const CBT_FORMATS = ['chunkvault', 'rbd', 'thin', 'nbdinfo', 'qemu-map', 'vmware', 'text'] as const;
 export type CbtFormat = (typeof CBT_FORMATS)[number];
@@ -132,21 +132,10 @@ function withinDisk(range: Located, parsed: Parsed, file: string, diskSize: numb
   throw new InvalidInputError(`${file}: ${range.where} (bytes ${range.offset}-${end - 1}) ends past the disk, which has ${diskSize} bytes${hint}`, { file, where: range.where, diskSize });
 }
 
-/** `ranges` without the bytes of `minus` (both sorted and merged). */
+/** `ranges` without the bytes of `minus`: discardRanges' cut of extents, applied to ranges. */
 function subtract(ranges: Range[], minus: Range[]): Range[] {
-  const out: Range[] = [];
-  let m = 0;
-  for (const range of ranges) {
-    let at = range.offset;
-    const end = range.offset + range.length;
-    while (m < minus.length && minus[m].offset + minus[m].length <= at) m++;
-    for (let k = m; k < minus.length && minus[k].offset < end; k++) {
-      if (minus[k].offset > at) out.push({ offset: at, length: minus[k].offset - at });
-      at = Math.max(at, minus[k].offset + minus[k].length);
-    }
-    if (at < end) out.push({ offset: at, length: end - at });
-  }
-  return out;
+  const asExtents = { size: 0, chunkSize: 1, extents: ranges.map((r) => ({ ...r, from: r.offset })), changed: null };
+  return discardRanges(asExtents, minus).extents.map(({ offset, length }) => ({ offset, length }));
 }
 
 /**

@@ -28,7 +28,7 @@ interface Report {
   warnings: string[];
 }
 
-const sh = (command: string, args: string[], env: Record<string, string> = {}): string => execFileSync(command, args, { encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+const tool = (command: string, args: string[], env: Record<string, string> = {}): string => execFileSync(command, args, { encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
 
 /** What a CBT backup reads: every slot touching a changed or discarded range, less the discarded bytes. */
 function expectedRead(changed: Range[], discarded: Range[], size: number): number {
@@ -99,27 +99,27 @@ t.test('QEMU dirty bitmap: nbdinfo --map (text and JSON) and qemu-img map of the
   const day1 = join(dir, 'day1.raw');
   await randomDisk(day1, size, 1);
   const qcow2 = join(dir, 'vm.qcow2');
-  sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', day1, qcow2]);
-  sh('qemu-img', ['bitmap', '--add', qcow2, 'b0']);
+  tool('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', day1, qcow2]);
+  tool('qemu-img', ['bitmap', '--add', qcow2, 'b0']);
   // qcow2's 64 KiB clusters make the bitmap's granularity 64 KiB, the store's chunk size.
   const writes: Range[] = [
     { offset: 65536, length: 4096 },
     { offset: 1024 * 1024, length: 200 * 1024 },
     { offset: 5_000_000, length: 1000 },
   ];
-  sh('qemu-io', ['-f', 'qcow2', ...writes.flatMap((w, i) => ['-c', `write -P 0x${(0x21 + i).toString(16)} ${w.offset} ${w.length}`]), qcow2]);
+  tool('qemu-io', ['-f', 'qcow2', ...writes.flatMap((w, i) => ['-c', `write -P 0x${(0x21 + i).toString(16)} ${w.offset} ${w.length}`]), qcow2]);
   const day2 = join(dir, 'day2.raw');
-  sh('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', '-S', '0', qcow2, day2]);
+  tool('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', '-S', '0', qcow2, day2]);
 
   const socket = join(dir, 'nbd.sock');
   const pidFile = join(dir, 'qemu-nbd.pid');
-  sh('qemu-nbd', ['-r', '-f', 'qcow2', '-B', 'b0', '--socket', socket, '--persistent', '--fork', '--pid-file', pidFile, qcow2]);
+  tool('qemu-nbd', ['-r', '-f', 'qcow2', '-B', 'b0', '--socket', socket, '--persistent', '--fork', '--pid-file', pidFile, qcow2]);
   t.teardown(async () => process.kill(Number(await fs.readFile(pidFile, 'utf8')), 'SIGTERM'));
   const uri = `nbd+unix:///?socket=${socket}`;
   const files = {
-    'nbdinfo.map': sh('nbdinfo', ['--map=qemu:dirty-bitmap:b0', uri]),
-    'nbdinfo.json': sh('nbdinfo', ['--json', '--map=qemu:dirty-bitmap:b0', uri]),
-    'qemu-img-map.json': sh('qemu-img', ['map', '--output=json', '--image-opts', `driver=nbd,server.type=unix,server.path=${socket},x-dirty-bitmap=qemu:dirty-bitmap:b0`]),
+    'nbdinfo.map': tool('nbdinfo', ['--map=qemu:dirty-bitmap:b0', uri]),
+    'nbdinfo.json': tool('nbdinfo', ['--json', '--map=qemu:dirty-bitmap:b0', uri]),
+    'qemu-img-map.json': tool('qemu-img', ['map', '--output=json', '--image-opts', `driver=nbd,server.type=unix,server.path=${socket},x-dirty-bitmap=qemu:dirty-bitmap:b0`]),
   };
   t.match(files['nbdinfo.map'], /^\s+65536\s+65536\s+1\s+dirty$/m, 'nbdinfo prints the dirty granule');
   for (const [name, text] of Object.entries(files)) await fs.writeFile(join(dir, name), text);
@@ -133,10 +133,15 @@ t.test('QEMU dirty bitmap: nbdinfo --map (text and JSON) and qemu-img map of the
 
   await refused(t, store, [`sda=${day2}`, '--parent', base, '--changed', join(dir, 'nbdinfo.map'), '--changed-format', 'rbd'], /nbdinfo\.map: --changed-format rbd expects `rbd diff --format json` output, but this looks like `nbdinfo --map` output of a dirty bitmap; pass --changed-format nbdinfo \(or auto\)/);
   const allocation = join(dir, 'allocation.map');
-  await fs.writeFile(allocation, sh('nbdinfo', ['--map', uri]));
+  await fs.writeFile(allocation, tool('nbdinfo', ['--map', uri]));
   await refused(t, store, [`sda=${day2}`, '--parent', base, '--changed', allocation], /allocation\.map: line 1: type 0 "data" is not a dirty-bitmap state \(0 clean or 1 dirty\); is this map of another context \(base:allocation\)\?/);
+  // The usual slip: the map of an image, not of its bitmap. Unallocated clusters give it away.
+  const sparseImage = join(dir, 'sparse.qcow2');
+  tool('qemu-img', ['create', '-f', 'qcow2', sparseImage, String(size)]);
+  tool('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x55 0 1M', sparseImage]);
   const imageMap = join(dir, 'image-map.json');
-  await fs.writeFile(imageMap, sh('qemu-img', ['map', '--output=json', '-f', 'qcow2', qcow2]));
+  await fs.writeFile(imageMap, tool('qemu-img', ['map', '--output=json', '-f', 'qcow2', sparseImage]));
+  await refused(t, store, [`sda=${day2}`, '--parent', base, '--changed', imageMap], /image-map\.json: \[1\] has "zero": true, which a dirty-bitmap map never has: map the bitmap with qemu-img map --image-opts driver=nbd,\.\.\.,x-dirty-bitmap=qemu:dirty-bitmap:NAME/);
   const small = join(dir, 'small.raw');
   await randomDisk(small, size / 2, 3);
   await refused(t, store, [`sda=${small}`, '--parent', base, '--changed', join(dir, 'qemu-img-map.json')], /qemu-img-map\.json: the map describes 8388608 bytes, but the disk has 4194304; is it the map of another disk\?/);
@@ -174,9 +179,9 @@ t.test('thin_delta of metadata from thin_restore: different and right_only block
   await fs.writeFile(join(dir, 'meta.xml'), xml);
   const meta = join(dir, 'meta.bin');
   await fs.writeFile(meta, Buffer.alloc(4 * 1024 * 1024));
-  sh('thin_restore', ['-i', join(dir, 'meta.xml'), '-o', meta]);
-  await fs.writeFile(join(dir, 'delta.xml'), sh('thin_delta', ['--snap1', '1', '--snap2', '2', meta]));
-  await fs.writeFile(join(dir, 'delta-verbose.xml'), sh('thin_delta', ['--verbose', '--snap1', '1', '--snap2', '2', meta]));
+  tool('thin_restore', ['-i', join(dir, 'meta.xml'), '-o', meta]);
+  await fs.writeFile(join(dir, 'delta.xml'), tool('thin_delta', ['--snap1', '1', '--snap2', '2', meta]));
+  await fs.writeFile(join(dir, 'delta-verbose.xml'), tool('thin_delta', ['--verbose', '--snap1', '1', '--snap2', '2', meta]));
   t.match(await fs.readFile(join(dir, 'delta.xml'), 'utf8'), /<left_only begin="7" length="1"\/>/, 'thin_delta reports the discarded block');
 
   // The disks the two devices read as: unmapped blocks are zeros.
@@ -205,9 +210,9 @@ t.test('rbd diff on a one-OSD Ceph: written extents read, a trimmed range ("exis
   const dir = await tempDir(t);
   const ceph = await startCeph(join(dir, 'ceph'));
   t.teardown(ceph.stop);
-  const rbd = (...args: string[]): string => sh('rbd', args, ceph.env);
-  sh('ceph', ['osd', 'pool', 'create', 'rbd', '8', '8'], ceph.env);
-  sh('ceph', ['osd', 'pool', 'application', 'enable', 'rbd', 'rbd'], ceph.env);
+  const rbd = (...args: string[]): string => tool('rbd', args, ceph.env);
+  tool('ceph', ['osd', 'pool', 'create', 'rbd', '8', '8'], ceph.env);
+  tool('ceph', ['osd', 'pool', 'application', 'enable', 'rbd', 'rbd'], ceph.env);
   rbd('pool', 'init', 'rbd');
 
   const size = 8 * 1024 * 1024;
@@ -228,7 +233,7 @@ t.test('rbd diff on a one-OSD Ceph: written extents read, a trimmed range ("exis
   const exported = join(dir, 'exported.raw');
   rbd('export', 'rbd/vm@s2', exported);
   const day2 = join(dir, 'day2.raw');
-  sh('cp', ['--sparse=never', exported, day2]);
+  tool('cp', ['--sparse=never', exported, day2]);
 
   const { store, base } = await baseBackup(t, dir, day1);
   const written = (await diffBlocks(day1, day2, 4096)).filter((r) => r.offset < trimmed.offset);
