@@ -74,6 +74,9 @@ t.test('partition files: looked up before any listing, exact sizes, the source b
   execFileSync('umount', [inside]);
 
   const brokenDir = join(mnt, brokenId);
+  await fs.readdir(mnt);
+  await fs.stat(brokenDir);
+  t.equal(mount.stderr(), '', 'listing the root and stat-ing a restore point directory read no partition table');
   t.same(await fs.readdir(brokenDir), ['broken.img'], 'both GPT headers damaged: no partition files');
   t.same(await fs.readdir(brokenDir), ['broken.img']);
   t.equal(await sha256File(join(brokenDir, 'broken.img')), await sha256File(broken), 'the raw disk still reads right');
