@@ -142,6 +142,9 @@ function mbrPartition(number: number, entry: MbrEntry, base: number, diskSectors
   };
 }
 
+/** Linux follows no more EBRs than this either (block/partitions/msdos.c): a chain can step forward one sector at a time. */
+const MAX_EBRS = 100;
+
 /**
  * Each EBR holds one logical (its start relative to the EBR) and a link to the next EBR (relative
  * to the extended partition's start). A link back to an EBR already seen, or out of the extended
@@ -154,6 +157,10 @@ async function logicals(read: ReadBytes, extended: Partition, diskSectors: numbe
   const seen = new Set<number>();
   let ebr = extFirst;
   for (;;) {
+    if (seen.size === MAX_EBRS) {
+      problems.push(`extended partition ${extended.number}: its EBR chain goes on past ${MAX_EBRS} EBRs; logical partitions after ${4 + found.length} ignored`);
+      return found;
+    }
     if (seen.has(ebr)) {
       problems.push(`extended partition ${extended.number}: its EBR chain loops back to sector ${ebr}; logical partitions after ${4 + found.length} ignored`);
       return found;
