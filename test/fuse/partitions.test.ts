@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { MiB, cliJson, hasCommand, requireCapability, sha256File, treeDigest } from '../helpers/index.js';
-import { SECTOR, flipByte } from '../helpers/disks.js';
+import { SECTOR, flipByte, writeAt } from '../helpers/disks.js';
+import { corruptChunk } from '../helpers/corrupt.js';
 import { canPartition, partitionedStore } from '../helpers/partitioned.js';
 import { canMount, errorCode, isMountpoint, startMount } from './mounting.js';
 
@@ -50,6 +51,12 @@ t.test('partition files: looked up before any listing, exact sizes, the source b
   await flipByte(broken, SECTOR + 0x38);
   await flipByte(broken, (200 * 2048 - 1) * SECTOR + 0x38);
   const { id: brokenId } = await cliJson<{ id: string }>(['backup', '--store', f.store, broken]);
+  // And a third whose first chunk, the one holding its table, is damaged in the store (made its own by a byte in the gap before partition 1).
+  const unreadable = join(f.dir, 'unreadable.img');
+  await fs.copyFile(f.images.gpt, unreadable);
+  await writeAt(unreadable, 40 * SECTOR, Buffer.from('mine'));
+  const { id: unreadableId } = await cliJson<{ id: string }>(['backup', '--store', f.store, unreadable]);
+  await corruptChunk(f.store, unreadableId, 'unreadable', 0);
   const mnt = join(f.dir, 'mnt');
   await fs.mkdir(mnt);
   const mount = await startMount(t, f.store, mnt);
@@ -85,4 +92,12 @@ t.test('partition files: looked up before any listing, exact sizes, the source b
     `chunkvault: partition table of /${brokenId}/broken.img: GPT primary header damaged (header CRC32 mismatch) and backup header at sector ${200 * 2048 - 1} damaged (header CRC32 mismatch): no partitions read\n`,
     'said once',
   );
+
+  const unreadableDir = join(mnt, unreadableId);
+  t.same(await fs.readdir(unreadableDir), ['unreadable.img'], 'a table in a damaged chunk: no partition files');
+  t.same(await fs.readdir(unreadableDir), ['unreadable.img']);
+  t.equal(await errorCode(fs.readFile(join(unreadableDir, 'unreadable.img'))), 'EIO', 'reads of the damaged chunk fail');
+  const logged = mount.stderr().split('\n').filter((line) => line.includes(unreadableId));
+  t.equal(logged.length, 2, 'the table and the read, each said once');
+  t.match(logged[0], new RegExp(`^chunkvault: partition table of /${unreadableId}/unreadable.img: restore point ${unreadableId} disk unreadable at offset 0: .+; no partition files for it$`));
 });
