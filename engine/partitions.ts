@@ -262,7 +262,7 @@ async function readGpt(read: ReadBytes, diskSectors: number): Promise<PartitionT
   const lastLba = diskSectors - 1;
   const primary = await readGptHeader(read, 1, diskSectors);
   if (typeof primary !== 'string') {
-    const backup = primary.alternateLba === 1 || primary.alternateLba >= diskSectors ? `header at sector ${primary.alternateLba} is outside the disk` : await readGptHeader(read, primary.alternateLba, diskSectors);
+    const backup = primary.alternateLba >= diskSectors ? `header at sector ${primary.alternateLba} is outside the disk` : await readGptHeader(read, primary.alternateLba, diskSectors);
     if (typeof backup === 'string') problems.push(`GPT backup header damaged (${backup}); the primary is used`);
     return { scheme: 'gpt', partitions: gptPartitions(primary, diskSectors, problems), problems };
   }
