@@ -208,13 +208,14 @@ function restore(task: RestoreTask, packsDir: string): RestoreResult {
 }
 
 /**
- * Whether the target already holds the slot: its bytes read (around the page cache where
- * aligned, as restore writes them) and hashed as a backup hashes them, or checked for zeros.
+ * Whether the target already holds the slot: its bytes hashed as a backup hashes them, or
+ * checked for zeros. Read through the page cache, not direct: the kernel's readahead then
+ * reads the next slots while this one is hashed, where direct reads of a slot at a time
+ * leave the disk idle during every hash.
  */
-function holdsSlot(slot: RestoreSlot, target: string, direct: number | null, buffered: number): boolean {
-  const aligned = direct !== null && isBlockAligned(slot.diskOffset, slot.length);
-  const data = aligned ? scratchOf(slot.length, 'aligned') : scratchOf(slot.length);
-  readFully(aligned ? direct! : buffered, data, slot.diskOffset, `target ${target}`);
+function holdsSlot(slot: RestoreSlot, target: string, buffered: number): boolean {
+  const data = scratchOf(slot.length);
+  readFully(buffered, data, slot.diskOffset, `target ${target}`);
   if (slot.chunk === null) return isAllZero(data);
   return chunkId(data).equals(slot.chunk.id);
 }
@@ -225,7 +226,7 @@ function patch(task: PatchTask, packsDir: string): PatchResult {
     task.slots.forEach((slot, index) => {
       if (task.compare) {
         result.bytesRead += slot.length;
-        if (holdsSlot(slot, task.target, direct, buffered)) return;
+        if (holdsSlot(slot, task.target, buffered)) return;
       }
       if (slot.chunk === null && task.holes) {
         result.holes.push(index);

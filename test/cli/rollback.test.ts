@@ -9,7 +9,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { dataRanges } from '../../engine/holes.js';
 import { CRASH_ENV } from '../../engine/crash.js';
-import { MiB, cli, cliJson, hasCommand, isRoot, requireCapability, seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
+import { MiB, cli, cliJson, hasCommand, isRoot, requireCapability, seededBytes, sha256File, sha256Head, tempDir, treeDigest, writeImage } from '../helpers/index.js';
 
 /** 25 slots of 1 MiB, the last one 12345 bytes: random, text, two zero slots, random. */
 const SIZE = 24 * MiB + 12345;
@@ -88,14 +88,6 @@ function losetup(t: Test, file: string): string {
   return device;
 }
 
-async function sha256Head(path: string, bytes: number): Promise<string> {
-  const { createHash } = await import('node:crypto');
-  const { createReadStream } = await import('node:fs');
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { start: 0, end: bytes - 1 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 t.test('--onto a file: only the four changed slots are written, nothing is read, a zeroed slot is a hole again', async (t) => {
   const { dir, store, images, ids } = await fixture(t);
   const target = join(dir, 'replica.img');
@@ -114,8 +106,9 @@ t.test('--onto a file: only the four changed slots are written, nothing is read,
   t.equal(await sha256File(target), await sha256File(images.a), 'and back to a');
   t.notOk(overlaps(await dataRanges(target, SIZE), 20 * MiB, 2 * MiB), 'slots 20-21, zero in a, are holes again');
 
-  const same = await restoreJson(store, [ids.a, target, '--onto', ids.a]);
+  const same = await restoreJson(store, [ids.a, target, '--onto', ids.a, '--mode', '0640']);
   t.match(same, { bytesRead: 0, bytesWritten: 0, bytesPunched: 0, slotsWritten: 0 }, 'onto itself: nothing to write');
+  t.equal((await fs.stat(target)).mode & 0o777, 0o640, '--mode still applies');
 });
 
 t.test('--onto reads nothing: what the target wrote since is only undone with --changed, which writes the slots it touches', async (t) => {
