@@ -50,12 +50,12 @@ export async function checkIncremental(options: RestoreOptions, points: RestoreP
 /** KNOWN_REF, when the target can hold its disk: the same machine's, that disk, its size, its chunk layout. */
 function knownPoint(points: RestorePoint[], damaged: string[], ref: string, point: RestorePoint, disk: DiskEntry): RestorePoint {
   const known = resolveRef(points, ref, damaged);
-  const refuse = (why: string, data: Record<string, unknown>): InvalidInputError =>
-    new InvalidInputError(`--onto ${ref}: ${why}; restore in full instead, or use --compare (nothing was written)`, { onto: known.id, restorePoint: point.id, ...data });
+  const refuse = (why: string, data: Record<string, unknown>, instead = 'restore in full instead, or use --compare'): InvalidInputError =>
+    new InvalidInputError(`--onto ${ref}: ${why}; ${instead} (nothing was written)`, { onto: known.id, restorePoint: point.id, ...data });
   if (known.name !== point.name) throw refuse(`restore point ${known.id} is of '${known.name}', ${point.id} of '${point.name}'`, { name: known.name });
   const knownDisk = known.disks.find((d) => d.label === disk.label);
   if (!knownDisk) throw refuse(`restore point ${known.id} has no disk '${disk.label}' (it has ${known.disks.map((d) => d.label).join(', ')})`, { disk: disk.label });
-  if (knownDisk.size !== disk.size) throw refuse(`disk '${disk.label}' has ${knownDisk.size} bytes in ${known.id} and ${disk.size} in ${point.id}; a resized disk cannot be restored onto`, { knownSize: knownDisk.size, size: disk.size });
+  if (knownDisk.size !== disk.size) throw refuse(`disk '${disk.label}' has ${knownDisk.size} bytes in ${known.id} and ${disk.size} in ${point.id}; a resized disk cannot be restored onto`, { knownSize: knownDisk.size, size: disk.size }, 'restore it in full instead');
   if (known.chunkSize !== point.chunkSize) throw refuse(`${known.id} has ${known.chunkSize}-byte chunks and ${point.id} ${point.chunkSize}-byte ones; their maps do not line up`, { knownChunkSize: known.chunkSize });
   return known;
 }
