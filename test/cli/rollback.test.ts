@@ -9,7 +9,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { dataRanges } from '../../engine/holes.js';
 import { CRASH_ENV } from '../../engine/crash.js';
-import { MiB, cli, cliJson, hasCommand, isRoot, requireCapability, seededBytes, sha256File, sha256Head, tempDir, treeDigest, writeImage } from '../helpers/index.js';
+import { MiB, cli, cliJson, hasCommand, isRoot, mounted, requireCapability, seededBytes, sha256File, sha256Head, tempDir, treeDigest, writeImage } from '../helpers/index.js';
 
 /** 25 slots of 1 MiB, the last one 12345 bytes: random, text, two zero slots, random. */
 const SIZE = 24 * MiB + 12345;
@@ -181,6 +181,15 @@ t.test('a loop device: --onto writes zeros where a slot became zero, --compare c
   t.equal(await sha256Head(device, SIZE), await sha256File(images.a), 'back to a by comparing');
   const beyond = (await fs.readFile(device)).subarray(SIZE);
   t.ok(beyond.equals(seededBytes(77, 32 * MiB).subarray(SIZE)), 'the device past the disk is untouched');
+});
+
+t.test('a file on a filesystem that cannot punch holes (ramfs) gets zeros written instead', async (t) => {
+  if (!requireCapability(t, isRoot(), 'needs root to mount ramfs')) return;
+  const { dir, store, images, ids } = await fixture(t);
+  const target = join(mounted(t, dir, 'ramfs'), 'replica.img');
+  await restoreJson(store, [ids.a, target]);
+  t.match(await restoreJson(store, [ids.b, target, '--onto', ids.a]), { bytesRead: 0, bytesWritten: 3 * MiB + 12345, bytesPunched: 0, slotsWritten: 4 });
+  t.equal(await sha256File(target), await sha256File(images.b), 'the target is b');
 });
 
 /** A refusal: the exit code, one line matching `message`, the target and the store unchanged. */
