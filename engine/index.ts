@@ -65,10 +65,12 @@ export interface BackupReport extends BackupStats {
   parent: string | null;
   disks: { label: string; size: number }[];
   secondsThrottled: number;
+  bytesReadFromStore: number;
+  bytesSkipped: number;
 }
 
 export function backupReport(point: RestorePoint): BackupReport {
-  return { id: point.id, name: point.name, time: point.time, kind: point.kind, parent: point.parent, disks: point.disks, ...point.stats, secondsThrottled: point.stats.secondsThrottled ?? 0 };
+  return { id: point.id, name: point.name, time: point.time, kind: point.kind, parent: point.parent, disks: point.disks, ...point.stats, secondsThrottled: point.stats.secondsThrottled ?? 0, bytesReadFromStore: point.stats.bytesReadFromStore ?? 0, bytesSkipped: point.stats.bytesSkipped ?? 0 };
 }
 
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {
