@@ -64,7 +64,7 @@ export interface BackupProgress {
 
 /** Everything one backup run accumulates before its commit. */
 class BackupRun {
-  readonly stats: BackupStats = { bytesRead: 0, bytesReadFromStore: 0, bytesSkipped: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0, secondsThrottled: 0 };
+  readonly stats: Required<BackupStats> = { bytesRead: 0, bytesReadFromStore: 0, bytesSkipped: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0, secondsThrottled: 0 };
   /** Chunks written by this run, not yet in the index: dedup within the backup. */
   readonly pending = new Map<string, [Buffer, ChunkLocation]>();
   /** Result buffers whose records are stored: handed back to the workers for their next output. */
@@ -143,7 +143,7 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
         writeIds(map, unit, Buffer.from(result!.buffer, 0, unit.length * ID_BYTES));
         await run.storeNewChunks(result!);
         run.stats.bytesRead += result!.bytesRead;
-        run.stats.bytesReadFromStore! += result!.bytesReadFromStore;
+        run.stats.bytesReadFromStore += result!.bytesReadFromStore;
         run.stats.chunksZero += result!.slots.filter((s) => s.outcome === SlotOutcome.Zero).length;
         run.stats.chunksTotal += unit.length;
         run.bytesDone += unit.reduce((sum, plan) => sum + plan.length, 0);

@@ -12,6 +12,7 @@ import { initStore, restore, runBackup, type Store } from '../../engine/index.js
 import { discardRanges, planSlots, wholeDisk, MIN_SPARED_SHARE, READ_ALIGN, type DiskLayout, type Range } from '../../engine/plan.js';
 import type { SlotPlan } from '../../engine/tasks.js';
 import { RECORD_HEADER_BYTES } from '../../store/pack.js';
+import { ID_BYTES } from '../../store/chunk-id.js';
 import { DEFAULT_COMPRESSION } from '../../store/compression.js';
 import { chunkLocation, corruptChunk } from '../helpers/corrupt.js';
 import { seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
@@ -206,4 +207,19 @@ t.test("a damaged parent chunk fails the backup naming the parent, disk and offs
   });
   t.equal(await treeDigest(join(store.dir, 'catalog')), catalog, 'no restore point committed');
   t.equal((await store.catalog.list()).points.length, 1);
+});
+
+t.test('a parent chunk missing from the index fails the backup the same way, before any worker reads it', async (t) => {
+  const { dir, store, image, parent } = await parentStore(t, 4);
+  const map = await store.readMap(parent.id, 'sda');
+  const index = await store.openIndex();
+  await index.deleteMany([Buffer.from(map.subarray(2 * ID_BYTES, 3 * ID_BYTES))]);
+  await index.close();
+  const { child, cbt } = await changedCopy(dir, image, [[2 * CS + 100, 6, 100]]);
+  await t.rejects(runBackup(store, { threads: 1, sources: [`sda=${child}`], name: 'vm', parent: parent.id, changed: [cbt] }), {
+    code: 'CV_DAMAGED',
+    data: { restorePoint: parent.id, disk: 'sda', offset: 2 * CS, problem: 'chunk missing from the index' },
+    message: `restore point ${parent.id} disk sda at offset ${2 * CS}: chunk missing from the index; this incremental backup takes that slot's unchanged bytes from it and was not committed; run 'chunkvault verify' to see the damage`,
+  });
+  t.equal((await store.catalog.list()).points.length, 1, 'no restore point committed');
 });
