@@ -306,3 +306,19 @@ t.test('`chunkvault extents FILE`: the file backed up from the raw loop device r
   await cliJson(['restore', '--store', store, 'latest', out]);
   t.equal(await sha256File(out), await sha256File(disk), 'restore equals the file');
 });
+
+t.test('the human output says what came from the source and what from the parent in the store', async (t) => {
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  await cliJson(['init', '--store', store, '--chunk-size', '64K', '--compression', 'none']);
+  const [day1, day2] = [join(dir, 'day1.img'), join(dir, 'day2.img')];
+  await writeImage(day1, [{ kind: 'random', bytes: 4 * CS, seed: 21 }]);
+  await fs.copyFile(day1, day2);
+  await fs.writeFile(day2, seededBytes(22, 100), { flag: 'r+' });
+  const cbt = await writeCbt(join(dir, 'day2.cbt.json'), [{ offset: 0, length: 100 }]);
+  const full = await cliJson<Report>(['backup', '--store', store, `sda=${day1}`, '--name', 'vm']);
+  const run = await cli(['backup', '--store', store, `sda=${day2}`, '--name', 'vm', '--parent', full.id, '--changed', cbt]);
+  t.equal(run.code, 0, run.stderr);
+  // One 4 KiB block from the source; the parent's uncompressed record of slot 0 (64 KiB and a 48-byte header) from the store.
+  t.match(run.stdout, /^ {2}read 4\.0 KiB from the source and 64\.0 KiB of the parent's chunks from the store, stored 64\.0 KiB new; /m);
+});
