@@ -8,7 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { InvalidInputError } from './errors.js';
+import { InvalidInputError, SourceError, errnoOf, isAbsent } from './errors.js';
 import { NOT_ON_DEVICE } from './extents.js';
 import { readFiemap, type FileExtent } from './fiemap.js';
 import { mergeRanges, type Range } from './plan.js';
@@ -22,11 +22,14 @@ const REFUSED_FLAGS = [...NOT_ON_DEVICE, 'shared'];
 const refuse = (file: string, why: string, data: Record<string, unknown> = {}): InvalidInputError =>
   new InvalidInputError(`--skip-file ${file}: ${why}; nothing was written`, { flag: '--skip-file', file, ...data });
 
+/** A sysfs attribute, or null where there is none; any other failure is an error, never "none". */
 async function sysfs(path: string): Promise<string | null> {
-  return fs.readFile(path, 'utf8').then(
-    (text) => text.trim(),
-    () => null,
-  );
+  try {
+    return (await fs.readFile(path, 'utf8')).trim();
+  } catch (err) {
+    if (isAbsent(err)) return null;
+    throw new SourceError(`cannot read ${path} (${errnoOf(err) ?? String(err)}); nothing was written`, { path }, err);
+  }
 }
 
 /** Where device `dev` (major:minor) starts on the source device `source`: 0 for itself, its start for one of its partitions, else null. */
@@ -34,9 +37,11 @@ async function startOnSource(dev: string, source: string): Promise<number | null
   if (dev === source) return 0;
   const sys = `/sys/dev/block/${dev}`;
   if ((await sysfs(`${sys}/partition`)) === null) return null;
-  const whole = await fs.realpath(sys).then((path) => sysfs(`${dirname(path)}/dev`), () => null);
-  if (whole !== source) return null;
-  return Number(await sysfs(`${sys}/start`)) * 512;
+  if ((await sysfs(`${dirname(await fs.realpath(sys))}/dev`)) !== source) return null;
+  const start = await sysfs(`${sys}/start`);
+  // A wrong start would zero other blocks than the file's: no start, no skipping.
+  if (start === null || !/^\d+$/.test(start)) throw new SourceError(`${sys}/start: not a sector number (${String(start)}); nothing was written`, { path: `${sys}/start` });
+  return Number(start) * 512;
 }
 
 /** The source whose device holds the filesystem of `dev`, and where that filesystem starts on it. */
