@@ -13,11 +13,12 @@ import { newRestorePointId, type BackupKind, type BackupStats, type RestorePoint
 import type { ChunkLocation, PackWriter } from '../store/pack.js';
 import { decodeRecordHeader, locationOf } from '../store/pack.js';
 import type { Compression } from '../store/compression.js';
-import { InvalidInputError, NoSpaceError, SourceError } from './errors.js';
+import { DamagedDataError, InvalidInputError, NoSpaceError, SourceError } from './errors.js';
 import { currentSourceSize } from './source.js';
 import { WorkerPool, pipeline } from './pool.js';
 import { groupTasks, planSlots, type DiskLayout, type UnreadRun } from './plan.js';
-import { SlotOutcome, type BackupResult, type SlotPlan } from './tasks.js';
+import { SlotOutcome, type BackupResult, type ChunkRef, type SlotPlan } from './tasks.js';
+import { chunkRef } from './locate.js';
 import { Throttle, type ThrottleLimits } from './throttle.js';
 import { crashPoint } from './crash.js';
 
@@ -33,6 +34,8 @@ export interface BackupDisk {
   parentMap: Buffer | null;
   /** The source's size when the layout was planned: a source that shrank since fails the backup. */
   sourceSize?: number;
+  /** Bytes of --skip-file files the layout leaves out (read as zeros). */
+  bytesSkipped?: number;
 }
 
 export interface BackupOptions {
@@ -61,7 +64,7 @@ export interface BackupProgress {
 
 /** Everything one backup run accumulates before its commit. */
 class BackupRun {
-  readonly stats: BackupStats = { bytesRead: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0, secondsThrottled: 0 };
+  readonly stats: Required<BackupStats> = { bytesRead: 0, bytesReadFromStore: 0, bytesSkipped: 0, bytesNew: 0, chunksTotal: 0, chunksNew: 0, chunksZero: 0, seconds: 0, secondsThrottled: 0 };
   /** Chunks written by this run, not yet in the index: dedup within the backup. */
   readonly pending = new Map<string, [Buffer, ChunkLocation]>();
   /** Result buffers whose records are stored: handed back to the workers for their next output. */
@@ -74,6 +77,8 @@ class BackupRun {
     readonly bytesTotal: number,
     readonly throttle: Throttle | null,
     readonly compression: Compression,
+    /** Whose chunks partly changed slots take their unchanged bytes from. */
+    readonly parent: RestorePoint | null,
     readonly onProgress?: (progress: BackupProgress) => void,
   ) {}
 
@@ -133,9 +138,12 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
     async (unit) => (Array.isArray(unit) ? readSlots(run, pool, disk, unit) : null),
     async (result, unit) => {
       if (Array.isArray(unit)) {
+        const [problem] = result!.problems;
+        if (problem) throw parentDamage(run.parent!, disk.label, unit[problem.index].slot * chunkSize, problem.problem);
         writeIds(map, unit, Buffer.from(result!.buffer, 0, unit.length * ID_BYTES));
         await run.storeNewChunks(result!);
         run.stats.bytesRead += result!.bytesRead;
+        run.stats.bytesReadFromStore += result!.bytesReadFromStore;
         run.stats.chunksZero += result!.slots.filter((s) => s.outcome === SlotOutcome.Zero).length;
         run.stats.chunksTotal += unit.length;
         run.bytesDone += unit.reduce((sum, plan) => sum + plan.length, 0);
@@ -152,12 +160,45 @@ async function backupDisk(run: BackupRun, pool: WorkerPool, disk: BackupDisk, ma
 
 /** Workers read, hash and compress; the throttle holds the submission back and learns the read latency. */
 async function readSlots(run: BackupRun, pool: WorkerPool, disk: BackupDisk, slots: SlotPlan[]): Promise<BackupResult> {
+  const ids = parentIds(disk, slots);
+  const parentChunks = await locateParentChunks(run, disk, slots, ids);
   await run.throttle?.admit(slots.reduce((sum, plan) => sum + plan.reads.reduce((s, r) => s + r.length, 0), 0));
-  const result = await pool.backup({ op: 'backup', path: disk.path, slots, parentIds: parentIds(disk, slots), out: run.spare.pop() ?? null, compression: run.compression }).catch((err: Error) => {
+  const result = await pool.backup({ op: 'backup', path: disk.path, slots, parentIds: ids, parentChunks, out: run.spare.pop() ?? null, compression: run.compression }).catch((err: Error) => {
     throw new SourceError(`source ${disk.path}: reading failed (${err.message}); the backup was not committed`, { path: disk.path });
   });
   if (result.reads > 0) run.throttle?.observe(result.readMs / result.reads);
   return result;
+}
+
+/**
+ * Where the parent's chunks of a task's partly changed slots are (null for a zero chunk), from
+ * the index this backup holds open, so gc cannot run and they stay where it says.
+ */
+async function locateParentChunks(run: BackupRun, disk: BackupDisk, slots: SlotPlan[], ids: Buffer | null): Promise<(ChunkRef | null)[] | null> {
+  if (!slots.some((plan) => plan.keep)) return null;
+  const idOf = (i: number): Buffer => ids!.subarray(i * ID_BYTES, (i + 1) * ID_BYTES);
+  const wanted = slots.flatMap((plan, i) => (plan.keep && !isZeroId(idOf(i)) ? [i] : []));
+  const locations = await run.index.getMany(wanted.map(idOf));
+  const chunks: (ChunkRef | null)[] = slots.map(() => null);
+  wanted.forEach((i, k) => {
+    const location = locations[k];
+    if (!location) throw parentDamage(run.parent!, disk.label, slots[i].slot * disk.layout.chunkSize, 'chunk missing from the index');
+    chunks[i] = chunkRef(Buffer.from(idOf(i)), location);
+  });
+  return chunks;
+}
+
+/**
+ * A parent's chunk a partly changed slot needs is damaged or gone. The backup fails rather
+ * than read the slot whole from the source: the new chunk would have the parent's id (the
+ * bytes are the same), dedup would find it in the index, and the new restore point would
+ * reference the damaged chunk while the backup looked clean.
+ */
+function parentDamage(parent: RestorePoint, disk: string, offset: number, problem: string): DamagedDataError {
+  return new DamagedDataError(
+    `restore point ${parent.id} disk ${disk} at offset ${offset}: ${problem}; this incremental backup takes that slot's unchanged bytes from it and was not committed; run 'chunkvault verify' to see the damage`,
+    { restorePoint: parent.id, disk, offset, problem },
+  );
 }
 
 /** The parent's ids of a task's slots; zero ids past the parent's end (a grown disk). */
@@ -212,7 +253,8 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
     index = await store.openIndex(10_000);
     const parent = options.parent && (await parentStillListed(store, options.parent, disks, options.implicitParent === true));
     const throttle = options.throttle ? new Throttle(options.throttle) : null;
-    const run = new BackupRun(index, packs, disks.reduce((s, d) => s + d.layout.size, 0), throttle, options.compression, options.onProgress);
+    const run = new BackupRun(index, packs, disks.reduce((s, d) => s + d.layout.size, 0), throttle, options.compression, parent, options.onProgress);
+    run.stats.bytesSkipped = disks.reduce((s, d) => s + (d.bytesSkipped ?? 0), 0);
     for (const disk of disks) {
       const map = await store.createMapWriter(id, disk.label, slotCount(disk.layout.size, store.chunkSize));
       maps.push(map);

@@ -1,7 +1,7 @@
 /**
  * Changed-block lists (CBT) of every source chunkvault knows, detected or named: what to
  * read again since the parent, and what the source says was discarded (zeros, never read).
- * Any granularity: a range touching a chunk slot makes the whole slot read (plan.ts).
+ * Any granularity: plan.ts reads the changed 4 KiB blocks of a slot and takes the rest from the parent.
  * Ranges may come unsorted and overlapping: they are sorted and merged.
  */
 import { InvalidInputError } from './errors.js';

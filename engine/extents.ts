@@ -63,7 +63,7 @@ export function parseExtentMap(text: string, file: string, source: string, sourc
 }
 
 /** Extents whose bytes are not stored as-is on the device. */
-const NOT_ON_DEVICE = ['unknown_loc', 'delalloc', 'encoded', 'encrypted', 'not_aligned', 'inline', 'tail_packed'];
+export const NOT_ON_DEVICE = ['unknown_loc', 'delalloc', 'encoded', 'encrypted', 'not_aligned', 'inline', 'tail_packed'];
 /** FIEMAP on btrfs answers in btrfs logical addresses, not offsets on any one device. */
 const BTRFS = '9123683e';
 

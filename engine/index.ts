@@ -70,10 +70,24 @@ export interface BackupReport extends BackupStats {
   secondsThrottled: number;
   /** What the inputs held that the backup ignored (unknown keys of a CBT list...). */
   warnings: string[];
+  bytesReadFromStore: number;
+  bytesSkipped: number;
 }
 
 export function backupReport(point: RestorePoint, warnings: string[]): BackupReport {
-  return { id: point.id, name: point.name, time: point.time, kind: point.kind, parent: point.parent, disks: point.disks, ...point.stats, secondsThrottled: point.stats.secondsThrottled ?? 0, warnings };
+  return {
+    id: point.id,
+    name: point.name,
+    time: point.time,
+    kind: point.kind,
+    parent: point.parent,
+    disks: point.disks,
+    ...point.stats,
+    secondsThrottled: point.stats.secondsThrottled ?? 0,
+    bytesReadFromStore: point.stats.bytesReadFromStore ?? 0,
+    bytesSkipped: point.stats.bytesSkipped ?? 0,
+    warnings,
+  };
 }
 
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {

@@ -15,6 +15,7 @@ import { readInputFile, readStdin } from './json-input.js';
 import { readMapOrDamage } from './locate.js';
 import { checkLabel } from './names.js';
 import { discardRanges, mergeRanges, resizedRange, wholeDisk, type DiskLayout, type Range } from './plan.js';
+import { skipFileRanges, skippedBytes } from './skip-files.js';
 import { resolveRef } from './refs.js';
 import type { Source } from './source.js';
 
@@ -30,6 +31,8 @@ export interface LayoutOptions {
   changed?: string[];
   /** The format of every --changed file (cbt.ts CBT_FORMATS); by default `auto`, detected from each file. */
   changedFormat?: string;
+  /** Files on a filesystem of a source device: backed up as zeros, never read (skip-files.ts). */
+  skipFiles?: string[];
 }
 
 export interface PreparedBackup {
@@ -126,6 +129,7 @@ export async function prepareDisks(store: Store, sources: Source[], name: string
   // Sparse files are mapped by a filefrag child process: it runs while the catalog is read.
   const layouts = sources.map((source) => baseLayout(source, extentFiles.get(source.label), store.chunkSize));
   layouts.forEach((layout) => layout.catch(() => undefined)); // awaited below, after the parent's checks
+  const skipped = await skipFileRanges(sources, options.skipFiles ?? [], new Set(extentFiles.keys()));
   const implicitParent = options.parent === undefined;
   let parent = typeof options.parent === 'string' ? await findParent(store, options.parent, name) : implicitParent ? await newestOf(store, name) : null;
   const disks: BackupDisk[] = [];
@@ -151,7 +155,8 @@ export async function prepareDisks(store: Store, sources: Source[], name: string
       parent = null;
       disks.forEach((d) => (d.parentMap = null));
     }
-    disks.push({ label: source.label, path: source.path, layout, parentMap, sourceSize: source.size });
+    const skip = skipped.get(source.label) ?? [];
+    disks.push({ label: source.label, path: source.path, layout: discardRanges(layout, skip), parentMap, sourceSize: source.size, bytesSkipped: skippedBytes(skip) });
   }
   const kind: BackupKind = changedFiles.size > 0 ? 'cbt' : extentFiles.size > 0 ? 'extents' : 'full';
   return { disks, kind, parent, implicitParent, warnings };

@@ -8,11 +8,19 @@ export interface SlotRead {
   length: number;
 }
 
+/** Bytes [at, at+length) of a chunk slot. */
+export interface SlotRange {
+  at: number;
+  length: number;
+}
+
 export interface SlotPlan {
   slot: number;
   /** Slot length: chunkSize, or less for the last slot of a disk. */
   length: number;
   reads: SlotRead[];
+  /** Present when the slot changed only in part: these bytes are the parent's chunk's, not read from the source. */
+  keep?: SlotRange[];
 }
 
 export interface BackupTask {
@@ -21,6 +29,8 @@ export interface BackupTask {
   slots: SlotPlan[];
   /** Parent's ids for these slots (32 bytes each), or empty: equal ids skip compression. */
   parentIds: Uint8Array | null;
+  /** Per slot, for slots with `keep`: the parent's chunk, null for a zero chunk (null for the other slots). */
+  parentChunks: (ChunkRef | null)[] | null;
   /** A spent result buffer handed back (transferred) for the output, when large enough. */
   out: ArrayBuffer | null;
   compression: Compression;
@@ -45,6 +55,10 @@ export interface BackupResult {
   buffer: ArrayBuffer;
   slots: BackupSlotResult[];
   bytesRead: number;
+  /** Pack records read for the parent's part of partly changed slots (headers included). */
+  bytesReadFromStore: number;
+  /** Slots whose parent chunk could not be read or failed its check: nothing of the task may be stored. */
+  problems: ChunkProblem[];
   /** Source reads and their summed latency, timed in the worker where the read happens (throttling). */
   reads: number;
   readMs: number;

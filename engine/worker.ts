@@ -38,9 +38,10 @@ import {
 const ready = loadHasher();
 /**
  * Per-thread buffers reused across tasks: chunk bytes, pack records read for restore/verify,
- * and page-aligned memory restored chunks are decoded into, so they can be written direct.
+ * page-aligned memory restored chunks are decoded into, so they can be written direct, and
+ * the parent's chunk a partly changed slot takes its unchanged bytes from.
  */
-const scratch: Record<'chunk' | 'record' | 'aligned', Buffer> = { chunk: Buffer.alloc(0), record: Buffer.alloc(0), aligned: Buffer.alloc(0) };
+const scratch: Record<'chunk' | 'record' | 'aligned' | 'parent', Buffer> = { chunk: Buffer.alloc(0), record: Buffer.alloc(0), aligned: Buffer.alloc(0), parent: Buffer.alloc(0) };
 
 function scratchOf(size: number, kind: keyof typeof scratch = 'chunk'): Buffer {
   if (scratch[kind].byteLength < size) scratch[kind] = kind === 'aligned' ? alignedBuffer(size) : Buffer.allocUnsafeSlow(size);
@@ -83,16 +84,35 @@ function transfer(value: object, buffers: ArrayBuffer[]): unknown {
   return movable;
 }
 
-/** Reads a slot's bytes into `data`; bytes no read covers are zero. */
-function readSlot(fd: number, plan: SlotPlan, data: Buffer, path: string, stats: { bytesRead: number; reads: number; readMs: number }): void {
-  const covered = plan.reads.reduce((sum, read) => sum + read.length, 0);
+interface SlotStats {
+  bytesRead: number;
+  bytesReadFromStore: number;
+  reads: number;
+  readMs: number;
+}
+
+/** Fills `data` with a slot's bytes: its reads from the source, its kept bytes from `parent` (null: zeros), zeros elsewhere. */
+function fillSlot(fd: number, plan: SlotPlan, parent: Buffer | null, data: Buffer, path: string, stats: SlotStats): void {
+  const covered = plan.reads.reduce((sum, read) => sum + read.length, 0) + (parent ? plan.keep!.reduce((sum, keep) => sum + keep.length, 0) : 0);
   if (covered < plan.length) data.fill(0);
+  if (parent) for (const keep of plan.keep!) parent.copy(data, keep.at, keep.at, keep.at + keep.length);
   for (const read of plan.reads) {
     const started = performance.now();
     stats.bytesRead += readFully(fd, data.subarray(read.at, read.at + read.length), read.from, path);
     stats.readMs += performance.now() - started;
     stats.reads++;
   }
+}
+
+/** The parent's bytes of a partly changed slot, decoded and checked against its id; null for a zero chunk. */
+function parentBytes(plan: SlotPlan, chunk: ChunkRef | null, packsDir: string, stats: SlotStats): { data: Buffer | null } | { problem: string } {
+  if (chunk === null) return { data: null };
+  const read = readChunk(chunk, packsDir, scratchOf(chunk.rawLength, 'parent'));
+  if ('problem' in read) return read;
+  stats.bytesReadFromStore += read.record.byteLength;
+  // The parent's disk holds the whole slot (plan.ts changedSlotPlan): another length is a map that lies.
+  if (read.data.byteLength !== plan.length) return { problem: `the parent's chunk has ${read.data.byteLength} bytes, the slot ${plan.length}` };
+  return read;
 }
 
 /** A buffer handed back with the task when it is large enough, else a new one: a fresh one costs a page fault per 4 KiB. */
@@ -104,19 +124,25 @@ function reusedOrNew(out: ArrayBuffer | null, size: number): Buffer {
  * Output: the slots' ids, then the records of chunks that need storing, written in place
  * (no per-chunk allocation) into one buffer that is transferred to the main thread.
  */
-function backup(task: BackupTask): unknown {
+function backup(task: BackupTask, packsDir: string): unknown {
   return withFile(task.path, 'r', (fd) => {
     const idBytes = task.slots.length * ID_BYTES;
     // A reused buffer holds the last task's ids: zero slots write none, so clear them.
     const out = reusedOrNew(task.out, idBytes + task.slots.reduce((sum, plan) => sum + recordBound(plan.length, task.compression), 0)).fill(0, 0, idBytes);
     const results: BackupSlotResult[] = [];
-    const stats = { bytesRead: 0, reads: 0, readMs: 0 };
+    const problems: ChunkProblem[] = [];
+    const stats: SlotStats = { bytesRead: 0, bytesReadFromStore: 0, reads: 0, readMs: 0 };
     let at = idBytes;
     task.slots.forEach((plan, i) => {
-      const data = scratchOf(plan.length);
-      readSlot(fd, plan, data, task.path, stats);
       const result: BackupSlotResult = { slot: plan.slot, outcome: SlotOutcome.Zero, recordOffset: 0, recordLength: 0 };
       results.push(result);
+      const parent = plan.keep ? parentBytes(plan, task.parentChunks![i], packsDir, stats) : { data: null };
+      if ('problem' in parent) {
+        problems.push({ index: i, problem: parent.problem });
+        return;
+      }
+      const data = scratchOf(plan.length);
+      fillSlot(fd, plan, parent.data, data, task.path, stats);
       if (isAllZero(data)) return;
       const id = chunkId(data);
       id.copy(out, i * ID_BYTES);
@@ -130,7 +156,7 @@ function backup(task: BackupTask): unknown {
       result.recordLength = writeRecord(data, id, out, at, task.compression);
       at += result.recordLength;
     });
-    const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, ...stats };
+    const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, problems, ...stats };
     return transfer(result, [result.buffer]);
   });
 }
@@ -307,7 +333,7 @@ export default async function run(message: { task: Task; packsDir: string }): Pr
   const { task, packsDir } = message;
   switch (task.op) {
     case 'backup':
-      return backup(task);
+      return backup(task, packsDir);
     case 'restore':
       return restore(task, packsDir);
     case 'patch':

@@ -32,6 +32,10 @@ export interface BackupStats {
   seconds: number;
   /** Time source reads were held back by --max-latency / --max-rate; absent in points made before throttling. */
   secondsThrottled?: number;
+  /** Pack bytes read for the parent's part of partly changed slots; absent in points made before sub-chunk reads. */
+  bytesReadFromStore?: number;
+  /** Bytes of --skip-file files backed up as zeros, unread; absent in points made before --skip-file. */
+  bytesSkipped?: number;
 }
 
 export interface RestorePoint {

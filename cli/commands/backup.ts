@@ -13,6 +13,7 @@ interface BackupFlags extends StoreOptions {
   parent?: string | false;
   changed: string[];
   changedFormat?: string;
+  skipFile: string[];
   maxLatency?: number;
   maxRate?: number;
   force?: boolean;
@@ -35,7 +36,7 @@ function describe(report: BackupReport): string[] {
   return [
     `restore point ${report.id} (${report.name}, ${report.time}), ${report.kind}${report.parent ? ` on parent ${report.parent}` : ''}`,
     `  disks: ${report.disks.map((d) => `${d.label} ${formatBytes(d.size)}`).join(', ')}`,
-    `  read ${formatBytes(report.bytesRead)}, stored ${formatBytes(report.bytesNew)} new; chunks ${report.chunksTotal} (${report.chunksNew} new, ${report.chunksZero} zero)`,
+    `  read ${formatBytes(report.bytesRead)} from the source${report.bytesReadFromStore > 0 ? ` and ${formatBytes(report.bytesReadFromStore)} of the parent's chunks from the store` : ''}${report.bytesSkipped > 0 ? `, skipped ${formatBytes(report.bytesSkipped)} (--skip-file)` : ''}, stored ${formatBytes(report.bytesNew)} new; chunks ${report.chunksTotal} (${report.chunksNew} new, ${report.chunksZero} zero)`,
     `  ${report.seconds.toFixed(2)} s, ${(logical / 1e6 / Math.max(report.seconds, 1e-9)).toFixed(0)} MB/s${report.secondsThrottled > 0 ? `, ${report.secondsThrottled.toFixed(2)} s throttled` : ''}`,
   ];
 }
@@ -51,6 +52,7 @@ export function register(program: Command): void {
     .option('--no-parent', 'no parent: compress every chunk before looking it up')
     .option('--changed <[label=]file>', 'changed blocks since --parent (chunkvault JSON, rbd diff, thin_delta, nbdinfo/qemu-img map of a dirty bitmap, VMware changedArea, OFFSET LENGTH text; - is stdin): read only chunks touching them (repeatable)', repeatable, [])
     .option('--changed-format <format>', 'format of every --changed file: auto (default), chunkvault, rbd, thin, nbdinfo, qemu-map, vmware, text')
+    .option('--skip-file <path>', 'a file on a mounted filesystem of a source device (swap file, cache): backed up as zeros, never read (repeatable)', repeatable, [])
     .option('--max-latency <ms>', 'slow reading down while source read latency is above this', positiveNumber('--max-latency'))
     .option('--max-rate <MB/s>', 'cap the source read rate', positiveNumber('--max-rate'))
     .option('--force', 'start even when the store may not have space for this backup')
@@ -68,6 +70,7 @@ export function register(program: Command): void {
         parent: options.parent,
         changed: options.changed,
         changedFormat: options.changedFormat,
+        skipFiles: options.skipFile,
         maxLatencyMs: options.maxLatency,
         maxRateMBps: options.maxRate,
         force: options.force,

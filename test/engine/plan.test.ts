@@ -14,10 +14,12 @@ const CS = 64 * 1024;
 // End-to-end cases use one worker: under tap every pool thread loads tap's loaders (seconds).
 const TiB = 1024 ** 4;
 
-/** 'read 3: at+length<-from ...', 'zero 4x2', 'parent 6x1': compact and exact. */
+/** 'read 3/length: at+length<-from ... keep at+length ...', 'zero 4x2', 'parent 6x1': compact and exact. */
 function show(actions: Iterable<SlotAction>): string[] {
   return Array.from(actions, (a) =>
-    a.kind === 'read' ? `read ${a.plan.slot}/${a.plan.length}: ${a.plan.reads.map((r) => `${r.at}+${r.length}<-${r.from}`).join(' ')}` : `${a.kind} ${a.first}x${a.count}`,
+    a.kind === 'read'
+      ? `read ${a.plan.slot}/${a.plan.length}: ${a.plan.reads.map((r) => `${r.at}+${r.length}<-${r.from}`).join(' ')}${a.plan.keep ? ` keep ${a.plan.keep.map((k) => `${k.at}+${k.length}`).join(' ')}` : ''}`
+      : `${a.kind} ${a.first}x${a.count}`,
   );
 }
 
@@ -50,18 +52,18 @@ t.test('extents: gaps are zero runs, data maps to its source offset, slot edges 
   ]);
 });
 
-t.test('CBT: a changed range of any size makes each slot it touches read whole; the rest reuse the parent', async (t) => {
+t.test('CBT: a slot a changed range touches reads its changed 4 KiB blocks and keeps the rest from the parent; untouched slots reuse the parent', async (t) => {
   const changed: [number, number][] = [
-    [5 * CS + 4096, 4096], // inside slot 5
-    [8 * CS - 512, 1024], // straddles slots 7 and 8
-    [12 * CS, CS], // exactly slot 12: ends where slot 13 starts, which it does not touch
+    [5 * CS + 4096, 4096], // one block inside slot 5
+    [8 * CS - 512, 1024], // straddles slots 7 and 8: one block of each
+    [12 * CS, CS], // exactly slot 12, read whole: it spares nothing
   ];
   t.same(show(planSlots(layout(16 * CS, [[0, 16 * CS]], changed))), [
     'parent 0x5',
-    `read 5/${CS}: 0+${CS}<-${5 * CS}`,
+    `read 5/${CS}: 4096+4096<-${5 * CS + 4096} keep 0+4096 8192+${CS - 8192}`,
     'parent 6x1',
-    `read 7/${CS}: 0+${CS}<-${7 * CS}`,
-    `read 8/${CS}: 0+${CS}<-${8 * CS}`,
+    `read 7/${CS}: ${CS - 4096}+4096<-${8 * CS - 4096} keep 0+${CS - 4096}`,
+    `read 8/${CS}: 0+4096<-${8 * CS} keep 4096+${CS - 4096}`,
     'parent 9x3',
     `read 12/${CS}: 0+${CS}<-${12 * CS}`,
     'parent 13x3',
@@ -71,7 +73,7 @@ t.test('CBT: a changed range of any size makes each slot it touches read whole; 
 
 t.test('CBT with holes: slots without data are zero, not the parent (the layout knows they are zero)', async (t) => {
   const plan = layout(8 * CS, [[CS, 2 * CS], [6 * CS, CS]], [[2 * CS, 10], [4 * CS, 10]]);
-  t.same(show(planSlots(plan)), ['zero 0x1', 'parent 1x1', `read 2/${CS}: 0+${CS}<-${2 * CS}`, 'zero 3x3', 'parent 6x1', 'zero 7x1']);
+  t.same(show(planSlots(plan)), ['zero 0x1', 'parent 1x1', `read 2/${CS}: 0+4096<-${2 * CS} keep 4096+${CS - 4096}`, 'zero 3x3', 'parent 6x1', 'zero 7x1']);
 });
 
 t.test('a 1 TiB sparse disk plans in a handful of actions', async (t) => {
@@ -81,7 +83,7 @@ t.test('a 1 TiB sparse disk plans in a handful of actions', async (t) => {
   t.equal(actions[0], `zero 0x${(10 * 1024 ** 3) / CS}`);
   t.equal(actions[5], `read ${TiB / CS - 1}/${CS}: ${CS - 100}+100<-${TiB - 100}`);
   const parents = show(planSlots({ ...wholeDisk(TiB, CS), changed: [{ offset: TiB / 2, length: 1 }] }));
-  t.same(parents, [`parent 0x${TiB / 2 / CS}`, `read ${TiB / 2 / CS}/${CS}: 0+${CS}<-${TiB / 2}`, `parent ${TiB / 2 / CS + 1}x${TiB / 2 / CS - 1}`]);
+  t.same(parents, [`parent 0x${TiB / 2 / CS}`, `read ${TiB / 2 / CS}/${CS}: 0+4096<-${TiB / 2} keep 4096+${CS - 4096}`, `parent ${TiB / 2 / CS + 1}x${TiB / 2 / CS - 1}`]);
 });
 
 t.test('groupTasks: read slots in tasks of N across unread runs, adjacent unread runs of one kind merged', async (t) => {
@@ -114,7 +116,7 @@ t.test('discardRanges: discarded bytes leave the extents (keeping their source o
     { offset: CS + 150, length: CS - 150, from: 9000 + CS + 150 },
   ]);
   t.same(cut.changed, [{ offset: 0, length: 10 }, { offset: CS, length: 150 }, { offset: 3 * CS, length: CS }]);
-  t.same(show(planSlots(cut)), [`read 0/${CS}: 0+${CS}<-9000`, `read 1/${CS}: 150+${CS - 150}<-${9000 + CS + 150}`, 'zero 2x2'], 'a wholly discarded slot is zero, unread');
+  t.same(show(planSlots(cut)), [`read 0/${CS}: 0+4096<-9000 keep 4096+${CS - 4096}`, `read 1/${CS}: 150+3946<-${9000 + CS + 150} keep 4096+${CS - 4096}`, 'zero 2x2'], 'a wholly discarded slot is zero, unread; the block a discard touches is read but for the discarded bytes');
   t.equal(discardRanges(layout(CS, [[0, CS]]), [{ offset: 0, length: 10 }]).changed, null, 'no CBT list: every slot is read anyway');
   t.equal(discardRanges(plan, []), plan, 'nothing discarded: the same layout');
 });
@@ -212,7 +214,7 @@ t.test('two disks: LABEL= forms pick the disk a CBT list belongs to; a disk with
   const cbt = join(dir, 'sda.cbt.json');
   await fs.writeFile(cbt, JSON.stringify({ changed: [{ offset: 5 * CS + 7, length: 100 }] }));
   const next = await runBackup(store, { threads: 1, sources: [`sda=${sda}`, `sdb=${sdb}`], name: 'vm', parent: full.id, changed: [`sda=${cbt}`] });
-  t.equal(next.bytesRead, CS + 3 * CS, "sda: the one touched slot; sdb: all of it, compared with the parent's ids");
+  t.equal(next.bytesRead, 4096 + 3 * CS, "sda: the one touched 4 KiB block; sdb: all of it, compared with the parent's ids");
   t.equal(next.chunksNew, 1);
   for (const [label, image] of [
     ['sda', sda],
