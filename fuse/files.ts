@@ -1,0 +1,203 @@
+/**
+ * Files inside a restore point's disk: a private chunkvault mount (the code `chunkvault mount`
+ * runs) in a 0700 temp dir, a reader of the filesystem in the image it serves (fs-readers.ts),
+ * the work, then everything torn down again, also on a failure, a time-out or a signal.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import type { Store } from '../store/store.js';
+import type { RestorePoint } from '../store/catalog.js';
+import { FilesystemError, InterruptedError, InvalidInputError, TargetError, isAbsent } from '../engine/errors.js';
+import { resolveRef } from '../engine/refs.js';
+import { pickDisk } from '../engine/restore.js';
+import { chunkvaultMountOf } from '../engine/mounts.js';
+import { DEFAULT_CACHE_BYTES, mount } from './mount.js';
+import { IMAGE_SUFFIX } from './tree.js';
+import { probeFilesystem } from './fs-probe.js';
+import { openReader, readerFor, type FileEntry, type FsReader } from './fs-readers.js';
+
+export type { FileEntry } from './fs-readers.js';
+
+/** REF[:LABEL[:pN]]; REF may be NAME@latest, and a name may hold ':' (a label never does). */
+export interface FilesTarget {
+  ref: string;
+  label?: string;
+  partition?: number;
+}
+
+export const DEFAULT_TIMEOUT_MS = 60_000;
+
+export function parseFilesTarget(text: string): FilesTarget {
+  const at = text.lastIndexOf('@latest');
+  const [ref, rest] = at >= 0 ? [text.slice(0, at + '@latest'.length), text.slice(at + '@latest'.length)] : [text.split(':')[0], text.slice(text.split(':')[0].length)];
+  const m = /^(?::([A-Za-z0-9][A-Za-z0-9._-]*)(?::p([1-9]\d{0,2}))?)?$/.exec(rest);
+  if (!m || ref === '') throw new InvalidInputError(`'${text}' is not REF[:LABEL[:pN]] (e.g. latest:root:p2, web@latest:disk0)`, { value: text });
+  return { ref, label: m[1], partition: m[2] === undefined ? undefined : Number(m[2]) };
+}
+
+/** PATH inside the filesystem, absolute and without `.` or `..`; `..` above its root is refused. */
+export function fsPath(text: string): string {
+  const parts: string[] = [];
+  for (const part of text.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part !== '..') parts.push(part);
+    else if (parts.pop() === undefined) throw new InvalidInputError(`PATH ${text}: leads outside the filesystem ('..' above its root)`, { path: text });
+  }
+  return '/' + parts.join('/');
+}
+
+export interface FilesOptions {
+  /** How long the reader may take to open, list, or go without copying a byte. */
+  timeoutMs?: number;
+  /** Aborted (with the signal's name as reason) on SIGINT/SIGTERM: the work stops and everything is torn down. */
+  signal?: AbortSignal;
+}
+
+export interface OpenFilesystem {
+  point: RestorePoint;
+  disk: string;
+  partition?: number;
+  type: string;
+  reader: string;
+  list(path: string): Promise<FileEntry[]>;
+  /** Copies the paths into dir (created if absent); the regular files written, with their sha256 if asked. */
+  extract(paths: string[], dir: string, hash: boolean): Promise<ManifestEntry[]>;
+}
+
+export interface ManifestEntry {
+  path: string;
+  size: number;
+  sha256?: string;
+}
+
+function where(point: RestorePoint, disk: string, partition?: number): string {
+  return `restore point ${point.id} disk ${disk}${partition === undefined ? '' : ` partition p${partition}`}`;
+}
+
+/** Settles as `work` does, unless the time runs out or the signal fires first. */
+function bounded<T>(work: Promise<T>, timeoutMs: number, onTimeout: () => Error, signal?: AbortSignal): Promise<T> {
+  return new Promise<T>((done, fail) => {
+    const timer = setTimeout(() => fail(onTimeout()), timeoutMs);
+    const abort = (): void => fail(new InterruptedError(signal!.reason as string));
+    if (signal?.aborted) abort();
+    signal?.addEventListener('abort', abort, { once: true });
+    work.then(done, fail).finally(() => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
+    });
+  });
+}
+
+/** The directory to extract into: not inside the store or any chunkvault mount; new, or empty when `/` is extracted. */
+export async function checkTargetDir(store: Store, dir: string, paths: string[]): Promise<string> {
+  const target = resolve(dir);
+  let existing = target;
+  while (true) {
+    const stats = await fs.stat(existing).catch((err: unknown) => {
+      if (isAbsent(err)) return null;
+      throw new TargetError(`--to ${dir}: ${(err as NodeJS.ErrnoException).code}`, { target: dir });
+    });
+    if (stats) {
+      if (existing === target && !stats.isDirectory()) throw new TargetError(`--to ${dir}: not a directory`, { target: dir });
+      if (await chunkvaultMountOf(stats.dev)) throw new TargetError(`--to ${dir}: inside a chunkvault mount, which is read-only; choose a directory outside it`, { target: dir });
+      break;
+    }
+    existing = dirname(existing);
+  }
+  const real = join(await fs.realpath(existing), relative(existing, target));
+  const storeDir = await fs.realpath(store.dir);
+  if (real === storeDir || real.startsWith(storeDir + sep)) throw new TargetError(`--to ${dir}: inside the store ${store.dir}; choose a directory outside it`, { target: dir });
+  for (const path of paths) {
+    const into = path === '/' ? target : join(target, basename(path));
+    const taken = path === '/' ? (await fs.readdir(target).catch(() => [])).length > 0 : await fs.lstat(into).then(() => true, () => false);
+    if (taken) throw new TargetError(`--to ${dir}: ${path === '/' ? 'is not empty' : `${into} exists`}; nothing is overwritten, choose a new or empty directory`, { target: dir });
+  }
+  return target;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Every regular file at or below `rel` in `dir`, sorted by path; hashing reads them all (a sparse file's holes too). */
+async function manifest(dir: string, rel: string, hash: boolean): Promise<ManifestEntry[]> {
+  const stats = await fs.lstat(join(dir, rel));
+  if (stats.isFile()) return [{ path: rel, size: stats.size, ...(hash ? { sha256: await sha256File(join(dir, rel)) } : {}) }];
+  if (!stats.isDirectory()) return [];
+  const out: ManifestEntry[] = [];
+  for (const name of (await fs.readdir(join(dir, rel))).sort()) out.push(...(await manifest(dir, join(rel, name), hash)));
+  return out;
+}
+
+/** Probes the filesystem (one read at a time: this process serves the image it reads). */
+async function probe(image: string): Promise<string | null> {
+  const handle = await fs.open(image, 'r');
+  try {
+    const read = async (offset: number, length: number): Promise<Buffer> => {
+      const buf = Buffer.alloc(length);
+      const { bytesRead } = await handle.read(buf, 0, length, offset);
+      return buf.subarray(0, bytesRead);
+    };
+    return await probeFilesystem(read);
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function withFilesystem<T>(store: Store, target: FilesTarget, options: FilesOptions, work: (fs: OpenFilesystem) => Promise<T>): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const { points, problems } = await store.catalog.list();
+  const point = resolveRef(points, target.ref, problems.map((p) => p.id));
+  const disk = pickDisk(point, target.label, 'choose one with REF:LABEL').label;
+  if (target.partition !== undefined) throw new InvalidInputError(`${target.ref}:${disk}:p${target.partition}: partitions are not supported yet; give REF:LABEL of an unpartitioned disk`, { partition: target.partition });
+  const at = where(point, disk, target.partition);
+  const bound = <R>(step: Promise<R>, onTimeout: () => Error): Promise<R> => bounded(step, timeoutMs, onTimeout, options.signal);
+
+  const temp = await fs.mkdtemp(join(tmpdir(), 'chunkvault-files-'));
+  const served: string[] = [];
+  let opening: Promise<FsReader> | null = null;
+  let session: Awaited<ReturnType<typeof mount>> | null = null;
+  try {
+    await fs.mkdir(join(temp, 'store'));
+    session = await mount(store, join(temp, 'store'), { cacheBytes: DEFAULT_CACHE_BYTES, log: (line) => served.push(line) });
+    const image = join(session.mountpoint, point.id, `${disk}${IMAGE_SUFFIX}`);
+    const failed = (what: string) => (err: unknown): never => {
+      if (!(err instanceof Error) || err instanceof InvalidInputError || err instanceof InterruptedError || err instanceof FilesystemError) throw err;
+      const mountSaid = served.length > 0 ? `; the mount said: ${served[0]}` : '';
+      throw new FilesystemError(`${at}: ${what} (${err.message})${mountSaid}`, { restorePoint: point.id, disk, partition: target.partition ?? null }, err);
+    };
+    const type = await bound(probe(image), () => new Error(`no answer within ${timeoutMs / 1000} s`)).catch(failed('cannot read the disk image'));
+    if (type === null) throw new FilesystemError(`${at}: holds no filesystem chunkvault knows (ext2/3/4, xfs, btrfs, vfat)`, { restorePoint: point.id, disk });
+    const missing = readerFor(type);
+    if (missing) throw new FilesystemError(`${at}: holds ${type}, which cannot be read here: ${missing}`, { restorePoint: point.id, disk, type });
+    opening = openReader(type, image, join(temp, 'fs'), timeoutMs);
+    const open = await bound(opening, () => new Error(`the reader did not open it within ${timeoutMs / 1000} s`)).catch(failed(`the ${type} filesystem cannot be read`));
+    const hung = (): Error => new Error(`${open.name} did not answer within ${timeoutMs / 1000} s`);
+    return await work({
+      point,
+      disk,
+      partition: target.partition,
+      type,
+      reader: open.name,
+      list: (path) => bound(open.list(path), hung).catch(failed(`cannot list ${path} in the ${type} filesystem`)),
+      extract: async (paths, dir, hash) => {
+        // The idle time-out is the reader's own (no byte copied for timeoutMs); a signal still stops it at once.
+        await fs.mkdir(dir, { recursive: true });
+        await bounded(open.extract(paths, dir, timeoutMs), 2 ** 31 - 1, hung, options.signal).catch(failed(`cannot copy from the ${type} filesystem`));
+        const entries: ManifestEntry[] = [];
+        for (const path of paths) entries.push(...(await manifest(dir, path === '/' ? '' : basename(path), hash)));
+        return entries;
+      },
+    });
+  } finally {
+    // Also a reader that opened after its time-out or a signal: fuse2fs gives up by itself after timeoutMs.
+    const reader = await opening?.catch(() => null);
+    await reader?.close();
+    if (session) await session.unmount();
+    await fs.rm(temp, { recursive: true, force: true });
+  }
+}
