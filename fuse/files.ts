@@ -76,10 +76,10 @@ function where(point: RestorePoint, disk: string, partition?: number): string {
   return `restore point ${point.id} disk ${disk}${partition === undefined ? '' : ` partition p${partition}`}`;
 }
 
-/** Settles as `work` does, unless the time runs out or the signal fires first. */
-function bounded<T>(work: Promise<T>, timeoutMs: number, onTimeout: () => Error, signal?: AbortSignal): Promise<T> {
+/** Settles as `work` does, unless the time (if any) runs out or the signal fires first. */
+function bounded<T>(work: Promise<T>, timeoutMs: number | null, onTimeout: () => Error, signal?: AbortSignal): Promise<T> {
   return new Promise<T>((done, fail) => {
-    const timer = setTimeout(() => fail(onTimeout()), timeoutMs);
+    const timer = timeoutMs === null ? undefined : setTimeout(() => fail(onTimeout()), timeoutMs);
     const abort = (): void => fail(new InterruptedError(signal!.reason as string));
     if (signal?.aborted) abort();
     signal?.addEventListener('abort', abort, { once: true });
@@ -185,9 +185,10 @@ export async function withFilesystem<T>(store: Store, target: FilesTarget, optio
       reader: open.name,
       list: (path) => bound(open.list(path), hung).catch(failed(`cannot list ${path} in the ${type} filesystem`)),
       extract: async (paths, dir, hash) => {
-        // The idle time-out is the reader's own (no byte copied for timeoutMs); a signal still stops it at once.
+        // The copy has no time limit, only one on being idle (no byte copied for timeoutMs), which the reader keeps.
+        for (const path of paths) await bound(open.check(path), hung).catch(failed(`cannot read ${path} in the ${type} filesystem`));
         await fs.mkdir(dir, { recursive: true });
-        await bounded(open.extract(paths, dir, timeoutMs), 2 ** 31 - 1, hung, options.signal).catch(failed(`cannot copy from the ${type} filesystem`));
+        await bounded(open.extract(paths, dir, timeoutMs, options.signal), null, hung, options.signal).catch(failed(`cannot copy from the ${type} filesystem`));
         const entries: ManifestEntry[] = [];
         for (const path of paths) entries.push(...(await manifest(dir, path === '/' ? '' : basename(path), hash)));
         return entries;

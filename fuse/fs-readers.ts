@@ -30,8 +30,10 @@ export interface FsReader {
   readonly name: string;
   /** `path` is absolute and normalised (see files.ts); a directory lists its entries, anything else itself. */
   list(path: string): Promise<FileEntry[]>;
-  /** Copies each path (a file, link or whole tree) into `dir`, as `cp -a` does; fails after `idleMs` without progress. */
-  extract(paths: string[], dir: string, idleMs: number): Promise<void>;
+  /** Refuses a path that is not there, or that leads through a symlink, before anything is written. */
+  check(path: string): Promise<void>;
+  /** Copies each path (a file, link or whole tree) into `dir`, as `cp -a` does; fails after `idleMs` without progress, stops when `signal` fires. */
+  extract(paths: string[], dir: string, idleMs: number, signal?: AbortSignal): Promise<void>;
   /** Releases the reader, also one that hangs; never throws. */
   close(): Promise<void>;
 }
@@ -84,10 +86,10 @@ async function ioCounters(pid: number): Promise<string> {
     .join(',');
 }
 
-/** Runs a copying tool, killed once it has neither read nor written for idleMs: a reader that hangs stops it. */
-function runWatched(command: string, args: string[], idleMs: number, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+/** Runs a copying tool, killed once it has neither read nor written for idleMs (a reader that hangs stops it), or on the signal. */
+function runWatched(command: string, args: string[], idleMs: number, signal?: AbortSignal, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   return new Promise((done, fail) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'], signal, killSignal: 'SIGKILL' });
     let stderr = '';
     let last = '';
     let idleSince = Date.now();
@@ -102,6 +104,7 @@ function runWatched(command: string, args: string[], idleMs: number, env: NodeJS
         }
       });
     }, 500);
+    // An abort arrives here as an AbortError, after the kill.
     child.on('error', (err) => (clearInterval(watch), fail(err)));
     child.on('close', (code) => {
       clearInterval(watch);
@@ -161,6 +164,7 @@ async function hostPath(root: string, path: string): Promise<string> {
 function mountedReader(name: string, root: string, release: () => Promise<void>): FsReader {
   return {
     name,
+    check: async (path) => void (await hostPath(root, path)),
     async list(path) {
       const at = await hostPath(root, path);
       const self = await entryOf(posix.basename(path) || '/', at);
@@ -171,11 +175,11 @@ function mountedReader(name: string, root: string, release: () => Promise<void>)
       for (const entry of (await fs.readdir(at)).sort()) entries.push(await entryOf(entry, join(at, entry)));
       return entries;
     },
-    async extract(paths, dir, idleMs) {
+    async extract(paths, dir, idleMs, signal) {
       const sources: string[] = [];
       for (const path of paths) sources.push(path === '/' ? `${root}/.` : await hostPath(root, path));
       // One cp for all paths: hard links between them stay links. --sparse=always: FUSE (libfuse2) has no SEEK_HOLE, zeros become holes again.
-      await runWatched('cp', ['-a', '--sparse=always', '-t', dir, '--', ...sources], idleMs);
+      await runWatched('cp', ['-a', '--sparse=always', '-t', dir, '--', ...sources], idleMs, signal);
     },
     close: release,
   };
@@ -262,17 +266,17 @@ async function openMtools(image: string): Promise<FsReader> {
   };
   return {
     name: 'mtools',
+    check: async (path) => void (path === '/' || (await find(path))),
     async list(path) {
       if (path === '/') return mdir('/');
       const entry = await find(path);
       return entry.type === 'dir' ? mdir(path) : [entry];
     },
-    async extract(paths, dir, idleMs) {
+    async extract(paths, dir, idleMs, signal) {
       for (const path of paths) {
         if (path === '/' && (await mdir('/')).length === 0) continue;
-        if (path !== '/') await find(path);
         // -p -m: attributes and modification times; -s: trees. The root has no times of its own: its entries are copied.
-        await runWatched('mcopy', ['-s', '-p', '-m', '-n', '-i', image, path === '/' ? '::/*' : `::${path}`, `${dir}/`], idleMs, MTOOLS_ENV);
+        await runWatched('mcopy', ['-s', '-p', '-m', '-n', '-i', image, path === '/' ? '::/*' : `::${path}`, `${dir}/`], idleMs, signal, MTOOLS_ENV);
       }
     },
     close: async () => undefined,
