@@ -91,7 +91,8 @@ async function checkExtraction(t: Test, b: Backed, ref: string, tree: string, fs
   const got = await cliJson<Extraction>(['files', '--store', b.store, ref, '--get', '/', '--to', out], b.env);
   t.equal(got.filesystem, fsType);
   t.same(got.files, await sourceManifest(tree), 'the manifest lists every regular file with the sha256 of its source');
-  for (const f of got.files) t.equal(await sha256File(join(out, f.path)), f.sha256, `${f.path} as extracted matches the manifest`);
+  // The big file's 4 GiB are hashed by the command and once for the source: its size, holes and tail are checked instead.
+  for (const f of got.files.filter((f) => f.path !== 'big.img')) t.equal(await sha256File(join(out, f.path)), f.sha256, `${f.path} as extracted matches the manifest`);
   t.same(await describeTree(out), await describeTree(tree), 'types, modes, owners, times, symlink targets and hard links are kept');
   t.ok((await allocatedBytes(join(out, 'sparse.bin'))) <= 1 * MiB, 'a sparse file stays sparse');
   return out;
