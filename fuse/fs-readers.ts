@@ -99,8 +99,12 @@ function runWatched(command: string, args: string[], idleMs: number, signal?: Ab
       void ioCounters(child.pid!).then((now) => {
         if (now !== last) [last, idleSince] = [now, Date.now()];
         else if (Date.now() - idleSince > idleMs && !idle) {
+          // Not waiting for it to end: a process killed in a FUSE request its server never answers
+          // stays until the server is gone, which closing the reader sees to.
           idle = true;
+          clearInterval(watch);
           child.kill('SIGKILL');
+          fail(new Error(`${command} made no progress for ${idleMs / 1000} s`));
         }
       });
     }, 500);
@@ -108,8 +112,7 @@ function runWatched(command: string, args: string[], idleMs: number, signal?: Ab
     child.on('error', (err) => (clearInterval(watch), fail(err)));
     child.on('close', (code) => {
       clearInterval(watch);
-      if (idle) fail(new Error(`${command} made no progress for ${idleMs / 1000} s`));
-      else if (code !== 0) fail(new Error(`${command}: ${lastLine(stderr) || `exit ${code}`}`));
+      if (code !== 0) fail(new Error(`${command}: ${lastLine(stderr) || `exit ${code}`}`));
       else done();
     });
   });
