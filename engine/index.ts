@@ -29,6 +29,8 @@ export { gc, planGc, executeGc, previewGc, parseMaxUnused, recompressOrder, DEFA
 export { checkSpace, estimateBackupBytes, diskNeed, freeBytes, type DiskNeed, type SpaceCheck } from './space.js';
 export type { BackupProgress } from './backup.js';
 export { fileExtentMap, type FileExtentMap } from './extents.js';
+export { listContents, type PointContents, type DiskContents, type PartitionContents, type ContentsProblem } from './disk-contents.js';
+export type { FilesystemInfo } from './filesystems.js';
 export type { RestorePoint, DamagedEntry } from '../store/catalog.js';
 export * from './errors.js';
 
@@ -65,10 +67,12 @@ export interface BackupReport extends BackupStats {
   parent: string | null;
   disks: { label: string; size: number }[];
   secondsThrottled: number;
+  /** What the inputs held that the backup ignored (unknown keys of a CBT list...). */
+  warnings: string[];
 }
 
-export function backupReport(point: RestorePoint): BackupReport {
-  return { id: point.id, name: point.name, time: point.time, kind: point.kind, parent: point.parent, disks: point.disks, ...point.stats, secondsThrottled: point.stats.secondsThrottled ?? 0 };
+export function backupReport(point: RestorePoint, warnings: string[]): BackupReport {
+  return { id: point.id, name: point.name, time: point.time, kind: point.kind, parent: point.parent, disks: point.disks, ...point.stats, secondsThrottled: point.stats.secondsThrottled ?? 0, warnings };
 }
 
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {
@@ -80,11 +84,11 @@ export async function runBackup(store: Store, request: BackupRequest): Promise<B
     const name = checkName(request.name ?? sources[0].label);
     const throttle = throttleLimits(request.maxLatencyMs, request.maxRateMBps);
     const compression = request.compression === undefined ? store.compression : parseCompression(request.compression, '--compression');
-    const { disks, kind, parent, implicitParent } = await prepareDisks(store, sources, name, request);
+    const { disks, kind, parent, implicitParent, warnings } = await prepareDisks(store, sources, name, request);
     await checkSpace(store, estimateBackupBytes(disks.map((d) => diskNeed(d.layout)), store.chunkSize, parent), request.force === true);
     if (compression.codec === 'zstd') await store.allowVersion2Records();
     const point = await backup(store, disks, { name, time, kind, parent, implicitParent, pool, throttle, compression, onProgress: request.onProgress });
-    return backupReport(point);
+    return backupReport(point, warnings);
   } finally {
     await pool.close();
   }

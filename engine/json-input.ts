@@ -28,6 +28,18 @@ export async function readInputFile(path: string, flag: string): Promise<string>
   }
 }
 
+/** Everything on standard input (`-` for FILE), as much as a list file may hold. */
+export async function readStdin(flag: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_INPUT_BYTES) throw new InvalidInputError(`${flag} -: standard input is too large (more than ${formatBytes(MAX_INPUT_BYTES)})`, { flag, file: '-', problem: 'too large' });
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);

@@ -8,13 +8,13 @@ import type { Store } from '../store/store.js';
 import type { BackupKind, DiskEntry, RestorePoint } from '../store/catalog.js';
 import { DamagedDataError, InvalidInputError } from './errors.js';
 import type { BackupDisk } from './backup.js';
-import { parseChangedList } from './cbt.js';
+import { checkCbtFormat, parseChanges, type CbtFormat } from './cbt.js';
 import { parseExtentMap } from './extents.js';
 import { dataRanges } from './holes.js';
-import { readInputFile } from './json-input.js';
+import { readInputFile, readStdin } from './json-input.js';
 import { readMapOrDamage } from './locate.js';
 import { checkLabel } from './names.js';
-import { mergeRanges, resizedRange, wholeDisk, type DiskLayout, type Range } from './plan.js';
+import { discardRanges, mergeRanges, resizedRange, wholeDisk, type DiskLayout, type Range } from './plan.js';
 import { resolveRef } from './refs.js';
 import type { Source } from './source.js';
 
@@ -26,8 +26,10 @@ export interface LayoutOptions {
    * point of the same name, if any (as restic picks its parent); false: none.
    */
   parent?: string | false;
-  /** `[LABEL=]CBT.json` changed-block lists, relative to the parent. */
+  /** `[LABEL=]FILE` changed-block lists, relative to the parent; FILE `-` is standard input. */
   changed?: string[];
+  /** The format of every --changed file (cbt.ts CBT_FORMATS); by default `auto`, detected from each file. */
+  changedFormat?: string;
 }
 
 export interface PreparedBackup {
@@ -36,6 +38,8 @@ export interface PreparedBackup {
   parent: RestorePoint | null;
   /** The parent was picked by default, not named: if it goes away, the backup goes on without it. */
   implicitParent: boolean;
+  /** What the inputs had that was ignored, for the report. */
+  warnings: string[];
 }
 
 /** `LABEL=FILE` or `FILE` (only when there is one disk), keyed by the disk's label. */
@@ -93,6 +97,16 @@ async function readParentMap(store: Store, parent: RestorePoint, disk: DiskEntry
   return readMapOrDamage(store, parent, disk.label);
 }
 
+/** Standard input can feed one disk only: a second `-` would read nothing and take the disk as unchanged. */
+function checkStdinOnce(files: Map<string, string>): void {
+  const fromStdin = [...files].filter(([, file]) => file === '-').map(([label]) => label);
+  if (fromStdin.length > 1) throw new InvalidInputError(`--changed -: standard input can feed one disk, not ${fromStdin.join(' and ')}; give the others a file`, { flag: '--changed', labels: fromStdin });
+}
+
+function readChanges(file: string): Promise<string> {
+  return file === '-' ? readStdin('--changed') : readInputFile(file, '--changed');
+}
+
 /** The CBT ranges plus whatever a size change since the parent forces to be read. */
 function changedSinceParent(cbt: Range[], parentSize: number, size: number, chunkSize: number): Range[] {
   const resized = resizedRange(parentSize, size, chunkSize);
@@ -105,6 +119,10 @@ export async function prepareDisks(store: Store, sources: Source[], name: string
   if (changedFiles.size > 0 && typeof options.parent !== 'string') {
     throw new InvalidInputError('--changed needs --parent REF: a changed-block list describes changes since the restore point it was tracked from', {});
   }
+  const format: CbtFormat | 'auto' = options.changedFormat === undefined ? 'auto' : checkCbtFormat(options.changedFormat, '--changed-format');
+  if (options.changedFormat !== undefined && changedFiles.size === 0) throw new InvalidInputError('--changed-format names the format of the --changed files: give --changed too', { flag: '--changed-format' });
+  checkStdinOnce(changedFiles);
+  const warnings: string[] = [];
   // Sparse files are mapped by a filefrag child process: it runs while the catalog is read.
   const layouts = sources.map((source) => baseLayout(source, extentFiles.get(source.label), store.chunkSize));
   layouts.forEach((layout) => layout.catch(() => undefined)); // awaited below, after the parent's checks
@@ -120,10 +138,12 @@ export async function prepareDisks(store: Store, sources: Source[], name: string
         disk: source.label,
       });
     }
-    const layout = await layouts[i];
+    let layout = await layouts[i];
     if (cbtFile !== undefined) {
-      const cbt = parseChangedList(await readInputFile(cbtFile, '--changed'), cbtFile, layout.size);
-      layout.changed = changedSinceParent(cbt, parentDisk!.size, layout.size, store.chunkSize);
+      const changes = parseChanges(await readChanges(cbtFile), cbtFile === '-' ? 'standard input' : cbtFile, layout.size, format);
+      layout.changed = changedSinceParent(changes.changed, parentDisk!.size, layout.size, store.chunkSize);
+      layout = discardRanges(layout, changes.discarded);
+      warnings.push(...changes.warnings);
     }
     const parentMap = parentDisk ? await readParentMap(store, parent!, parentDisk).catch((err: Error) => (implicitParent ? null : Promise.reject(err))) : null;
     if (parentDisk && !parentMap) {
@@ -134,5 +154,5 @@ export async function prepareDisks(store: Store, sources: Source[], name: string
     disks.push({ label: source.label, path: source.path, layout, parentMap, sourceSize: source.size });
   }
   const kind: BackupKind = changedFiles.size > 0 ? 'cbt' : extentFiles.size > 0 ? 'extents' : 'full';
-  return { disks, kind, parent, implicitParent };
+  return { disks, kind, parent, implicitParent, warnings };
 }

@@ -16,23 +16,29 @@ class OpenImage {
   private window = 0;
   private aheadUntil = 0;
 
+  /** The file is the disk's bytes [start, start + size): all of it, or one partition. */
   constructor(
     readonly reader: DiskReader,
     private readonly maxAhead: number,
+    private readonly start: number,
+    private readonly size: number,
   ) {}
 
   read(into: Buffer, length: number, offset: number): Promise<number> {
+    const inFile = Math.max(0, Math.min(length, this.size - offset));
+    if (inFile === 0) return Promise.resolve(0);
     // The read's own chunks are requested first, ahead of its read-ahead.
-    const done = this.reader.read(into, length, offset);
-    this.readAhead(offset, length);
+    const done = this.reader.read(into, inFile, this.start + offset);
+    this.readAhead(this.start + offset, inFile);
     return done;
   }
 
+  /** offset and length on the disk. */
   private readAhead(offset: number, length: number): void {
     const first = this.reader.slotOf(offset);
     const last = this.reader.slotOf(Math.max(offset, Math.min(offset + length, this.reader.size) - 1));
     if (last === this.lastSlot) return;
-    const sequential = offset === 0 || first === this.lastSlot || first === this.lastSlot + 1;
+    const sequential = offset === this.start || first === this.lastSlot || first === this.lastSlot + 1;
     this.lastSlot = last;
     if (!sequential) {
       this.window = 0;
@@ -70,7 +76,7 @@ export class ImageFiles {
   async open(node: ImageNode): Promise<number> {
     const reader = await this.readerOf(node.point, node.label);
     const handle = this.nextHandle++;
-    this.handles.set(handle, new OpenImage(reader, this.options.readAheadChunks));
+    this.handles.set(handle, new OpenImage(reader, this.options.readAheadChunks, node.partition?.start ?? 0, node.size));
     return handle;
   }
 
@@ -89,7 +95,8 @@ export class ImageFiles {
     for (const key of this.readers.keys()) if (!live.has(key.split('/')[0])) this.readers.delete(key);
   }
 
-  private readerOf(point: RestorePoint, label: string): Promise<DiskReader> {
+  /** The disk's reader, shared by its image file, its partition files and the reading of its partition table. */
+  readerOf(point: RestorePoint, label: string): Promise<DiskReader> {
     const key = `${point.id}/${label}`;
     let reader = this.readers.get(key);
     if (!reader) {

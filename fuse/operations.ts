@@ -3,6 +3,7 @@ import { StoreBusyError } from '../engine/errors.js';
 import { Fuse, type Attributes, type FuseOperations } from './fuse-native.js';
 import { IMAGE_SUFFIX, isLiveDir, lookup, mayAppear, type ImageNode, type LiveTree, type Node } from './tree.js';
 import type { ImageFiles } from './image-file.js';
+import { PartitionFiles } from './partitions.js';
 
 const ST_RDONLY = 1;
 
@@ -38,6 +39,7 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
     log(message);
   };
   const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+  const partitions = new PartitionFiles(images, report);
 
   /**
    * The tree lags the catalog by up to a poll: prune removes a point's catalog entry, then its
@@ -56,9 +58,11 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
 
   /** A name that is not there may be a restore point committed a moment ago. */
   const find = async (path: string): Promise<Node | null> => {
+    await partitions.addFor(tree.current, path, false);
     const node = lookup(tree.current, path);
     if (node || !mayAppear(path)) return node;
     await tree.fresh();
+    await partitions.addFor(tree.current, path, false);
     return lookup(tree.current, path);
   };
 
@@ -73,6 +77,7 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
 
     readdir(path, cb) {
       (isLiveDir(path) ? tree.fresh() : Promise.resolve())
+        .then(() => partitions.addFor(tree.current, path, true))
         .then(() => {
           const node = lookup(tree.current, path);
           if (!node) return cb(Fuse.ENOENT);
@@ -89,16 +94,19 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
     },
 
     open(path, _flags, cb) {
-      const node = lookup(tree.current, path);
-      if (node?.kind !== 'image') return cb(node ? Fuse.EINVAL : Fuse.ENOENT);
-      images.open(node).then(
-        (handle) => cb(0, handle),
-        (err) =>
-          isRemoved(node).then(
-            (removed) => cb(removed ? Fuse.ENOENT : openErrno(node, err)),
-            (listErr) => (report(messageOf(listErr)), cb(Fuse.EIO)),
-          ),
-      );
+      // The kernel may open a name it looked up before the tree was rebuilt without a partition file.
+      void partitions.addFor(tree.current, path, false).then(() => {
+        const node = lookup(tree.current, path);
+        if (node?.kind !== 'image') return cb(node ? Fuse.EINVAL : Fuse.ENOENT);
+        images.open(node).then(
+          (handle) => cb(0, handle),
+          (err) =>
+            isRemoved(node).then(
+              (removed) => cb(removed ? Fuse.ENOENT : openErrno(node, err)),
+              (listErr) => (report(messageOf(listErr)), cb(Fuse.EIO)),
+            ),
+        );
+      });
     },
 
     read(_path, fd, buf, len, pos, cb) {

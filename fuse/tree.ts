@@ -2,6 +2,7 @@
  * What the mount shows, as plain objects built from the catalog (no kernel needed to test):
  *
  *   <id>/<label>.img                      every restore point and disk
+ *   <id>/<label>.p<N>.img                 its partitions, added once the table is read (fuse/partitions.ts)
  *   by-name/<name>/<time>/<label>.img     the same files, grouped by name
  *   by-name/<name>/latest -> <time>       the newest restore point of the name
  */
@@ -15,6 +16,8 @@ export interface DirNode {
   kind: 'dir';
   mtime: Date;
   entries: Map<string, Node>;
+  /** Set on a restore point's own directory. */
+  point?: RestorePoint;
 }
 
 export interface ImageNode {
@@ -23,6 +26,8 @@ export interface ImageNode {
   point: RestorePoint;
   label: string;
   size: number;
+  /** A partition of the disk: the file is the disk's bytes [start, start + size). */
+  partition?: { number: number; start: number };
 }
 
 export interface LinkNode {
@@ -45,6 +50,18 @@ function pointDir(point: RestorePoint): DirNode {
   );
 }
 
+export function partitionFileName(label: string, number: number): string {
+  return `${label}.p${number}${IMAGE_SUFFIX}`;
+}
+
+/** The partition files of one disk, in a restore point's directory. */
+export function addPartitionFiles(pointDir: DirNode, point: RestorePoint, label: string, partitions: { number: number; start: number; size: number }[]): void {
+  const mtime = new Date(point.time);
+  for (const { number, start, size } of partitions) {
+    pointDir.entries.set(partitionFileName(label, number), { kind: 'image', mtime, point, label, size, partition: { number, start } });
+  }
+}
+
 /** by-name/<name>/: one directory per snapshot time (the id breaks ties), and `latest`. */
 function nameDir(points: RestorePoint[], dirs: Map<string, DirNode>): DirNode {
   const newest = new Date(points[0].time);
@@ -61,7 +78,7 @@ function nameDir(points: RestorePoint[], dirs: Map<string, DirNode>): DirNode {
 /** points newest first, as Catalog.list returns them. */
 export function buildTree(points: RestorePoint[]): DirNode {
   const newest = points.length > 0 ? new Date(points[0].time) : new Date(0);
-  const dirs = new Map(points.map((p) => [p.id, pointDir(p)]));
+  const dirs = new Map(points.map((p) => [p.id, { ...pointDir(p), point: p }]));
   const byName = new Map<string, RestorePoint[]>();
   for (const point of points) byName.set(point.name, [...(byName.get(point.name) ?? []), point]);
   const names = dir(newest, [...byName].map(([name, list]) => [name, nameDir(list, dirs)]));

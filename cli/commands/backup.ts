@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidInputError, runBackup, type BackupReport } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
-import { printJson, printLines } from '../output.js';
+import { oneLine, printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
 import { openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
 
@@ -12,6 +12,7 @@ interface BackupFlags extends StoreOptions {
   extents: string[];
   parent?: string | false;
   changed: string[];
+  changedFormat?: string;
   maxLatency?: number;
   maxRate?: number;
   force?: boolean;
@@ -48,7 +49,8 @@ export function register(program: Command): void {
     .option('--extents <[label=]file>', 'extent map JSON {size, extents:[{offset,length,sourceOffset}]}: read only those source bytes (repeatable)', repeatable, [])
     .option('--parent <ref>', 'restore point this backup is incremental to (same name; default: the newest of --name): unchanged chunks skip compression')
     .option('--no-parent', 'no parent: compress every chunk before looking it up')
-    .option('--changed <[label=]file>', 'CBT JSON {changed:[{offset,length}]} since --parent: read only chunks touching it (repeatable)', repeatable, [])
+    .option('--changed <[label=]file>', 'changed blocks since --parent (chunkvault JSON, rbd diff, thin_delta, nbdinfo/qemu-img map of a dirty bitmap, VMware changedArea, OFFSET LENGTH text; - is stdin): read only chunks touching them (repeatable)', repeatable, [])
+    .option('--changed-format <format>', 'format of every --changed file: auto (default), chunkvault, rbd, thin, nbdinfo, qemu-map, vmware, text')
     .option('--max-latency <ms>', 'slow reading down while source read latency is above this', positiveNumber('--max-latency'))
     .option('--max-rate <MB/s>', 'cap the source read rate', positiveNumber('--max-rate'))
     .option('--force', 'start even when the store may not have space for this backup')
@@ -65,6 +67,7 @@ export function register(program: Command): void {
         extents: options.extents,
         parent: options.parent,
         changed: options.changed,
+        changedFormat: options.changedFormat,
         maxLatencyMs: options.maxLatency,
         maxRateMBps: options.maxRate,
         force: options.force,
@@ -72,6 +75,7 @@ export function register(program: Command): void {
         onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `new ${formatBytes(p.bytesNew)}, dedup ${p.chunksTotal > 0 ? (p.chunksTotal / Math.max(p.chunksNew, 1)).toFixed(1) : '1.0'}x`),
       });
       bar.done();
+      for (const warning of report.warnings) process.stderr.write(`warning: ${oneLine(warning)}\n`);
       if (options.json) printJson(report);
       else printLines(describe(report));
     });

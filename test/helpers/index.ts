@@ -1,6 +1,6 @@
 /** Test helpers: real temp storage, seeded images, the real CLI in a child process. */
 import { spawn, execFileSync, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { createCipheriv, createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -115,7 +115,7 @@ export interface CliResult {
 }
 
 /** Waits for a child process and returns its exit code and output. */
-export function collect(child: ChildProcessByStdio<null, Readable, Readable>): Promise<CliResult> {
+export function collect(child: ChildProcessByStdio<Writable | null, Readable, Readable>): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     let stdout = '';
     let stderr = '';
