@@ -14,8 +14,8 @@ import { resolveRef } from '../engine/refs.js';
 import { pickDisk } from '../engine/restore.js';
 import { chunkvaultMountOf } from '../engine/mounts.js';
 import { DEFAULT_CACHE_BYTES, mount } from './mount.js';
-import { IMAGE_SUFFIX } from './tree.js';
-import { probeFilesystem } from './fs-probe.js';
+import { IMAGE_SUFFIX, partitionFileName } from './tree.js';
+import { identifyFilesystem, isDamaged, type FilesystemProbe } from '../engine/filesystems.js';
 import { openReader, readerFor, type FileEntry, type FsReader } from './fs-readers.js';
 
 export type { FileEntry } from './fs-readers.js';
@@ -133,19 +133,45 @@ async function manifest(dir: string, rel: string, hash: boolean): Promise<Manife
   return out;
 }
 
-/** Probes the filesystem (one read at a time: this process serves the image it reads). */
-async function probe(image: string): Promise<string | null> {
+/** Probes the filesystem (one read: this process serves the image it reads). */
+async function probe(image: string): Promise<FilesystemProbe | null> {
   const handle = await fs.open(image, 'r');
   try {
-    const read = async (offset: number, length: number): Promise<Buffer> => {
+    return await identifyFilesystem(async (offset, length) => {
       const buf = Buffer.alloc(length);
       const { bytesRead } = await handle.read(buf, 0, length, offset);
       return buf.subarray(0, bytesRead);
-    };
-    return await probeFilesystem(read);
+    });
   } finally {
     await handle.close();
   }
+}
+
+/** The partitions the mount shows for a disk, as p1, p2... */
+async function partitionsOf(pointDir: string, disk: string): Promise<string[]> {
+  const prefix = `${disk}.`;
+  return (await fs.readdir(pointDir))
+    .filter((n) => n.startsWith(prefix) && n.endsWith(IMAGE_SUFFIX))
+    .map((n) => n.slice(prefix.length, -IMAGE_SUFFIX.length))
+    .filter((p) => /^p\d+$/.test(p))
+    .sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
+}
+
+/** The disk or partition file in the mount; a partition that is not there is bad input, named with those that are. */
+async function imageOf(mountpoint: string, point: RestorePoint, disk: string, partition?: number): Promise<string> {
+  const pointDir = join(mountpoint, point.id);
+  if (partition === undefined) return join(pointDir, `${disk}${IMAGE_SUFFIX}`);
+  const image = join(pointDir, partitionFileName(disk, partition));
+  const found = await fs.stat(image).then(
+    () => true,
+    (err: unknown) => {
+      if (isAbsent(err)) return false;
+      throw err;
+    },
+  );
+  if (found) return image;
+  const present = await partitionsOf(pointDir, disk);
+  throw new InvalidInputError(`restore point ${point.id} disk ${disk} has no partition p${partition} (${present.length > 0 ? `it has ${present.join(', ')}` : 'it has no partition table chunkvault can read'})`, { restorePoint: point.id, disk, partition });
 }
 
 export async function withFilesystem<T>(store: Store, target: FilesTarget, options: FilesOptions, work: (fs: OpenFilesystem) => Promise<T>): Promise<T> {
@@ -153,7 +179,6 @@ export async function withFilesystem<T>(store: Store, target: FilesTarget, optio
   const { points, problems } = await store.catalog.list();
   const point = resolveRef(points, target.ref, problems.map((p) => p.id));
   const disk = pickDisk(point, target.label, 'choose one with REF:LABEL').label;
-  if (target.partition !== undefined) throw new InvalidInputError(`${target.ref}:${disk}:p${target.partition}: partitions are not supported yet; give REF:LABEL of an unpartitioned disk`, { partition: target.partition });
   const at = where(point, disk, target.partition);
   const bound = <R>(step: Promise<R>, onTimeout: () => Error): Promise<R> => bounded(step, timeoutMs, onTimeout, options.signal);
 
@@ -164,16 +189,23 @@ export async function withFilesystem<T>(store: Store, target: FilesTarget, optio
   try {
     await fs.mkdir(join(temp, 'store'));
     session = await mount(store, join(temp, 'store'), { cacheBytes: DEFAULT_CACHE_BYTES, log: (line) => served.push(line) });
-    const image = join(session.mountpoint, point.id, `${disk}${IMAGE_SUFFIX}`);
     const failed = (what: string) => (err: unknown): never => {
       if (!(err instanceof Error) || err instanceof InvalidInputError || err instanceof InterruptedError || err instanceof FilesystemError) throw err;
       const mountSaid = served.length > 0 ? `; the mount said: ${served[0]}` : '';
       throw new FilesystemError(`${at}: ${what} (${err.message})${mountSaid}`, { restorePoint: point.id, disk, partition: target.partition ?? null }, err);
     };
-    const type = await bound(probe(image), () => new Error(`no answer within ${timeoutMs / 1000} s`)).catch(failed('cannot read the disk image'));
-    if (type === null) throw new FilesystemError(`${at}: holds no filesystem chunkvault knows (ext2/3/4, xfs, btrfs, vfat)`, { restorePoint: point.id, disk });
+    const image = await imageOf(session.mountpoint, point, disk, target.partition).catch(failed('cannot open the disk image'));
+    const found = await bound(probe(image), () => new Error(`no answer within ${timeoutMs / 1000} s`)).catch(failed('cannot read the disk image'));
+    const data = { restorePoint: point.id, disk, partition: target.partition ?? null };
+    if (found === null) {
+      const partitions = target.partition === undefined ? await partitionsOf(join(session.mountpoint, point.id), disk) : [];
+      if (partitions.length > 0) throw new InvalidInputError(`${at} is partitioned: give REF:${disk}:pN with one of its partitions (${partitions.join(', ')})`, data);
+      throw new FilesystemError(`${at}: holds no filesystem chunkvault knows (ext2/3/4, xfs, btrfs, vfat)`, data);
+    }
+    if (isDamaged(found)) throw new FilesystemError(`${at}: its ${found.type} superblock is damaged (${found.damaged}); no reader was started`, data);
+    const type = found.type;
     const missing = readerFor(type);
-    if (missing) throw new FilesystemError(`${at}: holds ${type}, which cannot be read here: ${missing}`, { restorePoint: point.id, disk, type });
+    if (missing) throw new FilesystemError(`${at}: holds ${type}, which cannot be read here: ${missing}`, { ...data, type });
     opening = openReader(type, image, join(temp, 'fs'), timeoutMs);
     const open = await bound(opening, () => new Error(`the reader did not open it within ${timeoutMs / 1000} s`)).catch(failed(`the ${type} filesystem cannot be read`));
     const hung = (): Error => new Error(`${open.name} did not answer within ${timeoutMs / 1000} s`);

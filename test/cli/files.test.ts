@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { CLI, MiB, cli, cliJson, collect, ext4Image, hasCommand, requireCapability, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
 import { BIG_SIZE, DEEP_LEVELS, ODD_NAME, SPACED_DIR, allocatedBytes, buildGuestTree, describeTree, manifestOf, vfatImage, xfsImage, type Meta } from '../helpers/guest-tree.js';
 import { canMount, eventually, startMount } from '../fuse/mounting.js';
+import { canPartition, partitionedStore } from '../helpers/partitioned.js';
 
 interface Listing {
   restorePoint: string;
@@ -207,7 +208,7 @@ t.test('bad input: one line, non-zero exit, nothing written', async (t) => {
   const to = join(b.dir, 'never');
   await refused(t, b, ['nope'], 2, /^chunkvault: no restore point 'nope'/);
   await refused(t, b, ['latest:data'], 2, /^chunkvault: restore point [0-9a-f]{16} has no disk 'data' \(it has root\)$/m);
-  await refused(t, b, ['latest:root:p1'], 2, /partitions are not supported yet/);
+  await refused(t, b, ['latest:root:p1'], 2, /^chunkvault: restore point [0-9a-f]{16} disk root has no partition p1 \(it has no partition table chunkvault can read\)$/m);
   await refused(t, b, ['latest:ro/ot'], 2, /is not REF\[:LABEL\[:pN\]\]/);
   await refused(t, b, ['latest', '/../etc'], 2, /^chunkvault: PATH \/\.\.\/etc: leads outside the filesystem/);
   await refused(t, b, ['latest', '--get', 'etc/../../x', '--to', to], 2, /leads outside the filesystem/, to);
@@ -240,13 +241,56 @@ t.test('a disk with no filesystem, or one no reader here can read: exit 1 naming
   b.digest = await storeContent(b.store);
   await refused(t, b, [`${id}:win`], 1, new RegExp(`^chunkvault: restore point ${id} disk win: holds ntfs, which cannot be read here: ntfs-3g`));
 
-  // An ext4 superblock over garbage: fuse2fs refuses it.
-  const broken = Buffer.alloc(2 * MiB, 0x5a);
-  broken.writeUInt16LE(0xef53, 0x438);
-  await fs.writeFile(join(dir, 'bad.img'), broken);
-  const bad = await cliJson<{ id: string }>(['backup', '--store', b.store, join(dir, 'bad.img')]);
+  // An ext4 superblock over garbage: the probe calls it damaged, and no reader is started.
+  const garbage = Buffer.alloc(2 * MiB, 0x5a);
+  garbage.writeUInt16LE(0xef53, 0x438);
+  await fs.writeFile(join(dir, 'garbage.img'), garbage);
+  const bad = await cliJson<{ id: string }>(['backup', '--store', b.store, join(dir, 'garbage.img')]);
   b.digest = await storeContent(b.store);
-  await refused(t, b, [`${bad.id}:bad`], 1, new RegExp(`^chunkvault: restore point ${bad.id} disk bad: the ext4 filesystem cannot be read \\(fuse2fs: .+\\)`));
+  await refused(t, b, [`${bad.id}:garbage`], 1, new RegExp(`^chunkvault: restore point ${bad.id} disk garbage: its ext4 superblock is damaged`));
+});
+
+t.test('an ext4 whose superblock is sound but whose group descriptors are not: fuse2fs refuses it, exit 1', async (t) => {
+  if (!canMount(t)) return;
+  if (!requireCapability(t, hasCommand('fuse2fs'), 'needs fuse2fs')) return;
+  const dir = await tempDir(t);
+  const tree = join(dir, 'tree');
+  await buildGuestTree(tree, { big: false, posix: true });
+  const image = join(dir, 'root.img');
+  ext4Image(image, 48, tree);
+  // Past the superblock (bytes 1024-2047): the group descriptors, with 1 KiB or 4 KiB blocks alike.
+  const handle = await fs.open(image, 'r+');
+  await handle.write(Buffer.alloc(14 * 1024, 0xff), 0, 14 * 1024, 2048);
+  await handle.close();
+  const b = await backUp(dir, image);
+  await refused(t, b, ['latest'], 1, new RegExp(`^chunkvault: restore point ${b.id} disk root: the ext4 filesystem cannot be read \\(fuse2fs: .+\\)$`, 'm'));
+});
+
+t.test('partitions: REF:LABEL:pN reads the filesystem in partition N; a partitioned disk without pN, a missing partition, swap', async (t) => {
+  if (!canMount(t) || !canPartition(t)) return;
+  if (!requireCapability(t, hasCommand('fuse2fs') && hasCommand('mdir'), 'needs fuse2fs and mtools')) return;
+  const p = await partitionedStore(t);
+  const tmp = join(p.dir, 'tmp');
+  await fs.mkdir(tmp);
+  const b: Backed = { dir: p.dir, store: p.store, id: p.id, tmp, env: { TMPDIR: tmp }, digest: await storeContent(p.store) };
+
+  const root = await cliJson<Listing & { partition: number }>(['files', '--store', p.store, `${p.id}:gpt:p2`, '/'], b.env);
+  t.match(root, { disk: 'gpt', partition: 2, filesystem: 'ext4', reader: 'fuse2fs' });
+  t.same(root.entries.map((e) => e.name), ['etc', 'lost+found', 'random.bin']);
+  const out = join(p.dir, 'out');
+  const got = await cliJson<Extraction>(['files', '--store', p.store, 'latest:gpt:p2', '--get', '/random.bin', '/etc/hostname', '--to', out], b.env);
+  t.same(got.files, [
+    { path: 'random.bin', size: 3_000_000, sha256: await sha256File(join(p.tree, 'random.bin')) },
+    { path: 'hostname', size: 12, sha256: await sha256File(join(p.tree, 'etc', 'hostname')) },
+  ]);
+  const esp = await cliJson<Listing>(['files', '--store', p.store, 'latest:mbr:p6'], b.env);
+  t.match(esp, { filesystem: 'vfat', reader: 'mtools', entries: [] });
+  const ext3 = await cliJson<Listing>(['files', '--store', p.store, 'latest:mbr:p5'], b.env);
+  t.match(ext3, { filesystem: 'ext3', reader: 'fuse2fs' });
+
+  await refused(t, b, ['latest:gpt'], 2, new RegExp(`^chunkvault: restore point ${p.id} disk gpt is partitioned: give REF:gpt:pN with one of its partitions \\(p1, p2, p3, p4, p5, p6, p7\\)$`, 'm'));
+  await refused(t, b, ['latest:gpt:p9'], 2, new RegExp(`^chunkvault: restore point ${p.id} disk gpt has no partition p9 \\(it has p1, p2, p3, p4, p5, p6, p7\\)$`, 'm'));
+  await refused(t, b, ['latest:gpt:p3'], 1, new RegExp(`^chunkvault: restore point ${p.id} disk gpt partition p3: holds swap, which cannot be read here: chunkvault has no reader for swap$`, 'm'));
 });
 
 /** The fuse2fs serving this test's temp dir, once it mounted. */
