@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import type { Store } from '../store/store.js';
 import type { RestorePoint } from '../store/catalog.js';
-import { FilesystemError, InterruptedError, InvalidInputError, TargetError, isAbsent } from '../engine/errors.js';
+import { FilesystemError, InterruptedError, InvalidInputError, TargetError, errnoOf, isAbsent } from '../engine/errors.js';
 import { resolveRef } from '../engine/refs.js';
 import { pickDisk } from '../engine/restore.js';
 import { chunkvaultMountOf } from '../engine/mounts.js';
@@ -186,13 +186,16 @@ export async function withFilesystem<T>(store: Store, target: FilesTarget, optio
   const served: string[] = [];
   let opening: Promise<FsReader> | null = null;
   let session: Awaited<ReturnType<typeof mount>> | null = null;
+  let readerName: string | null = null;
   try {
     await fs.mkdir(join(temp, 'store'));
     session = await mount(store, join(temp, 'store'), { cacheBytes: DEFAULT_CACHE_BYTES, log: (line) => served.push(line) });
     const failed = (what: string) => (err: unknown): never => {
       if (!(err instanceof Error) || err instanceof InvalidInputError || err instanceof InterruptedError || err instanceof FilesystemError) throw err;
       const mountSaid = served.length > 0 ? `; the mount said: ${served[0]}` : '';
-      throw new FilesystemError(`${at}: ${what} (${err.message})${mountSaid}`, { restorePoint: point.id, disk, partition: target.partition ?? null }, err);
+      // A system call's error names our temp dir, which means nothing to anyone: the errno and who answered it do.
+      const why = errnoOf(err) && readerName ? `${errnoOf(err)} from ${readerName}` : err.message;
+      throw new FilesystemError(`${at}: ${what} (${why})${mountSaid}`, { restorePoint: point.id, disk, partition: target.partition ?? null }, err);
     };
     const image = await imageOf(session.mountpoint, point, disk, target.partition).catch(failed('cannot open the disk image'));
     const found = await bound(probe(image), () => new Error(`no answer within ${timeoutMs / 1000} s`)).catch(failed('cannot read the disk image'));
@@ -208,6 +211,7 @@ export async function withFilesystem<T>(store: Store, target: FilesTarget, optio
     if (missing) throw new FilesystemError(`${at}: holds ${type}, which cannot be read here: ${missing}`, { ...data, type });
     opening = openReader(type, image, join(temp, 'fs'), timeoutMs);
     const open = await bound(opening, () => new Error(`the reader did not open it within ${timeoutMs / 1000} s`)).catch(failed(`the ${type} filesystem cannot be read`));
+    readerName = open.name;
     const hung = (): Error => new Error(`${open.name} did not answer within ${timeoutMs / 1000} s`);
     return await work({
       point,
