@@ -295,18 +295,24 @@ t.test('partitions: REF:LABEL:pN reads the filesystem in partition N; a partitio
   await refused(t, b, ['latest:gpt:p3'], 1, new RegExp(`^chunkvault: restore point ${p.id} disk gpt partition p3: holds swap, which cannot be read here: chunkvault has no reader for swap$`, 'm'));
 });
 
-/** The fuse2fs serving this test's temp dir, once it mounted. */
-async function fuse2fsOf(tmp: string): Promise<number> {
+/** The process running `command` on something in this test's temp dir, once there is one. */
+async function processOf(command: string, tmp: string): Promise<number> {
   let pid = 0;
   await eventually(async () => {
-    const mounted = readFileSync('/proc/self/mountinfo', 'utf8').includes(`${tmp}/`) && readFileSync('/proc/self/mountinfo', 'utf8').includes('fuse.ext4');
     for (const p of await fs.readdir('/proc')) {
       if (!/^\d+$/.test(p)) continue;
       const cmd = await fs.readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-      if (cmd.startsWith('fuse2fs\0') && cmd.includes(tmp)) pid = Number(p);
+      if (cmd.startsWith(`${command}\0`) && cmd.includes(tmp)) pid = Number(p);
     }
-    return mounted && pid > 0;
-  }, 20_000, 'fuse2fs to mount');
+    return pid > 0;
+  }, 20_000, `${command} to start`);
+  return pid;
+}
+
+/** The fuse2fs serving this test's temp dir, once it mounted. */
+async function fuse2fsOf(tmp: string): Promise<number> {
+  const pid = await processOf('fuse2fs', tmp);
+  await eventually(() => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.includes(`${tmp}/`) && l.includes(' - fuse.ext4 ')), 20_000, 'fuse2fs to mount');
   return pid;
 }
 
@@ -322,7 +328,8 @@ t.test('a reader that hangs: time-out, exit 1 naming restore point and disk, eve
   const child = spawn(process.execPath, [CLI, 'files', '--store', b.store, 'latest', '--get', '/big.img', '--to', out, '--timeout', '2'], { env: { ...process.env, ...b.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const result = collect(child);
   const pid = await fuse2fsOf(b.tmp);
-  // A stopped reader answers nothing, like one stuck in a loop.
+  // Once the copy is under way (4 GiB through fuse2fs: many seconds), a stopped reader answers nothing, like one stuck in a loop.
+  await processOf('cp', b.tmp);
   process.kill(pid, 'SIGSTOP');
   const r = await result;
   t.equal(r.code, 1, r.stderr);
