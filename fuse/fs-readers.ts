@@ -118,6 +118,11 @@ function runWatched(command: string, args: string[], idleMs: number, signal?: Ab
   });
 }
 
+/** rmdir, not rm -r: if anything is still mounted there, its files are not ours to delete. */
+async function removeMountDir(path: string): Promise<void> {
+  await fs.rmdir(path).catch(() => undefined);
+}
+
 async function isMounted(path: string): Promise<boolean> {
   return (await readMounts()).some((m) => m.mountpoint === path);
 }
@@ -205,6 +210,7 @@ async function openFuse2fs(image: string, at: string, timeoutMs: number): Promis
       await exited;
     }
     if (await isMounted(at)) await run('fusermount', ['-uz', at]).catch(() => undefined);
+    await removeMountDir(at);
   };
   const deadline = Date.now() + timeoutMs;
   child.on('error', (err) => (stderr += err.message));
@@ -233,6 +239,7 @@ async function openKernel(image: string, at: string, type: string, noReplay: str
   return mountedReader(`kernel ${type}`, at, async () => {
     await run('umount', [at]).catch(() => run('umount', ['-l', at]).catch(() => undefined));
     await detach();
+    await removeMountDir(at);
   });
 }
 
