@@ -12,7 +12,10 @@ export const CRASH_STEPS = {
   gc: ['gc-after-sweep', 'gc-mid-delete', 'gc-after-copy', 'gc-after-index'],
 } as const;
 
-export type CrashStep = (typeof CRASH_STEPS)[keyof typeof CRASH_STEPS][number];
+/** Steps only tests inject: a restore killed with some slots written (it touches no store state the torture checks). */
+export const TEST_CRASH_STEPS = ['restore-mid-write'] as const;
+
+export type CrashStep = (typeof CRASH_STEPS)[keyof typeof CRASH_STEPS][number] | (typeof TEST_CRASH_STEPS)[number];
 
 export function crashPoint(step: CrashStep): void {
   if (process.env[CRASH_ENV] === step) process.kill(process.pid, 'SIGKILL');

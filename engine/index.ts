@@ -30,7 +30,8 @@ export { checkSpace, estimateBackupBytes, diskNeed, freeBytes, type DiskNeed, ty
 export type { BackupProgress } from './backup.js';
 export { fileExtentMap, type FileExtentMap } from './extents.js';
 export { listContents, type PointContents, type DiskContents, type PartitionContents, type ContentsProblem } from './disk-contents.js';
-export type { FilesystemInfo } from './filesystems.js';
+export { probeFilesystem, identifyFilesystem, type FilesystemInfo, type FilesystemProbe } from './filesystems.js';
+export { readPartitionTable, type Partition, type PartitionTable } from './partitions.js';
 export type { RestorePoint, DamagedEntry } from '../store/catalog.js';
 export * from './errors.js';
 

@@ -142,6 +142,9 @@ function mbrPartition(number: number, entry: MbrEntry, base: number, diskSectors
   };
 }
 
+/** Linux follows no more EBRs than this either (block/partitions/msdos.c): a chain can step forward one sector at a time. */
+const MAX_EBRS = 100;
+
 /**
  * Each EBR holds one logical (its start relative to the EBR) and a link to the next EBR (relative
  * to the extended partition's start). A link back to an EBR already seen, or out of the extended
@@ -154,6 +157,10 @@ async function logicals(read: ReadBytes, extended: Partition, diskSectors: numbe
   const seen = new Set<number>();
   let ebr = extFirst;
   for (;;) {
+    if (seen.size === MAX_EBRS) {
+      problems.push(`extended partition ${extended.number}: its EBR chain goes on past ${MAX_EBRS} EBRs; logical partitions after ${4 + found.length} ignored`);
+      return found;
+    }
     if (seen.has(ebr)) {
       problems.push(`extended partition ${extended.number}: its EBR chain loops back to sector ${ebr}; logical partitions after ${4 + found.length} ignored`);
       return found;
@@ -255,7 +262,7 @@ async function readGpt(read: ReadBytes, diskSectors: number): Promise<PartitionT
   const lastLba = diskSectors - 1;
   const primary = await readGptHeader(read, 1, diskSectors);
   if (typeof primary !== 'string') {
-    const backup = primary.alternateLba === 1 || primary.alternateLba >= diskSectors ? `header at sector ${primary.alternateLba} is outside the disk` : await readGptHeader(read, primary.alternateLba, diskSectors);
+    const backup = primary.alternateLba >= diskSectors ? `header at sector ${primary.alternateLba} is outside the disk` : await readGptHeader(read, primary.alternateLba, diskSectors);
     if (typeof backup === 'string') problems.push(`GPT backup header damaged (${backup}); the primary is used`);
     return { scheme: 'gpt', partitions: gptPartitions(primary, diskSectors, problems), problems };
   }

@@ -11,6 +11,8 @@ import type {
   BackupTask,
   DecodeResult,
   DecodeTask,
+  PatchResult,
+  PatchTask,
   RecompressResult,
   RecompressTask,
   RestoreResult,
@@ -69,6 +71,9 @@ export class WorkerPool {
     return this.run(task, task.out ? [task.out] : undefined);
   }
   restore(task: RestoreTask): Promise<RestoreResult> {
+    return this.run(task);
+  }
+  patch(task: PatchTask): Promise<PatchResult> {
     return this.run(task);
   }
   verify(task: VerifyTask): Promise<VerifyResult> {

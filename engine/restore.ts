@@ -1,26 +1,28 @@
-/** Restore a disk of a restore point to a file or block device; workers decode, verify and write. */
+/**
+ * Restore a disk of a restore point to a file or block device; workers decode, verify and
+ * write. In full (this module), or onto a target holding a known disk already (rollback.ts).
+ */
 import { promises as fs } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Store } from '../store/store.js';
 import type { RestorePoint, DiskEntry } from '../store/catalog.js';
-import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
-import { InvalidInputError, TargetError, UnknownRefError } from './errors.js';
+import { isZeroId } from '../store/chunk-id.js';
+import { InvalidInputError } from './errors.js';
 import { appendRange, damageAt, type DamagedRange } from './damage.js';
-import type { ChunkLocation } from '../store/pack.js';
 
 export { damageAt } from './damage.js';
+export { RESTORE_COMMAND } from './restore-steps.js';
 import { openTarget, type Target } from './target.js';
 import { performance } from 'node:perf_hooks';
 import { resolveRef } from './refs.js';
-import { WorkerPool, pipeline } from './pool.js';
-import { chunkRef, locateChunks, readMapOrDamage, uniqueIds } from './locate.js';
+import { pipeline } from './pool.js';
+import { locateChunks, uniqueIds } from './locate.js';
 import type { ChunkRef, RestoreSlot } from './tasks.js';
+import { readListedMap, resolveRefs, slotAt, slotTasks, syncFile, underRestoreLock, targetFailed } from './restore-steps.js';
+import { checkIncremental, patchDisk, requireRestoredTarget, type Incremental } from './rollback.js';
 
-const TASK_BYTES = 8 * 1024 * 1024;
 /** Restored disks are private unless asked otherwise (design invariant 7). */
 const PRIVATE_MODE = 0o600;
-/** The lock's command: `restore <id>`. */
-export const RESTORE_COMMAND = 'restore';
 
 export interface RestoreOptions {
   /** Write what can be restored and report the rest, instead of stopping at the first damage. */
@@ -29,6 +31,12 @@ export interface RestoreOptions {
   threads?: number;
   /** Permission bits (0 to 0o7777) of a restored file; a new file is otherwise 0600, an existing one keeps its mode. */
   mode?: number;
+  /** REF of the restore point whose disk the target holds: write only the slots whose ids differ. */
+  onto?: string;
+  /** With `onto`: `[LABEL=]FILE`, a CBT list of what the target wrote since; the slots it touches are written too. */
+  changed?: string;
+  /** Read the target, hash each slot, write only the slots that differ. */
+  compare?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -39,9 +47,22 @@ export interface RestoreSummary {
   disk: string;
   target: string;
   size: number;
+  /** full; onto (--onto, `onto` the known restore point's id); compare (--compare). */
+  mode: 'full' | 'onto' | 'compare';
+  onto: string | null;
+  /** Bytes read from the target (--compare only). */
+  bytesRead: number;
+  /** Bytes written to the target, data and zeros; holes punched are not writes. */
   bytesWritten: number;
+  /** Bytes of a file target made holes again (a slot that became zero). */
+  bytesPunched: number;
+  /** Slots written or punched. */
+  slotsWritten: number;
   seconds: number;
 }
+
+/** What writing a disk did to the target. */
+export type Written = Pick<RestoreSummary, 'bytesRead' | 'bytesWritten' | 'bytesPunched' | 'slotsWritten' | 'unrestored'>;
 
 export function pickDisk(point: RestorePoint, label: string | undefined, choose = 'choose one with --disk'): DiskEntry {
   if (label === undefined) {
@@ -74,9 +95,7 @@ function restoreSlots(map: Buffer, size: number, chunkSize: number, refs: Map<st
   const slots: RestoreSlot[] = [];
   const missing: RestoreSlot[] = [];
   for (let slot = 0; slot * chunkSize < size; slot++) {
-    const id = map.subarray(slot * ID_BYTES, (slot + 1) * ID_BYTES);
-    const diskOffset = slot * chunkSize;
-    const length = Math.min(chunkSize, size - diskOffset);
+    const { diskOffset, length, id } = slotAt(map, slot, size, chunkSize);
     if (isZeroId(id)) {
       if (writeZeros) slots.push({ diskOffset, length, chunk: null });
       continue;
@@ -88,51 +107,34 @@ function restoreSlots(map: Buffer, size: number, chunkSize: number, refs: Map<st
   return { slots, missing };
 }
 
-function* batches<T>(items: T[], size: number): Generator<T[]> {
-  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
-}
-
-/** Chunk refs of a map's ids; a chunk the index lacks stops the restore unless it is partial. */
-function resolveRefs(point: RestorePoint, disk: DiskEntry, map: Buffer, ids: Map<string, Buffer>, locations: Map<string, ChunkLocation>, partial: boolean): Map<string, ChunkRef> {
-  const refs = new Map<string, ChunkRef>();
-  for (const [hex, id] of ids) {
-    const location = locations.get(hex);
-    if (location) refs.set(hex, chunkRef(id, location));
-    else if (!partial) throw damageAt(point, disk.label, firstSlotOf(map, id) * point.chunkSize, 'chunk missing from the index');
-  }
-  return refs;
-}
-
 export async function restore(store: Store, ref: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
   const started = performance.now();
   const { points, damaged } = await store.catalog.list();
   const point = resolveRef(points, ref, damaged);
   const disk = pickDisk(point, options.disk);
+  const incremental = await checkIncremental(options, points, damaged, point, disk);
   const targetPath = resolve(target);
   const out = await openTarget(store, targetPath, disk.size);
   try {
     if (out.isDevice && options.mode !== undefined) throw new InvalidInputError(`--mode is for a file target; ${targetPath} is a block device (its mode is left alone); nothing was written`, { target: targetPath });
-    const written = await writeDisk(store, point, disk, out, options);
-    return { id: point.id, disk: disk.label, target: targetPath, size: disk.size, ...written, seconds: (performance.now() - started) / 1000 };
+    if (incremental) requireRestoredTarget(out, targetPath, disk.size, incremental);
+    const written = incremental ? await patchDisk(store, point, disk, out, incremental, options) : await writeDisk(store, point, disk, out, options);
+    return { id: point.id, disk: disk.label, target: targetPath, size: disk.size, ...modeOf(incremental), ...written, seconds: (performance.now() - started) / 1000 };
   } finally {
     await out.release();
   }
 }
 
+function modeOf(incremental: Incremental | null): Pick<RestoreSummary, 'mode' | 'onto'> {
+  if (!incremental) return { mode: 'full', onto: null };
+  return incremental.kind === 'onto' ? { mode: 'onto', onto: incremental.known.id } : { mode: 'compare', onto: null };
+}
+
 /** The restore proper, under the store's lock, onto a target already checked. */
-async function writeDisk(store: Store, point: RestorePoint, disk: DiskEntry, out: Target, options: RestoreOptions): Promise<Pick<RestoreSummary, 'bytesWritten' | 'unrestored'>> {
+async function writeDisk(store: Store, point: RestorePoint, disk: DiskEntry, out: Target, options: RestoreOptions): Promise<Written> {
   const partial = options.partial === true;
-  // The id in the lock tells prune which restore point is being read (prune.ts refuseWhileRestored).
-  const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`);
-  const pool = new WorkerPool(store.packsDir, options.threads);
-  try {
-    const map = await readMapOrDamage(store, point, disk.label).catch(async (err: unknown) => {
-      await confirmStillListed(store, point);
-      throw err;
-    });
-    // A prune that started before this lock was visible may have removed the point, maps last:
-    // the map read above came first, or the point is gone now.
-    await confirmStillListed(store, point);
+  return underRestoreLock(store, point, options.threads, async (pool) => {
+    const map = await readListedMap(store, point, disk.label);
     const ids = uniqueIds(map);
     const refs = resolveRefs(point, disk, map, ids, await locateChunks(store, ids), partial);
     const { slots, missing } = restoreSlots(map, disk.size, point.chunkSize, refs, out.isDevice);
@@ -140,11 +142,9 @@ async function writeDisk(store: Store, point: RestorePoint, disk: DiskEntry, out
     const unrestored = missing.map((slot) => ({ slot, problem: 'chunk missing from the index' }));
     let bytesWritten = 0;
     await pipeline(
-      batches(slots, Math.max(1, Math.floor(TASK_BYTES / point.chunkSize))),
+      slotTasks(slots, point.chunkSize),
       pool.window,
-      (batch) => pool.restore({ op: 'restore', target: out.path, slots: batch }).catch((err: Error) => {
-        throw new TargetError(`target ${out.path}: writing failed (${err.message}); the restore is incomplete`, { target: out.path });
-      }),
+      (batch) => pool.restore({ op: 'restore', target: out.path, slots: batch }).catch(targetFailed(out.path, 'writing')),
       async (result, batch) => {
         for (const { index, problem } of result.problems) {
           if (!partial) throw damageAt(point, disk.label, batch[index].diskOffset, problem);
@@ -157,34 +157,13 @@ async function writeDisk(store: Store, point: RestorePoint, disk: DiskEntry, out
     // A device keeps whatever it held where a chunk could not be restored: zero it, so no stale data passes for restored data.
     if (out.isDevice && unrestored.length > 0) await pool.restore({ op: 'restore', target: out.path, slots: unrestored.map(({ slot }) => ({ ...slot, chunk: null })) });
     await syncFile(out.path);
-    return { bytesWritten, unrestored: unrestoredRanges(unrestored) };
-  } finally {
-    await pool.close();
-    await lock.release();
-  }
-}
-
-async function confirmStillListed(store: Store, point: RestorePoint): Promise<void> {
-  if ((await store.catalog.list()).points.some((p) => p.id === point.id)) return;
-  throw new UnknownRefError(`restore point ${point.id} was removed (by prune) as this restore started; nothing was written`, { restorePoint: point.id });
+    const restoredSlots = slots.length + missing.length - unrestored.length;
+    return { bytesRead: 0, bytesWritten, bytesPunched: 0, slotsWritten: restoredSlots, unrestored: unrestoredRanges(unrestored) };
+  });
 }
 
 function unrestoredRanges(items: { slot: RestoreSlot; problem: string }[]): DamagedRange[] {
   const ranges: DamagedRange[] = [];
   for (const { slot, problem } of items.sort((a, b) => a.slot.diskOffset - b.slot.diskOffset)) appendRange(ranges, slot.diskOffset, slot.length, problem);
   return ranges;
-}
-
-function firstSlotOf(map: Buffer, id: Buffer): number {
-  for (let at = 0; at < map.byteLength; at += ID_BYTES) if (map.subarray(at, at + ID_BYTES).equals(id)) return at / ID_BYTES;
-  return 0;
-}
-
-async function syncFile(path: string): Promise<void> {
-  const handle = await fs.open(path, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

@@ -17,6 +17,8 @@ export interface Target {
   isDevice: boolean;
   /** A regular file that is there already (it keeps its mode unless one is asked for). */
   exists: boolean;
+  /** Bytes it holds now: a device's size, an existing file's length, 0 for a file still to be created. */
+  bytes: number;
   /** Ends the exclusive claim on a device, held so nobody mounts it while it is restored. */
   release(): Promise<void>;
 }
@@ -165,8 +167,8 @@ export async function openTarget(store: Store, target: string, size: number): Pr
     const deviceBytes = await deviceSize(stats, target);
     if (deviceBytes < size) throw new TargetError(`target ${target} holds ${deviceBytes} bytes, the disk needs ${size}`, { target, size: deviceBytes, needed: size });
     const claim = await claimDevice(target, path);
-    return { path, isDevice: true, exists: true, release: () => claim.close() };
+    return { path, isDevice: true, exists: true, bytes: deviceBytes, release: () => claim.close() };
   }
   if (stats && !stats.isFile()) throw new TargetError(`target ${target} is not a regular file or block device`, { target });
-  return { path, isDevice: false, exists: stats !== null, release: async () => undefined };
+  return { path, isDevice: false, exists: stats !== null, bytes: stats?.size ?? 0, release: async () => undefined };
 }

@@ -82,6 +82,30 @@ export interface RestoreResult {
   problems: ChunkProblem[];
 }
 
+/**
+ * An incremental restore onto a target that already holds a disk: only the slots given are
+ * written. `compare`: each slot is read from the target and hashed first, and left alone when
+ * it already holds the slot's chunk (or zeros). `holes`: zero slots are not written but handed
+ * back, for the caller to punch holes there (a file target).
+ */
+export interface PatchTask {
+  op: 'patch';
+  target: string;
+  slots: RestoreSlot[];
+  compare: boolean;
+  holes: boolean;
+}
+
+export interface PatchResult {
+  bytesRead: number;
+  bytesWritten: number;
+  /** Slots written, data or zeros; the holes are not among them. */
+  slotsWritten: number;
+  /** Indices of zero slots to punch holes at (with `holes`). */
+  holes: number[];
+  problems: ChunkProblem[];
+}
+
 export interface VerifyTask {
   op: 'verify';
   chunks: ChunkRef[];
@@ -150,4 +174,4 @@ export interface LoadTask {
   op: 'load';
 }
 
-export type Task = BackupTask | RestoreTask | VerifyTask | DecodeTask | RecompressTask | LoadTask;
+export type Task = BackupTask | RestoreTask | PatchTask | VerifyTask | DecodeTask | RecompressTask | LoadTask;

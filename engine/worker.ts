@@ -25,7 +25,10 @@ import {
   type RecompressedRecord,
   type RecompressResult,
   type RecompressTask,
+  type PatchResult,
+  type PatchTask,
   type RestoreResult,
+  type RestoreSlot,
   type RestoreTask,
   type Task,
   type VerifyResult,
@@ -176,27 +179,68 @@ function writeFully(fd: number, data: Buffer, position: number): number {
   return done;
 }
 
+/** Writes a slot's chunk (decoded and checked) or zeros: the bytes written, or why the chunk could not be. */
+function writeSlot(slot: RestoreSlot, packsDir: string, direct: number | null, buffered: number): number | { problem: string } {
+  const aligned = direct !== null && isBlockAligned(slot.diskOffset, slot.length);
+  const into = aligned ? scratchOf(slot.length, 'aligned') : undefined;
+  let data: Buffer;
+  if (slot.chunk === null) {
+    data = (into ?? scratchOf(slot.length)).fill(0);
+  } else {
+    const read = readChunk(slot.chunk, packsDir, into);
+    if ('problem' in read) return read;
+    data = read.data;
+  }
+  return writeFully(aligned ? direct! : buffered, data, slot.diskOffset);
+}
+
 function restore(task: RestoreTask, packsDir: string): RestoreResult {
   return withTarget(task.target, (direct, buffered) => {
     const problems: ChunkProblem[] = [];
     let bytesWritten = 0;
     task.slots.forEach((slot, index) => {
-      const aligned = direct !== null && isBlockAligned(slot.diskOffset, slot.length);
-      const into = aligned ? scratchOf(slot.length, 'aligned') : undefined;
-      let data: Buffer;
-      if (slot.chunk === null) {
-        data = (into ?? scratchOf(slot.length)).fill(0);
-      } else {
-        const read = readChunk(slot.chunk, packsDir, into);
-        if ('problem' in read) {
-          problems.push({ index, problem: read.problem });
-          return;
-        }
-        data = read.data;
-      }
-      bytesWritten += writeFully(aligned ? direct! : buffered, data, slot.diskOffset);
+      const written = writeSlot(slot, packsDir, direct, buffered);
+      if (typeof written === 'number') bytesWritten += written;
+      else problems.push({ index, problem: written.problem });
     });
     return { bytesWritten, problems };
+  });
+}
+
+/**
+ * Whether the target already holds the slot: its bytes hashed as a backup hashes them, or
+ * checked for zeros. Read through the page cache, not direct: the kernel's readahead then
+ * reads the next slots while this one is hashed, where direct reads of a slot at a time
+ * leave the disk idle during every hash.
+ */
+function holdsSlot(slot: RestoreSlot, target: string, buffered: number): boolean {
+  const data = scratchOf(slot.length);
+  readFully(buffered, data, slot.diskOffset, `target ${target}`);
+  if (slot.chunk === null) return isAllZero(data);
+  return chunkId(data).equals(slot.chunk.id);
+}
+
+function patch(task: PatchTask, packsDir: string): PatchResult {
+  return withTarget(task.target, (direct, buffered) => {
+    const result: PatchResult = { bytesRead: 0, bytesWritten: 0, slotsWritten: 0, holes: [], problems: [] };
+    task.slots.forEach((slot, index) => {
+      if (task.compare) {
+        result.bytesRead += slot.length;
+        if (holdsSlot(slot, task.target, buffered)) return;
+      }
+      if (slot.chunk === null && task.holes) {
+        result.holes.push(index);
+        return;
+      }
+      const written = writeSlot(slot, packsDir, direct, buffered);
+      if (typeof written !== 'number') {
+        result.problems.push({ index, problem: written.problem });
+        return;
+      }
+      result.bytesWritten += written;
+      result.slotsWritten++;
+    });
+    return result;
   });
 }
 
@@ -266,6 +310,8 @@ export default async function run(message: { task: Task; packsDir: string }): Pr
       return backup(task);
     case 'restore':
       return restore(task, packsDir);
+    case 'patch':
+      return patch(task, packsDir);
     case 'verify':
       return verify(task, packsDir);
     case 'decode':

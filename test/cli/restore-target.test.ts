@@ -1,10 +1,9 @@
 /** Restore never writes into the store, a chunkvault mount or a device in use; restored files are private. */
 import t, { type Test } from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, MiB, backedUpStore, cli, cliJson, collect, ext4Image, hasCommand, isRoot, requireCapability, sha256File, treeDigest, type CliResult } from '../helpers/index.js';
+import { CLI, MiB, backedUpStore, cli, cliJson, collect, ext4Image, hasCommand, isRoot, requireCapability, sha256File, sha256Head, treeDigest, type CliResult } from '../helpers/index.js';
 import { canMount, startMount } from '../fuse/mounting.js';
 
 const REFUSED = 'restore never writes there: choose another target \\(nothing was written\\)';
@@ -17,12 +16,6 @@ function escaped(text: string): string {
 async function contentOf(path: string): Promise<string | null> {
   if (!existsSync(path)) return null;
   return (await fs.stat(path)).isDirectory() ? 'a directory' : sha256File(path);
-}
-
-async function sha256Head(path: string, bytes: number): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { start: 0, end: bytes - 1 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /** A refused restore: exit 2, one line naming the target and why, the store and the target unchanged. */

@@ -186,3 +186,25 @@ t.test('an MBR with no partitions is an empty MBR table', async (t) => {
   sfdiskDisk(disk, 8, 'label: dos\n');
   t.same(await tableOf(disk), { scheme: 'mbr', partitions: [], problems: [] });
 });
+
+t.test('an EBR chain longer than Linux follows (100) is cut there', async (t) => {
+  const ebrs = 150;
+  const disk = Buffer.alloc((2048 + ebrs * 2 + 2048) * SECTOR);
+  const entry = (at: number, type: number, first: number, count: number): void => {
+    disk[at + 4] = type;
+    disk.writeUInt32LE(first, at + 8);
+    disk.writeUInt32LE(count, at + 12);
+  };
+  entry(446, 0x05, 2048, ebrs * 2 + 2048);
+  disk.writeUInt16LE(0xaa55, 510);
+  for (let i = 0; i < ebrs; i++) {
+    const at = (2048 + i * 2) * SECTOR;
+    entry(at + 446, 0x83, 1, 1); // a one-sector logical right after its EBR
+    if (i < ebrs - 1) entry(at + 446 + 16, 0x05, (i + 1) * 2, 2);
+    disk.writeUInt16LE(0xaa55, at + 510);
+  }
+  const table = await readPartitionTable(bufferBytes(disk), disk.length);
+  t.same(table.problems, ['extended partition 1: its EBR chain goes on past 100 EBRs; logical partitions after 104 ignored']);
+  t.equal(table.partitions.length, 101, 'the extended partition and 100 logicals');
+  t.same(table.partitions[100], { number: 104, type: 'Linux', typeId: '0x83', start: (2048 + 99 * 2 + 1) * SECTOR, size: SECTOR });
+});

@@ -1,7 +1,7 @@
 /** The mount's tree as plain objects: layout, by-name views, latest, live refresh. */
 import t from 'tap';
 import type { RestorePoint } from '../../store/catalog.js';
-import { BY_NAME, LATEST, LiveTree, buildTree, isLiveDir, lookup, mayAppear, type DirNode } from '../../fuse/tree.js';
+import { BY_NAME, LATEST, LiveTree, addPartitionFiles, buildTree, isLiveDir, lookup, mayAppear, partitionFileName, type DirNode } from '../../fuse/tree.js';
 
 function point(id: string, name: string, time: string, disks: [string, number][] = [['disk', 4096]]): RestorePoint {
   return {
@@ -105,4 +105,18 @@ t.test('which paths can change with the catalog', async (t) => {
   t.same(['/.Trash', '/autorun.inf', '/0123'].map(mayAppear), [false, false, false], 'names that cannot be a restore point never cost a listing');
   t.same(['/', `/${BY_NAME}`, `/${BY_NAME}/vm`].map(isLiveDir), [true, true, true]);
   t.same(['/0123456789abcdef', `/${BY_NAME}/vm/2026-11-19T00:00:00.000Z`].map(isLiveDir), [false, false], 'a restore point never changes');
+});
+
+t.test('partition files join a restore point directory, and so every path to it', async (t) => {
+  const root = buildTree(POINTS);
+  const dir = lookup(root, '/0000000000000002') as DirNode;
+  t.equal(dir.point, POINTS[2], 'a restore point directory knows its point');
+  addPartitionFiles(dir, POINTS[2], 'disk', [
+    { number: 1, start: 1 << 20, size: 2048 },
+    { number: 5, start: 3 << 20, size: 1024 },
+  ]);
+  t.equal(partitionFileName('disk', 5), 'disk.p5.img');
+  t.same(names(root, '/0000000000000002'), ['disk.img', 'disk.p1.img', 'disk.p5.img']);
+  t.match(lookup(root, `/${BY_NAME}/vm/2026-11-19T00:00:00.000Z/disk.p5.img`), { kind: 'image', label: 'disk', size: 1024, partition: { number: 5, start: 3 << 20 }, point: { id: '0000000000000002' } });
+  t.same(names(root, '/0000000000000001'), ['disk.img'], 'other points are left alone');
 });

@@ -108,6 +108,13 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** sha256 of the first `bytes` bytes of a file or device (a disk restored onto a larger device). */
+export async function sha256Head(path: string, bytes: number): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { start: 0, end: bytes - 1 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
 export interface CliResult {
   code: number;
   stdout: string;
