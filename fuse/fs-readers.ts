@@ -193,10 +193,23 @@ function mountedReader(name: string, root: string, release: () => Promise<void>)
   };
 }
 
-/** fuse2fs (e2fsprogs, libfuse2) in the foreground, as our child: the journal is not replayed (norecovery). */
+/** A read-only loop device of `image`, and how to let go of it. */
+async function readOnlyLoop(image: string): Promise<{ device: string; detach: () => Promise<unknown> }> {
+  const device = (await run('losetup', ['-r', '-f', '--show', image])).trim();
+  return { device, detach: () => run('losetup', ['-d', device]).catch(() => undefined) };
+}
+
+/**
+ * fuse2fs (e2fsprogs, libfuse2) in the foreground, as our child: the journal is not replayed
+ * (norecovery). As root it reads a read-only loop device of the image: on the file itself every
+ * 4 KiB block it reads is one FUSE request to the mount, and the block device's read-ahead makes
+ * its reads 5x faster (measured: 256 MiB in 2.4 s instead of 13.3 s). It is still fuse2fs, in
+ * userspace, that parses the filesystem; the kernel only moves the image's bytes.
+ */
 async function openFuse2fs(image: string, at: string, timeoutMs: number): Promise<FsReader> {
   await fs.mkdir(at, { mode: 0o700 });
-  const child = spawn('fuse2fs', [image, at, '-f', '-o', 'ro,norecovery,nosuid,nodev,noexec,default_permissions'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const loop = process.getuid?.() === 0 ? await readOnlyLoop(image).catch(() => null) : null;
+  const child = spawn('fuse2fs', [loop?.device ?? image, at, '-f', '-o', 'ro,norecovery,nosuid,nodev,noexec,default_permissions'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<void>((r) => child.on('close', () => r()));
@@ -210,6 +223,7 @@ async function openFuse2fs(image: string, at: string, timeoutMs: number): Promis
       await exited;
     }
     if (await isMounted(at)) await run('fusermount', ['-uz', at]).catch(() => undefined);
+    await loop?.detach();
     await removeMountDir(at);
   };
   const deadline = Date.now() + timeoutMs;
@@ -228,8 +242,7 @@ async function openFuse2fs(image: string, at: string, timeoutMs: number): Promis
 async function openKernel(image: string, at: string, type: string, noReplay: string): Promise<FsReader> {
   if (process.getuid?.() !== 0) throw new Error(`reading ${type} takes a kernel loop mount, which needs root (no userspace ${type} reader is installed)`);
   await fs.mkdir(at, { mode: 0o700 });
-  const device = (await run('losetup', ['-r', '-f', '--show', image])).trim();
-  const detach = (): Promise<unknown> => run('losetup', ['-d', device]).catch(() => undefined);
+  const { device, detach } = await readOnlyLoop(image);
   try {
     await run('mount', ['-t', type, '-o', `ro,${noReplay},nosuid,nodev,noexec`, device, at]);
   } catch (err) {

@@ -3,7 +3,7 @@
  * every byte and attribute, the errors, time-outs and signals, and nothing left mounted or behind.
  */
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, MiB, cli, cliJson, collect, ext4Image, hasCommand, requireCapability, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
@@ -26,7 +26,7 @@ interface Extraction {
   files: { path: string; size: number; sha256: string }[];
 }
 
-/** Temp dirs and mounts a files command may leave: none, ever. */
+/** Temp dirs, mounts and loop devices a files command may leave: none, ever. */
 async function noLeftovers(t: Test, b: Backed): Promise<void> {
   t.same(await leftovers(b.tmp), [], 'no temp dir or mount is left behind');
 }
@@ -37,7 +37,10 @@ async function leftovers(tmp: string): Promise<string[]> {
     .split('\n')
     .map((l) => l.split(' ')[4])
     .filter((p) => p?.startsWith(tmp));
-  return [...dirs, ...mounts];
+  const loops = execFileSync('losetup', ['-a'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes(tmp));
+  return [...dirs, ...mounts, ...loops];
 }
 
 /**

@@ -3,6 +3,7 @@
  * mount starts on first access and releases when idle; nothing left mounted or behind.
  */
 import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliJson, ext4Image, hasCommand, requireCapability, sha256File, tempDir } from '../helpers/index.js';
@@ -16,6 +17,13 @@ function readerMounts(tmp: string): string[] {
     .split('\n')
     .filter((l) => l.split(' ')[4]?.startsWith(`${tmp}/`))
     .map((l) => l.split(' ')[4]);
+}
+
+/** Loop devices fuse2fs read an image of this mount through: released with their reader. */
+function loopsOf(mnt: string): string[] {
+  return execFileSync('losetup', ['-a'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes(mnt));
 }
 
 /** Inode numbers are the kernel's (no use_ino): hard links are seen in nlink, not in equal inodes. */
@@ -70,13 +78,13 @@ t.test('files/<name>/<time>/<label>/ is the ext4 inside, started on first access
   t.equal(await sha256File(join(root, 'random.bin')), await sha256File(join(tree, 'random.bin')), 'file contents read through');
   t.equal(readerMounts(m.tmp).length, 1, 'one reader, mounted under the private dir');
 
-  await eventually(() => readerMounts(m.tmp).length === 0, 15_000, 'the idle reader to be released');
+  await eventually(() => readerMounts(m.tmp).length === 0 && loopsOf(m.mnt).length === 0, 15_000, 'the idle reader and its loop device to be released');
   t.pass('released after 2 s idle');
   t.equal(await fs.readFile(join(root, 'etc', 'secret'), 'utf8'), 'owned by 1234:5678, mode 0640\n', 'and started again on the next access');
   t.equal(await fs.readFile(join(m.mnt, id, 'root.img')).then((b) => b.length), 48 * 1024 * 1024, 'the images are still served beside it');
 
   t.equal(await m.stop(), 0, 'SIGTERM: exit 0');
-  t.same(readerMounts(m.tmp), [], 'no reader left mounted');
+  t.same([...readerMounts(m.tmp), ...loopsOf(m.mnt)], [], 'no reader left mounted, no loop device');
   t.same(await fs.readdir(m.tmp), [], 'the private dir is gone');
   t.equal(m.stderr(), '');
 });
@@ -94,7 +102,7 @@ t.test('files/<name>/<time>/<label>/pN/ for a partitioned disk; vfat is named as
   t.equal(await fs.readdir(join(disk, 'p1')).then(() => 'listed', (err: NodeJS.ErrnoException) => err.code), 'EIO', 'vfat (mtools) cannot be shown here');
   t.same((await fs.readdir(join(m.mnt, 'files', 'gpt', time, 'plain'))).sort(), ['lost+found'], 'an unpartitioned disk is its filesystem');
   t.equal(await m.stop(), 0);
-  t.same(readerMounts(m.tmp), []);
+  t.same([...readerMounts(m.tmp), ...loopsOf(m.mnt)], []);
   t.same(await fs.readdir(m.tmp), []);
   t.match(m.stderr(), /gpt\.p1\.img: vfat: vfat is read by mtools, which does not mount: use chunkvault files/);
 });
