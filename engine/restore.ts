@@ -64,10 +64,10 @@ export interface RestoreSummary {
 /** What writing a disk did to the target. */
 export type Written = Pick<RestoreSummary, 'bytesRead' | 'bytesWritten' | 'bytesPunched' | 'slotsWritten' | 'unrestored'>;
 
-export function pickDisk(point: RestorePoint, label: string | undefined): DiskEntry {
+export function pickDisk(point: RestorePoint, label: string | undefined, choose = 'choose one with --disk'): DiskEntry {
   if (label === undefined) {
     if (point.disks.length === 1) return point.disks[0];
-    throw new InvalidInputError(`restore point ${point.id} has ${point.disks.length} disks (${point.disks.map((d) => d.label).join(', ')}); choose one with --disk`, { restorePoint: point.id });
+    throw new InvalidInputError(`restore point ${point.id} has ${point.disks.length} disks (${point.disks.map((d) => d.label).join(', ')}); ${choose}`, { restorePoint: point.id });
   }
   const disk = point.disks.find((d) => d.label === label);
   if (!disk) throw new InvalidInputError(`restore point ${point.id} has no disk '${label}' (it has ${point.disks.map((d) => d.label).join(', ')})`, { restorePoint: point.id, disk: label });

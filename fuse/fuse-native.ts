@@ -57,6 +57,7 @@ interface FuseModule {
   EBUSY: number;
   EBADF: number;
   EINVAL: number;
+  ENOTDIR: number;
 }
 
 const require = createRequire(import.meta.url);

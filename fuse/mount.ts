@@ -5,13 +5,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Store } from '../store/store.js';
 import { InvalidInputError } from '../engine/errors.js';
 import { WorkerPool } from '../engine/pool.js';
 import { ChunkFetcher } from '../engine/reader.js';
 import { LruChunkCache } from './chunk-cache.js';
-import { createFuse, type FuseMount } from './fuse-native.js';
+import { createFuse, type FuseMount, type FuseOperations } from './fuse-native.js';
+import { FilesView } from './files-view.js';
 import { ImageFiles } from './image-file.js';
 import { operations, type Probe } from './operations.js';
 import { SUBTYPE, prepareMountpoint } from './mountpoint.js';
@@ -22,6 +24,8 @@ export { DEFAULT_CACHE_BYTES } from './chunk-cache.js';
 export interface MountOptions {
   cacheBytes: number;
   allowOther?: boolean;
+  /** Show files/... (files-view.ts), each reader closed after this many ms unused. */
+  filesIdleMs?: number;
   /** Damage and errors met while serving: the mount stays up and says so here. */
   log?: (line: string) => void;
 }
@@ -41,6 +45,8 @@ const UNMOUNT_WAIT_MS = 5000;
 const POLL_MS = 1000;
 /** Read-ahead per sequential reader, at most a quarter of the cache so it is not evicted unread. */
 const MAX_READ_AHEAD_BYTES = 32 * 1024 * 1024;
+/** How long a reader behind files/ may take to start or answer. */
+const FILES_TIMEOUT_MS = 60_000;
 
 /**
  * `ro`: the kernel refuses every write with EROFS before it reaches us.
@@ -106,9 +112,12 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
   const images = new ImageFiles(store, fetcher, { readAheadChunks: readAheadChunks(options.cacheBytes, store.chunkSize), indexWaitMs: INDEX_WAIT_MS });
   const tree = new LiveTree(async () => (await store.catalog.list()).points, (points) => images.keepOnly(points));
   const probe = new MountProbe(path);
-  const fuse = createFuse(path, operations(tree, images, log, probe), { timeout: false, allowOther: options.allowOther, fsname: 'chunkvault', subtype: SUBTYPE }, MOUNT_OPTIONS);
+  const ops = operations(tree, images, log, probe);
+  const view = options.filesIdleMs === undefined ? null : await filesView(tree, ops, path, options.filesIdleMs, log);
+  const fuse = createFuse(path, view ? view.operations(ops) : ops, { timeout: false, allowOther: options.allowOther, fsname: 'chunkvault', subtype: SUBTYPE }, MOUNT_OPTIONS);
 
   const release = async (): Promise<void> => {
+    await view?.close();
     await pool.close();
     await lock.release();
   };
@@ -126,6 +135,8 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(poll);
+      // The readers read their images from this mount: they go first.
+      await view?.close();
       // fuse-native unmounts with `fusermount -uz <path>`: once unmounted from outside, that
       // would detach whatever is mounted on the path now, so it is only asked while ours.
       const failure = (await probe.isOurs()) ? await unmountFuse(fuse) : null;
@@ -143,6 +154,13 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
   }, POLL_MS);
 
   return { mountpoint: path, closed, unmount: close };
+}
+
+/** The files/ view, its readers mounted under a private temp dir. */
+async function filesView(tree: LiveTree, ops: FuseOperations, mountpoint: string, idleMs: number, log: (line: string) => void): Promise<FilesView> {
+  const listPoint = (id: string): Promise<string[]> => new Promise((done, fail) => ops.readdir(`/${id}`, (err, names) => (err ? fail(new Error(`readdir /${id}: errno ${-err}`)) : done(names!))));
+  const hiddenDir = await fs.mkdtemp(join(tmpdir(), 'chunkvault-mount-files-'));
+  return new FilesView(tree, listPoint, { mountpoint, hiddenDir, idleMs, timeoutMs: FILES_TIMEOUT_MS, log });
 }
 
 /** Unmounts on SIGINT or SIGTERM; resolves once unmounted by any means. */

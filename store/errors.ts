@@ -62,6 +62,20 @@ export class NoSpaceError extends ChunkvaultError {
 export class MountpointError extends ChunkvaultError {
   override readonly code = 'CV_MOUNTPOINT';
 }
+/** A filesystem inside a disk image that no reader here can read, or whose reader failed or hung. */
+export class FilesystemError extends ChunkvaultError {
+  override readonly code = 'CV_FILESYSTEM';
+  override readonly exitCode = 1;
+}
+/** SIGINT or SIGTERM stopped a command after it tore down what it had set up; exits 128 + the signal's number. */
+export class InterruptedError extends ChunkvaultError {
+  override readonly code = 'CV_INTERRUPTED';
+  override readonly exitCode: number;
+  constructor(signal: string) {
+    super(`interrupted by ${signal}`, { signal });
+    this.exitCode = 128 + (signal === 'SIGINT' ? 2 : 15);
+  }
+}
 /**
  * An object of the store exists, or may, but could not be read or listed (EIO, EMFILE, EACCES,
  * a short read...). Never "absent": the command that meets it stops and changes nothing.

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { identifyFilesystem, probeFilesystem, PROBE_BYTES } from '../../engine/filesystems.js';
 import { bufferBytes } from '../../engine/byte-reader.js';
 import { hasCommand, isRoot, requireCapability, tempDir } from '../helpers/index.js';
-import { MKFS, blkid, fileBytes, flipByte, makeFilesystem, writeAt, type FsKind } from '../helpers/disks.js';
+import { MKFS, blkid, fileBytes, flipByte, makeFilesystem, ntfsBootSector, writeAt, type FsKind } from '../helpers/disks.js';
 
 const KINDS: [FsKind, number, string][] = [
   ['ext2', 16, 'ext2'],
@@ -49,21 +49,6 @@ t.test('LVM physical volume (pvcreate on a loop device)', async (t) => {
   t.equal(truth.TYPE, 'LVM2_member');
   t.same(await identifyFilesystem(fileBytes(image)), { type: 'LVM2_member', uuid: truth.UUID });
 });
-
-/** An NTFS boot sector laid out as documented (mkntfs needs ntfs-3g, which cannot be installed here). */
-function ntfsBootSector(bytesPerSector: number): Buffer {
-  const sector = Buffer.alloc(512);
-  sector.set([0xeb, 0x52, 0x90], 0);
-  sector.write('NTFS    ', 3, 'latin1');
-  sector.writeUInt16LE(bytesPerSector, 11);
-  sector[13] = 8; // sectors per cluster
-  sector[21] = 0xf8; // media: fixed disk
-  sector.writeBigUInt64LE(204799n, 0x28); // total sectors
-  sector.writeBigUInt64LE(4n, 0x30); // $MFT cluster
-  sector.writeBigUInt64LE(0x1234abcd5678ef90n, 0x48); // volume serial
-  sector.writeUInt16LE(0xaa55, 510);
-  return sector;
-}
 
 t.test('ntfs from a documented boot sector: named, its serial as UUID; impossible geometry is damage', async (t) => {
   t.same(await identifyFilesystem(bufferBytes(ntfsBootSector(512))), { type: 'ntfs', uuid: '1234ABCD5678EF90' });

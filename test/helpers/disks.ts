@@ -107,3 +107,18 @@ export function fileBytes(path: string): ReadBytes {
 export async function fileSize(path: string): Promise<number> {
   return (await fs.stat(path)).size;
 }
+
+/** An NTFS boot sector laid out as documented (mkntfs needs ntfs-3g, which cannot be installed here). */
+export function ntfsBootSector(bytesPerSector: number): Buffer {
+  const sector = Buffer.alloc(512);
+  sector.set([0xeb, 0x52, 0x90], 0);
+  sector.write('NTFS    ', 3, 'latin1');
+  sector.writeUInt16LE(bytesPerSector, 11);
+  sector[13] = 8; // sectors per cluster
+  sector[21] = 0xf8; // media: fixed disk
+  sector.writeBigUInt64LE(204799n, 0x28); // total sectors
+  sector.writeBigUInt64LE(4n, 0x30); // $MFT cluster
+  sector.writeBigUInt64LE(0x1234abcd5678ef90n, 0x48); // volume serial
+  sector.writeUInt16LE(0xaa55, 510);
+  return sector;
+}
