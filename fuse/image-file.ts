@@ -7,11 +7,16 @@ import type { RestorePoint } from '../store/catalog.js';
 import { DiskReader, type ChunkFetcher } from '../engine/reader.js';
 import type { ImageNode } from './tree.js';
 
+/** What a file handle of the mount reads through. */
+export interface OpenFile {
+  read(into: Buffer, length: number, offset: number): Promise<number>;
+}
+
 /**
  * Read-ahead doubles from one chunk while reads stay sequential, up to maxAhead chunks,
  * and is topped up once half of it is consumed, so the pool gets multi-chunk tasks.
  */
-class OpenImage {
+export class OpenImage implements OpenFile {
   private lastSlot = -1;
   private window = 0;
   private aheadUntil = 0;
@@ -56,7 +61,7 @@ export interface ImageFilesOptions {
 
 export class ImageFiles {
   private readonly readers = new Map<string, Promise<DiskReader>>();
-  private readonly handles = new Map<number, OpenImage>();
+  private readonly handles = new Map<number, OpenFile>();
   private nextHandle = 1;
   /** The last resolution queued: LevelDB admits one opener per process too, so they take turns. */
   private lastResolution: Promise<unknown> = Promise.resolve();
@@ -68,14 +73,22 @@ export class ImageFiles {
   ) {}
 
   async open(node: ImageNode): Promise<number> {
-    const reader = await this.readerOf(node.point, node.label);
+    return this.register(await this.openImage(node.point, node.label));
+  }
+
+  /** A disk with a read-ahead of its own, for a file served from it (a format view). */
+  async openImage(point: RestorePoint, label: string): Promise<OpenImage> {
+    return new OpenImage(await this.readerOf(point, label), this.options.readAheadChunks);
+  }
+
+  register(file: OpenFile): number {
     const handle = this.nextHandle++;
-    this.handles.set(handle, new OpenImage(reader, this.options.readAheadChunks));
+    this.handles.set(handle, file);
     return handle;
   }
 
   /** undefined for a handle that is not open. */
-  handle(handle: number): OpenImage | undefined {
+  handle(handle: number): OpenFile | undefined {
     return this.handles.get(handle);
   }
 
