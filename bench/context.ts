@@ -22,4 +22,4 @@ export interface BenchContext {
   log(message: string): void;
 }
 
-export const PLUGIN_MODULES = ['mount', 'incremental', 'retention'] as const;
+export const PLUGIN_MODULES = ['mount', 'incremental', 'retention', 'views'] as const;
