@@ -58,6 +58,14 @@ export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles,
     return err instanceof StoreBusyError ? Fuse.EBUSY : Fuse.EIO;
   };
 
+  /** ENOENT for a file whose restore point was pruned meanwhile, else the open's errno, logged. */
+  const failedOpen = (points: RestorePoint[], path: string, err: unknown, cb: (errno: number) => void): void => {
+    isRemoved(points).then(
+      (removed) => cb(removed ? Fuse.ENOENT : openErrno(path, err)),
+      (listErr) => (report(messageOf(listErr)), cb(Fuse.EIO)),
+    );
+  };
+
   const opened = (node: ImageNode | ViewNode): { handle: Promise<number>; points: RestorePoint[]; path: string } =>
     node.kind === 'image'
       ? { handle: images.open(node), points: [node.point], path: `/${node.point.id}/${node.label}${IMAGE_SUFFIX}` }
@@ -74,12 +82,17 @@ export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles,
   return {
     getattr(path, cb) {
       if (path === probe.path) return (probe.answered(), cb(Fuse.ENOENT));
-      find(path)
-        .then(async (node) => {
-          if (!node) return cb(Fuse.ENOENT);
-          cb(0, attributes(node, node.kind === 'view' ? await views.size(node) : 0));
-        })
-        .catch((err) => (report(`${path}: ${messageOf(err)}`), cb(Fuse.EIO)));
+      find(path).then(
+        (node) => {
+          if (node?.kind !== 'view') return node ? cb(0, attributes(node)) : cb(Fuse.ENOENT);
+          // A view's size comes from its layout, which reads the map: it can fail like an open.
+          views.size(node).then(
+            (size) => cb(0, attributes(node, size)),
+            (err) => failedOpen(pointsOf(node), node.path, err, cb),
+          );
+        },
+        (err) => (report(messageOf(err)), cb(Fuse.EIO)),
+      );
     },
 
     readdir(path, cb) {
@@ -105,11 +118,7 @@ export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles,
       const file = opened(node);
       file.handle.then(
         (handle) => cb(0, handle),
-        (err) =>
-          isRemoved(file.points).then(
-            (removed) => cb(removed ? Fuse.ENOENT : openErrno(file.path, err)),
-            (listErr) => (report(messageOf(listErr)), cb(Fuse.EIO)),
-          ),
+        (err) => failedOpen(file.points, file.path, err, cb),
       );
     },
 
