@@ -14,31 +14,29 @@ export interface OpenFile {
 
 /**
  * Read-ahead doubles from one chunk while reads stay sequential, up to maxAhead chunks,
- * and is topped up once half of it is consumed, so the pool gets multi-chunk tasks.
+ * and is topped up once half of it is consumed, so the pool gets multi-chunk tasks. It
+ * counts in chunk-sized units of the file being read; `prefetch` starts decoding the
+ * chunks behind units [first, first + count), which for a format view are not the disk's.
  */
-export class OpenImage implements OpenFile {
-  private lastSlot = -1;
+export class ReadAhead {
+  private lastUnit = -1;
   private window = 0;
   private aheadUntil = 0;
 
   constructor(
-    readonly reader: DiskReader,
+    private readonly unitBytes: number,
+    private readonly fileSize: number,
     private readonly maxAhead: number,
+    private readonly prefetch: (first: number, count: number) => void,
   ) {}
 
-  read(into: Buffer, length: number, offset: number): Promise<number> {
-    // The read's own chunks are requested first, ahead of its read-ahead.
-    const done = this.reader.read(into, length, offset);
-    this.readAhead(offset, length);
-    return done;
-  }
-
-  private readAhead(offset: number, length: number): void {
-    const first = this.reader.slotOf(offset);
-    const last = this.reader.slotOf(Math.max(offset, Math.min(offset + length, this.reader.size) - 1));
-    if (last === this.lastSlot) return;
-    const sequential = offset === 0 || first === this.lastSlot || first === this.lastSlot + 1;
-    this.lastSlot = last;
+  /** After a read of file bytes [offset, offset + length) was requested. */
+  note(offset: number, length: number): void {
+    const first = Math.floor(offset / this.unitBytes);
+    const last = Math.floor(Math.max(offset, Math.min(offset + length, this.fileSize) - 1) / this.unitBytes);
+    if (last === this.lastUnit) return;
+    const sequential = offset === 0 || first === this.lastUnit || first === this.lastUnit + 1;
+    this.lastUnit = last;
     if (!sequential) {
       this.window = 0;
       this.aheadUntil = last + 1;
@@ -48,7 +46,25 @@ export class OpenImage implements OpenFile {
     if (this.aheadUntil - (last + 1) > this.window / 2) return;
     const from = Math.max(this.aheadUntil, last + 1);
     this.aheadUntil = last + 1 + this.window;
-    this.reader.prefetch(from, this.aheadUntil - from);
+    this.prefetch(from, this.aheadUntil - from);
+  }
+}
+
+class OpenImage implements OpenFile {
+  private readonly ahead: ReadAhead;
+
+  constructor(
+    private readonly reader: DiskReader,
+    maxAhead: number,
+  ) {
+    this.ahead = new ReadAhead(reader.chunkSize, reader.size, maxAhead, (first, count) => reader.prefetch(first, count));
+  }
+
+  read(into: Buffer, length: number, offset: number): Promise<number> {
+    // The read's own chunks are requested first, ahead of its read-ahead.
+    const done = this.reader.read(into, length, offset);
+    this.ahead.note(offset, length);
+    return done;
   }
 }
 
@@ -73,12 +89,11 @@ export class ImageFiles {
   ) {}
 
   async open(node: ImageNode): Promise<number> {
-    return this.register(await this.openImage(node.point, node.label));
+    return this.register(new OpenImage(await this.readerOf(node.point, node.label), this.readAheadChunks));
   }
 
-  /** A disk with a read-ahead of its own, for a file served from it (a format view). */
-  async openImage(point: RestorePoint, label: string): Promise<OpenImage> {
-    return new OpenImage(await this.readerOf(point, label), this.options.readAheadChunks);
+  get readAheadChunks(): number {
+    return this.options.readAheadChunks;
   }
 
   register(file: OpenFile): number {
@@ -102,7 +117,8 @@ export class ImageFiles {
     for (const key of this.readers.keys()) if (!live.has(key.split('/')[0])) this.readers.delete(key);
   }
 
-  private readerOf(point: RestorePoint, label: string): Promise<DiskReader> {
+  /** The disk's reader, shared by every file served from it. */
+  readerOf(point: RestorePoint, label: string): Promise<DiskReader> {
     const key = `${point.id}/${label}`;
     let reader = this.readers.get(key);
     if (!reader) {

@@ -6,14 +6,21 @@
 import type { Store } from '../store/store.js';
 import type { RestorePoint } from '../store/catalog.js';
 import { openLayout, type ViewLayout } from '../engine/views/index.js';
-import type { ImageFiles, OpenFile, OpenImage } from './image-file.js';
+import type { DiskReader } from '../engine/reader.js';
+import { ReadAhead, type ImageFiles, type OpenFile } from './image-file.js';
 import type { ViewNode } from './view-tree.js';
 
 class OpenView implements OpenFile {
+  private readonly ahead: ReadAhead | null;
+
+  /** `reader` is null for a view of metadata only (a VMDK descriptor). */
   constructor(
     private readonly layout: ViewLayout,
-    private readonly image: OpenImage | null,
-  ) {}
+    private readonly reader: DiskReader | null,
+    maxAhead: number,
+  ) {
+    this.ahead = reader && new ReadAhead(reader.chunkSize, layout.size, maxAhead, (first, count) => this.prefetch(reader, first, count));
+  }
 
   async read(into: Buffer, length: number, offset: number): Promise<number> {
     const reads: Promise<number>[] = [];
@@ -25,11 +32,22 @@ class OpenView implements OpenFile {
         continue;
       }
       if (piece.kind === 'zeros') into.fill(0, at, at + piece.length);
-      else reads.push(this.image!.read(into.subarray(at, at + piece.length), piece.length, piece.at));
+      else reads.push(this.reader!.read(into.subarray(at, at + piece.length), piece.length, piece.at));
       at += piece.length;
     }
+    // The read's own chunks are requested first, ahead of its read-ahead.
+    this.ahead?.note(offset, length);
     await Promise.all(reads);
     return at;
+  }
+
+  /** The disk chunks behind chunk-sized units [first, first + count) of the view: the holes a qcow2 skips are not among them. */
+  private prefetch(reader: DiskReader, first: number, count: number): void {
+    for (const piece of this.layout.pieces(first * reader.chunkSize, count * reader.chunkSize)) {
+      if (piece.kind !== 'disk') continue;
+      const slot = reader.slotOf(piece.at);
+      reader.prefetch(slot, reader.slotOf(piece.at + piece.length - 1) - slot + 1);
+    }
   }
 }
 
@@ -53,8 +71,8 @@ export class ViewFiles {
   async open(node: ViewNode): Promise<number> {
     const layout = await this.layoutOf(node);
     // A descriptor is all text: no disk to resolve.
-    const image = node.spec.format === 'vmdk' ? null : await this.images.openImage(node.spec.point, node.spec.label);
-    return this.images.register(new OpenView(layout, image));
+    const reader = node.spec.format === 'vmdk' ? null : await this.images.readerOf(node.spec.point, node.spec.label);
+    return this.images.register(new OpenView(layout, reader, this.images.readAheadChunks));
   }
 
   /** Drops the layouts of views whose restore points are gone; open handles keep theirs. */

@@ -126,21 +126,22 @@ t.test('views and differences of restore points', async (t) => {
   });
 });
 
-/** Reads `length` bytes at `offset`: the bytes, or the errno code. */
+/** Opens `file` and reads `length` bytes at `offset`: the bytes, or the errno code the open or the read failed with. */
 async function pread(file: string, offset: number, length: number): Promise<Buffer | string> {
-  const handle = await fs.open(file, 'r');
+  let handle: fs.FileHandle | null = null;
   try {
+    handle = await fs.open(file, 'r');
     const out = Buffer.alloc(length);
     const { bytesRead } = await handle.read(out, 0, length, offset);
     return out.subarray(0, bytesRead);
   } catch (err) {
     return (err as NodeJS.ErrnoException).code ?? String(err);
   } finally {
-    await handle.close();
+    await handle?.close();
   }
 }
 
-t.test('a damaged chunk: EIO through every view for exactly its range', async (t) => {
+t.test('a damaged chunk: EIO through every view for exactly its range; a map that is gone: EIO on stat, logged once', async (t) => {
   if (!canRun(t)) return;
   const dir = await tempDir(t);
   const image = join(dir, 'disk.img');
@@ -149,7 +150,9 @@ t.test('a damaged chunk: EIO through every view for exactly its range', async (t
   const store = join(dir, 'store');
   await cliJson(['init', '--store', store]);
   const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
+  const { id: mapless } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
   await corruptChunk(store, id, 'disk', 2);
+  await fs.truncate(join(store, 'maps', mapless, 'disk.map'), 10);
   const mnt = join(dir, 'mnt');
   await fs.mkdir(mnt);
   const mount = await startMount(t, store, mnt);
@@ -169,4 +172,9 @@ t.test('a damaged chunk: EIO through every view for exactly its range', async (t
   for (const slot of [1, 3]) t.same(await pread(qcow2, hostOffset(slot), MiB), chunk(source, slot), `qcow2: slot ${slot} reads right`);
   t.same(await checkProblems(qcow2), {}, 'the metadata does not touch the damaged chunk');
   t.match(mount.stderr(), `restore point ${id} disk disk at offset ${2 * MiB}: `, 'logged with restore point, disk and offset');
+
+  for (let i = 0; i < 3; i++) t.equal(await errorCode(fs.stat(join(mnt, mapless, 'disk.qcow2'))), 'EIO', 'the qcow2 view of a disk whose map is damaged');
+  t.equal(await errorCode(fs.stat(join(mnt, mapless, 'disk.vhd'))), undefined, 'the VHD view needs no map to be listed');
+  t.equal(await pread(join(mnt, mapless, 'disk.vhd'), 0, 100), 'EIO', 'but cannot be read');
+  t.equal(mount.stderr().split('\n').filter((l) => l.startsWith(`chunkvault: cannot open /${mapless}/disk.qcow2: restore point ${mapless} disk disk: `)).length, 1, 'logged once');
 });
