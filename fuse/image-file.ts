@@ -34,18 +34,20 @@ export class ReadAhead {
   note(offset: number, length: number): void {
     const first = Math.floor(offset / this.unitBytes);
     const last = Math.floor(Math.max(offset, Math.min(offset + length, this.fileSize) - 1) / this.unitBytes);
-    if (last === this.lastUnit) return;
-    const sequential = offset === 0 || first === this.lastUnit || first === this.lastUnit + 1;
-    this.lastUnit = last;
+    if (last <= this.lastUnit && first >= this.lastUnit - this.window) return;
+    // Readers with several requests in flight (qemu-img has 8) deliver them a little out of order.
+    const sequential = offset === 0 || (first >= this.lastUnit - this.window && first <= Math.max(this.lastUnit + 1, this.aheadUntil));
+    this.lastUnit = sequential ? Math.max(this.lastUnit, last) : last;
     if (!sequential) {
       this.window = 0;
       this.aheadUntil = last + 1;
       return;
     }
     this.window = Math.min(this.maxAhead, Math.max(1, this.window * 2));
-    if (this.aheadUntil - (last + 1) > this.window / 2) return;
-    const from = Math.max(this.aheadUntil, last + 1);
-    this.aheadUntil = last + 1 + this.window;
+    const next = this.lastUnit + 1;
+    if (this.aheadUntil - next > this.window / 2) return;
+    const from = Math.max(this.aheadUntil, next);
+    this.aheadUntil = next + this.window;
     this.prefetch(from, this.aheadUntil - from);
   }
 }
