@@ -42,7 +42,7 @@ function cbtSpec(size: number): SyntheticSpec {
   return { kind: 'synthetic', name: `cbt-${size / MiB}m`, size, seed: 41, allocatedShare: 1, duplicateShare: 0.1, compressibility: 0.5, changeRate: 0.12 };
 }
 
-function sparseSpec(name: string, size: number, dataBytes: number): SyntheticSpec {
+export function sparseSpec(name: string, size: number, dataBytes: number): SyntheticSpec {
   return { kind: 'synthetic', name, size, seed: 43, allocatedShare: dataBytes / size, duplicateShare: 0, compressibility: 0.5, changeRate: 0 };
 }
 

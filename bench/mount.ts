@@ -84,7 +84,7 @@ async function mountStore(store: string, mountpoint: string, file: string, extra
   };
 }
 
-async function withMount<T>(store: string, mountpoint: string, file: string, extra: string[], use: (file: string, pid: number) => Promise<T>): Promise<T> {
+export async function withMount<T>(store: string, mountpoint: string, file: string, extra: string[], use: (file: string, pid: number) => Promise<T>): Promise<T> {
   const mounted = await mountStore(store, mountpoint, file, extra);
   try {
     return await use(mounted.file, mounted.pid);

@@ -7,49 +7,77 @@ import type { RestorePoint } from '../store/catalog.js';
 import { DiskReader, type ChunkFetcher } from '../engine/reader.js';
 import type { ImageNode } from './tree.js';
 
+/** What a file handle of the mount reads through. */
+export interface OpenFile {
+  read(into: Buffer, length: number, offset: number): Promise<number>;
+}
+
 /**
  * Read-ahead doubles from one chunk while reads stay sequential, up to maxAhead chunks,
- * and is topped up once half of it is consumed, so the pool gets multi-chunk tasks.
+ * and is topped up once half of it is consumed, so the pool gets multi-chunk tasks. It
+ * counts in chunk-sized units of the file being read; `prefetch` starts decoding the
+ * chunks behind units [first, first + count), which for a format view are not the disk's.
  */
-class OpenImage {
-  private lastSlot = -1;
+export class ReadAhead {
+  private lastUnit = -1;
   private window = 0;
   private aheadUntil = 0;
 
-  /** The file is the disk's bytes [start, start + size): all of it, or one partition. */
   constructor(
-    readonly reader: DiskReader,
+    private readonly unitBytes: number,
+    private readonly fileSize: number,
     private readonly maxAhead: number,
-    private readonly start: number,
-    private readonly size: number,
+    private readonly prefetch: (first: number, count: number) => void,
   ) {}
 
-  read(into: Buffer, length: number, offset: number): Promise<number> {
-    const inFile = Math.max(0, Math.min(length, this.size - offset));
-    if (inFile === 0) return Promise.resolve(0);
-    // The read's own chunks are requested first, ahead of its read-ahead.
-    const done = this.reader.read(into, inFile, this.start + offset);
-    this.readAhead(this.start + offset, inFile);
-    return done;
-  }
-
-  /** offset and length on the disk. */
-  private readAhead(offset: number, length: number): void {
-    const first = this.reader.slotOf(offset);
-    const last = this.reader.slotOf(Math.max(offset, Math.min(offset + length, this.reader.size) - 1));
-    if (last === this.lastSlot) return;
-    const sequential = offset === this.start || first === this.lastSlot || first === this.lastSlot + 1;
-    this.lastSlot = last;
+  /** After a read of file bytes [offset, offset + length) was requested. */
+  note(offset: number, length: number): void {
+    const first = Math.floor(offset / this.unitBytes);
+    const last = Math.floor(Math.max(offset, Math.min(offset + length, this.fileSize) - 1) / this.unitBytes);
+    if (last <= this.lastUnit && first >= this.lastUnit - this.window) return;
+    // Readers with several requests in flight (qemu-img has 8) deliver them a little out of order.
+    const sequential = offset === 0 || (first >= this.lastUnit - this.window && first <= Math.max(this.lastUnit + 1, this.aheadUntil));
+    this.lastUnit = sequential ? Math.max(this.lastUnit, last) : last;
     if (!sequential) {
       this.window = 0;
       this.aheadUntil = last + 1;
       return;
     }
     this.window = Math.min(this.maxAhead, Math.max(1, this.window * 2));
-    if (this.aheadUntil - (last + 1) > this.window / 2) return;
-    const from = Math.max(this.aheadUntil, last + 1);
-    this.aheadUntil = last + 1 + this.window;
-    this.reader.prefetch(from, this.aheadUntil - from);
+    const next = this.lastUnit + 1;
+    if (this.aheadUntil - next > this.window / 2) return;
+    const from = Math.max(this.aheadUntil, next);
+    this.aheadUntil = next + this.window;
+    this.prefetch(from, this.aheadUntil - from);
+  }
+}
+
+/** The disk's bytes [start, start + size): all of it, or one partition. */
+class OpenImage implements OpenFile {
+  private readonly ahead: ReadAhead;
+
+  constructor(
+    private readonly reader: DiskReader,
+    maxAhead: number,
+    private readonly start: number,
+    private readonly size: number,
+  ) {
+    const chunk = reader.chunkSize;
+    // Units of a chunk in the file's offsets: a partition that starts inside a slot straddles one slot more.
+    this.ahead = new ReadAhead(chunk, size, maxAhead, (first, count) => {
+      const from = Math.floor((start + first * chunk) / chunk);
+      const to = Math.ceil(Math.min(start + (first + count) * chunk, reader.size) / chunk);
+      reader.prefetch(from, to - from);
+    });
+  }
+
+  read(into: Buffer, length: number, offset: number): Promise<number> {
+    const inFile = Math.max(0, Math.min(length, this.size - offset));
+    if (inFile === 0) return Promise.resolve(0);
+    // The read's own chunks are requested first, ahead of its read-ahead.
+    const done = this.reader.read(into, inFile, this.start + offset);
+    this.ahead.note(offset, inFile);
+    return done;
   }
 }
 
@@ -62,7 +90,7 @@ export interface ImageFilesOptions {
 
 export class ImageFiles {
   private readonly readers = new Map<string, Promise<DiskReader>>();
-  private readonly handles = new Map<number, OpenImage>();
+  private readonly handles = new Map<number, OpenFile>();
   private nextHandle = 1;
   /** The last resolution queued: LevelDB admits one opener per process too, so they take turns. */
   private lastResolution: Promise<unknown> = Promise.resolve();
@@ -74,14 +102,21 @@ export class ImageFiles {
   ) {}
 
   async open(node: ImageNode): Promise<number> {
-    const reader = await this.readerOf(node.point, node.label);
+    return this.register(new OpenImage(await this.readerOf(node.point, node.label), this.readAheadChunks, node.partition?.start ?? 0, node.size));
+  }
+
+  get readAheadChunks(): number {
+    return this.options.readAheadChunks;
+  }
+
+  register(file: OpenFile): number {
     const handle = this.nextHandle++;
-    this.handles.set(handle, new OpenImage(reader, this.options.readAheadChunks, node.partition?.start ?? 0, node.size));
+    this.handles.set(handle, file);
     return handle;
   }
 
   /** undefined for a handle that is not open. */
-  handle(handle: number): OpenImage | undefined {
+  handle(handle: number): OpenFile | undefined {
     return this.handles.get(handle);
   }
 
@@ -95,7 +130,7 @@ export class ImageFiles {
     for (const key of this.readers.keys()) if (!live.has(key.split('/')[0])) this.readers.delete(key);
   }
 
-  /** The disk's reader, shared by its image file, its partition files and the reading of its partition table. */
+  /** The disk's reader, shared by every file served from it (image, partitions, views) and the reading of its partition table. */
   readerOf(point: RestorePoint, label: string): Promise<DiskReader> {
     const key = `${point.id}/${label}`;
     let reader = this.readers.get(key);

@@ -18,6 +18,7 @@ import { ImageFiles } from './image-file.js';
 import { operations, type Probe } from './operations.js';
 import { SUBTYPE, prepareMountpoint } from './mountpoint.js';
 import { LiveTree } from './tree.js';
+import { ViewFiles } from './view-file.js';
 
 export { DEFAULT_CACHE_BYTES } from './chunk-cache.js';
 
@@ -110,9 +111,13 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
   const pool = new WorkerPool(store.packsDir);
   const fetcher = new ChunkFetcher(pool, new LruChunkCache(options.cacheBytes));
   const images = new ImageFiles(store, fetcher, { readAheadChunks: readAheadChunks(options.cacheBytes, store.chunkSize), indexWaitMs: INDEX_WAIT_MS });
-  const tree = new LiveTree(async () => (await store.catalog.list()).points, (points) => images.keepOnly(points));
+  const views = new ViewFiles(store, images);
+  const tree = new LiveTree(
+    async () => (await store.catalog.list()).points,
+    (points) => (images.keepOnly(points), views.keepOnly(points)),
+  );
   const probe = new MountProbe(path);
-  const ops = operations(tree, images, log, probe);
+  const ops = operations(tree, images, views, log, probe);
   const view = options.filesIdleMs === undefined ? null : await filesView(tree, ops, path, options.filesIdleMs, log);
   const fuse = createFuse(path, view ? view.operations(ops) : ops, { timeout: false, allowOther: options.allowOther, fsname: 'chunkvault', subtype: SUBTYPE }, MOUNT_OPTIONS);
 

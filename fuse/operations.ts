@@ -1,16 +1,20 @@
 /** The FUSE callbacks: lookups in the tree, reads through the open images. Read-only by mount option. */
 import { StoreBusyError } from '../engine/errors.js';
 import { Fuse, type Attributes, type FuseOperations } from './fuse-native.js';
-import { IMAGE_SUFFIX, isLiveDir, lookup, mayAppear, type ImageNode, type LiveTree, type Node } from './tree.js';
+import { IMAGE_SUFFIX, isLiveDir, lookup, mayAppear, partitionFileName, type ImageNode, type LiveTree, type Node } from './tree.js';
 import type { ImageFiles } from './image-file.js';
 import { PartitionFiles } from './partitions.js';
+import { pointsOf, type ViewFiles } from './view-file.js';
+import type { ViewNode } from './view-tree.js';
+import type { RestorePoint } from '../store/catalog.js';
 
 const ST_RDONLY = 1;
 
-const MODES = { dir: 0o040555, image: 0o100444, link: 0o120777 } as const;
+const MODES = { dir: 0o040555, image: 0o100444, view: 0o100444, link: 0o120777 } as const;
 
-function attributes(node: Node): Attributes {
-  const size = node.kind === 'image' ? node.size : node.kind === 'link' ? Buffer.byteLength(node.target) : 4096;
+/** `viewSize`: what a view's layout says, for a view node. */
+function attributes(node: Node, viewSize = 0): Attributes {
+  const size = node.kind === 'image' ? node.size : node.kind === 'view' ? viewSize : node.kind === 'link' ? Buffer.byteLength(node.target) : 4096;
   return {
     mode: MODES[node.kind],
     size,
@@ -30,7 +34,7 @@ export interface Probe {
   answered(): void;
 }
 
-export function operations(tree: LiveTree, images: ImageFiles, log: (line: string) => void, probe: Probe): FuseOperations {
+export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles, log: (line: string) => void, probe: Probe): FuseOperations {
   const reported = new Set<string>();
   // Kernel retries repeat a failing request: each problem is logged once.
   const report = (message: string): void => {
@@ -45,16 +49,29 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
    * The tree lags the catalog by up to a poll: prune removes a point's catalog entry, then its
    * maps, so an image that failed to open while its point is no longer listed was pruned, not damaged.
    */
-  const isRemoved = async (node: ImageNode): Promise<boolean> => {
+  const isRemoved = async (points: RestorePoint[]): Promise<boolean> => {
     await tree.fresh();
-    return lookup(tree.current, node.point.id) === null;
+    return points.some((point) => lookup(tree.current, point.id) === null);
   };
 
-  /** Logged under the image's own path: the same damage reached through by-name is one problem. */
-  const openErrno = (node: ImageNode, err: unknown): number => {
-    report(`cannot open /${node.point.id}/${node.label}${IMAGE_SUFFIX}: ${messageOf(err)}`);
+  /** Logged under the file's own path: the same damage reached through by-name is one problem. */
+  const openErrno = (path: string, err: unknown): number => {
+    report(`cannot open ${path}: ${messageOf(err)}`);
     return err instanceof StoreBusyError ? Fuse.EBUSY : Fuse.EIO;
   };
+
+  /** ENOENT for a file whose restore point was pruned meanwhile, else the open's errno, logged. */
+  const failedOpen = (points: RestorePoint[], path: string, err: unknown, cb: (errno: number) => void): void => {
+    isRemoved(points).then(
+      (removed) => cb(removed ? Fuse.ENOENT : openErrno(path, err)),
+      (listErr) => (report(messageOf(listErr)), cb(Fuse.EIO)),
+    );
+  };
+
+  const opened = (node: ImageNode | ViewNode): { handle: Promise<number>; points: RestorePoint[]; path: string } =>
+    node.kind === 'image'
+      ? { handle: images.open(node), points: [node.point], path: `/${node.point.id}/${node.partition ? partitionFileName(node.label, node.partition.number) : node.label + IMAGE_SUFFIX}` }
+      : { handle: views.open(node), points: pointsOf(node), path: node.path };
 
   /** A name that is not there may be a restore point committed a moment ago. */
   const find = async (path: string): Promise<Node | null> => {
@@ -63,14 +80,21 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
     if (node || !mayAppear(path)) return node;
     await tree.fresh();
     await partitions.addFor(tree.current, path, false);
-    return lookup(tree.current, path);
+    return lookup(tree.current, path, report);
   };
 
   return {
     getattr(path, cb) {
       if (path === probe.path) return (probe.answered(), cb(Fuse.ENOENT));
       find(path).then(
-        (node) => (node ? cb(0, attributes(node)) : cb(Fuse.ENOENT)),
+        (node) => {
+          if (node?.kind !== 'view') return node ? cb(0, attributes(node)) : cb(Fuse.ENOENT);
+          // A view's size comes from its layout, which reads the map: it can fail like an open.
+          views.size(node).then(
+            (size) => cb(0, attributes(node, size)),
+            (err) => failedOpen(pointsOf(node), node.path, err, cb),
+          );
+        },
         (err) => (report(messageOf(err)), cb(Fuse.EIO)),
       );
     },
@@ -97,14 +121,11 @@ export function operations(tree: LiveTree, images: ImageFiles, log: (line: strin
       // The kernel may open a name it looked up before the tree was rebuilt without a partition file.
       void partitions.addFor(tree.current, path, false).then(() => {
         const node = lookup(tree.current, path);
-        if (node?.kind !== 'image') return cb(node ? Fuse.EINVAL : Fuse.ENOENT);
-        images.open(node).then(
+        if (node?.kind !== 'image' && node?.kind !== 'view') return cb(node ? Fuse.EINVAL : Fuse.ENOENT);
+        const file = opened(node);
+        file.handle.then(
           (handle) => cb(0, handle),
-          (err) =>
-            isRemoved(node).then(
-              (removed) => cb(removed ? Fuse.ENOENT : openErrno(node, err)),
-              (listErr) => (report(messageOf(listErr)), cb(Fuse.EIO)),
-            ),
+          (err) => failedOpen(file.points, file.path, err, cb),
         );
       });
     },

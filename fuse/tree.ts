@@ -5,8 +5,11 @@
  *   <id>/<label>.p<N>.img                 its partitions, added once the table is read (fuse/partitions.ts)
  *   by-name/<name>/<time>/<label>.img     the same files, grouped by name
  *   by-name/<name>/latest -> <time>       the newest restore point of the name
+ *
+ * and the format and differential views of fuse/view-tree.ts.
  */
 import type { RestorePoint } from '../store/catalog.js';
+import { DIFF, diffDir, viewEntries, type Absence, type ViewNode } from './view-tree.js';
 
 export const IMAGE_SUFFIX = '.img';
 export const BY_NAME = 'by-name';
@@ -18,6 +21,8 @@ export interface DirNode {
   entries: Map<string, Node>;
   /** Set on a restore point's own directory. */
   point?: RestorePoint;
+  /** Names not listed that still resolve on lookup; `absent` says why a name that exists cannot. */
+  resolve?(name: string, absent: Absence): Node | null;
 }
 
 export interface ImageNode {
@@ -36,7 +41,7 @@ export interface LinkNode {
   target: string;
 }
 
-export type Node = DirNode | ImageNode | LinkNode;
+export type Node = DirNode | ImageNode | LinkNode | ViewNode;
 
 function dir(mtime: Date, entries: [string, Node][] = []): DirNode {
   return { kind: 'dir', mtime, entries: new Map(entries) };
@@ -44,10 +49,10 @@ function dir(mtime: Date, entries: [string, Node][] = []): DirNode {
 
 function pointDir(point: RestorePoint): DirNode {
   const mtime = new Date(point.time);
-  return dir(
-    mtime,
-    point.disks.map((d) => [d.label + IMAGE_SUFFIX, { kind: 'image', mtime, point, label: d.label, size: d.size }]),
-  );
+  return dir(mtime, [
+    ...point.disks.map((d): [string, Node] => [d.label + IMAGE_SUFFIX, { kind: 'image', mtime, point, label: d.label, size: d.size }]),
+    ...viewEntries(point),
+  ]);
 }
 
 export function partitionFileName(label: string, number: number): string {
@@ -82,15 +87,15 @@ export function buildTree(points: RestorePoint[]): DirNode {
   const byName = new Map<string, RestorePoint[]>();
   for (const point of points) byName.set(point.name, [...(byName.get(point.name) ?? []), point]);
   const names = dir(newest, [...byName].map(([name, list]) => [name, nameDir(list, dirs)]));
-  return dir(newest, [...dirs, [BY_NAME, names]]);
+  return dir(newest, [...dirs, [BY_NAME, names], [DIFF, diffDir(points)]]);
 }
 
-export function lookup(root: DirNode, path: string): Node | null {
+export function lookup(root: DirNode, path: string, absent: Absence = () => undefined): Node | null {
   let node: Node = root;
   for (const part of path.split('/')) {
     if (part === '') continue;
     if (node.kind !== 'dir') return null;
-    const next = node.entries.get(part);
+    const next: Node | null | undefined = node.entries.get(part) ?? node.resolve?.(part, absent);
     if (!next) return null;
     node = next;
   }
@@ -153,11 +158,11 @@ function parts(path: string): string[] {
 /** Paths under which a restore point committed after the last listing can appear. */
 export function mayAppear(path: string): boolean {
   const [first] = parts(path);
-  return first === undefined || first === BY_NAME || /^[0-9a-f]{16}$/.test(first);
+  return first === undefined || first === BY_NAME || first === DIFF || /^[0-9a-f]{16}$/.test(first);
 }
 
-/** Directories whose entries change with the catalog: the root, by-name and by-name/<name>. */
+/** Directories whose entries change with the catalog: the root, by-name, by-name/<name> and diff. */
 export function isLiveDir(path: string): boolean {
   const [first, ...rest] = parts(path);
-  return first === undefined || (first === BY_NAME && rest.length <= 1);
+  return first === undefined || (first === BY_NAME && rest.length <= 1) || (first === DIFF && rest.length === 0);
 }

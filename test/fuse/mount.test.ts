@@ -40,7 +40,7 @@ t.test('restore points as image files: layout, bytes, read-only, live catalog, S
 
   const mount = await startMount(t, store, mnt);
   t.equal(await mountLocks(store), 1, 'the mount is registered in the store locks');
-  t.same((await fs.readdir(mnt)).sort(), [a.id, b.id, 'by-name'].sort());
+  t.same((await fs.readdir(mnt)).sort(), [a.id, b.id, 'by-name', 'diff'].sort());
   const fileA = join(mnt, a.id, 'disk.img');
   const stat = await fs.stat(fileA);
   t.equal(stat.size, size);

@@ -2,6 +2,7 @@
 import t from 'tap';
 import type { RestorePoint } from '../../store/catalog.js';
 import { BY_NAME, LATEST, LiveTree, addPartitionFiles, buildTree, isLiveDir, lookup, mayAppear, partitionFileName, type DirNode } from '../../fuse/tree.js';
+import { DIFF } from '../../fuse/view-tree.js';
 
 function point(id: string, name: string, time: string, disks: [string, number][] = [['disk', 4096]]): RestorePoint {
   return {
@@ -33,8 +34,8 @@ const POINTS = [
 
 t.test('every restore point and disk, and the by-name views', async (t) => {
   const root = buildTree(POINTS);
-  t.same(names(root, '/'), ['0000000000000001', '0000000000000002', '0000000000000003', '0000000000000004', BY_NAME]);
-  t.same(names(root, '/0000000000000004'), ['data.img', 'root.img']);
+  t.same(names(root, '/'), ['0000000000000001', '0000000000000002', '0000000000000003', '0000000000000004', BY_NAME, DIFF]);
+  t.same(names(root, '/0000000000000004'), ['data.img', 'data.qcow2', 'data.vhd', 'data.vmdk', 'root.img', 'root.qcow2', 'root.vhd', 'root.vmdk']);
   const image = lookup(root, '/0000000000000004/data.img');
   t.match(image, { kind: 'image', label: 'data', size: 1 << 30, point: { id: '0000000000000004' } });
   t.equal(image?.mtime.toISOString(), '2026-11-21T00:00:00.000Z', 'mtime is the snapshot time');
@@ -52,7 +53,7 @@ t.test('lookups that miss', async (t) => {
   t.equal(lookup(root, '/0000000000000003/other.img'), null);
   t.equal(lookup(root, '/0000000000000003/disk.img/below'), null, 'a file has no children');
   t.equal(lookup(root, '/'), root);
-  t.same(names(buildTree([]), '/'), [BY_NAME], 'an empty store has an empty by-name');
+  t.same(names(buildTree([]), '/'), [BY_NAME, DIFF], 'an empty store has an empty by-name and diff');
 });
 
 t.test('LiveTree rebuilds when restore points come and go', async (t) => {
@@ -63,7 +64,7 @@ t.test('LiveTree rebuilds when restore points come and go', async (t) => {
     async () => (listings++, points),
     (now) => changes.push(now.map((p) => p.id)),
   );
-  t.same(names(tree.current, '/'), [BY_NAME], 'empty until the first refresh');
+  t.same(names(tree.current, '/'), [BY_NAME, DIFF], 'empty until the first refresh');
   await tree.refresh();
   t.ok(lookup(tree.current, '/0000000000000003/disk.img'));
   await tree.refresh();
