@@ -105,6 +105,11 @@ export class ImageFiles {
     return this.register(new OpenImage(await this.readerOf(node.point, node.label), this.readAheadChunks, node.partition?.start ?? 0, node.size));
   }
 
+  /** True only when the point's catalog entry is gone (ENOENT); any other failure to tell is an error. */
+  isPruned(point: RestorePoint): Promise<boolean> {
+    return this.store.catalog.isAbsent(point.id);
+  }
+
   get readAheadChunks(): number {
     return this.options.readAheadChunks;
   }

@@ -68,15 +68,33 @@ export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles,
     );
   };
 
-  const opened = (node: ImageNode | ViewNode): { handle: Promise<number>; points: RestorePoint[]; path: string } =>
-    node.kind === 'image'
-      ? { handle: images.open(node), points: [node.point], path: `/${node.point.id}/${node.partition ? partitionFileName(node.label, node.partition.number) : node.label + IMAGE_SUFFIX}` }
-      : { handle: views.open(node), points: pointsOf(node), path: node.path };
+  /**
+   * A disk reader resolved by an earlier look (its partition table, a view's size) outlives a
+   * prune until the tree catches up: the catalog says whether the points are still there.
+   */
+  const stillListed = async (points: RestorePoint[]): Promise<void> => {
+    for (const point of points) if (await images.isPruned(point)) throw new Error(`restore point ${point.id} was pruned`);
+  };
+
+  const opened = (node: ImageNode | ViewNode): { handle: Promise<number>; points: RestorePoint[]; path: string } => {
+    const file =
+      node.kind === 'image'
+        ? { open: () => images.open(node), points: [node.point], path: `/${node.point.id}/${node.partition ? partitionFileName(node.label, node.partition.number) : node.label + IMAGE_SUFFIX}` }
+        : { open: () => views.open(node), points: pointsOf(node), path: node.path };
+    return { handle: stillListed(file.points).then(file.open), points: file.points, path: file.path };
+  };
+
+  /** A name the tree lacks may be a partition file of a table not read yet; any other name costs no table read. */
+  const lookupWithPartitions = async (path: string): Promise<Node | null> => {
+    const node = lookup(tree.current, path);
+    if (node) return node;
+    await partitions.addFor(tree.current, path, false);
+    return lookup(tree.current, path);
+  };
 
   /** A name that is not there may be a restore point committed a moment ago. */
   const find = async (path: string): Promise<Node | null> => {
-    await partitions.addFor(tree.current, path, false);
-    const node = lookup(tree.current, path);
+    const node = await lookupWithPartitions(path);
     if (node || !mayAppear(path)) return node;
     await tree.fresh();
     await partitions.addFor(tree.current, path, false);
@@ -119,8 +137,7 @@ export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles,
 
     open(path, _flags, cb) {
       // The kernel may open a name it looked up before the tree was rebuilt without a partition file.
-      void partitions.addFor(tree.current, path, false).then(() => {
-        const node = lookup(tree.current, path);
+      void lookupWithPartitions(path).then((node) => {
         if (node?.kind !== 'image' && node?.kind !== 'view') return cb(node ? Fuse.EINVAL : Fuse.ENOENT);
         const file = opened(node);
         file.handle.then(

@@ -1,8 +1,8 @@
 /**
  * The partition files of a restore point's directory, `<label>.p<N>.img`. A store can hold
  * thousands of restore points: a point's tables are read only once its directory is listed or
- * a name in it looked up (not when the root is listed, nor when the directory itself is
- * stat'ed), then kept while the point exists. A table that cannot be read (damaged chunks, both
+ * a name in it that the tree lacks is looked up (not when the root is listed, nor when the
+ * directory itself or its disk image is stat'ed or opened), then kept while the point exists. A table that cannot be read (damaged chunks, both
  * GPT headers damaged) just means no partition files for that disk, and is logged once; a busy
  * index or an unreadable map is not kept, so the next lookup tries again.
  */

@@ -117,7 +117,7 @@ t.test('partition files join a restore point directory, and so every path to it'
     { number: 5, start: 3 << 20, size: 1024 },
   ]);
   t.equal(partitionFileName('disk', 5), 'disk.p5.img');
-  t.same(names(root, '/0000000000000002'), ['disk.img', 'disk.p1.img', 'disk.p5.img']);
+  t.same(names(root, '/0000000000000002'), ['disk.img', 'disk.p1.img', 'disk.p5.img', 'disk.qcow2', 'disk.vhd', 'disk.vmdk']);
   t.match(lookup(root, `/${BY_NAME}/vm/2026-11-19T00:00:00.000Z/disk.p5.img`), { kind: 'image', label: 'disk', size: 1024, partition: { number: 5, start: 3 << 20 }, point: { id: '0000000000000002' } });
-  t.same(names(root, '/0000000000000001'), ['disk.img'], 'other points are left alone');
+  t.same(names(root, '/0000000000000001'), ['disk.img', 'disk.qcow2', 'disk.vhd', 'disk.vmdk'], 'other points are left alone');
 });
