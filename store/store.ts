@@ -196,16 +196,13 @@ export class Store {
     for (const path of paths) await fs.rm(join(this.dir, path), { force: true });
   }
 
-  /** Bytes of every file below the store directory. */
-  async diskUsage(): Promise<number> {
-    let bytes = 0;
-    const entries = await fs.readdir(this.dir, { recursive: true, withFileTypes: true }).catch((err: unknown) => {
-      throw storeReadError(errorPath(err) ?? this.dir, err);
-    });
-    for (const entry of entries) {
-      if (entry.isFile()) bytes += (await statUnlessAbsent(join(entry.parentPath, entry.name)))?.size ?? 0;
-    }
-    return bytes;
+  /**
+   * Bytes of every file below the store directory. A file that goes while it is walked (LevelDB
+   * compacts its tables in the background) is absent, not an error; the walk lstats each name
+   * itself, since a filesystem without d_type (FUSE) makes a typed listing stat them, failing whole.
+   */
+  diskUsage(): Promise<number> {
+    return treeBytes(this.dir);
   }
 
   /** Opens the index; when another process holds it, waits up to waitMs, then names the holder. */
@@ -226,10 +223,22 @@ export class Store {
   }
 }
 
-/** A stat, or null when the file is absent (ENOENT); any other failure is an error naming it. */
-async function statUnlessAbsent(path: string): Promise<import('node:fs').Stats | null> {
+/** Bytes of the files below `dir`; names that vanish meanwhile count nothing. */
+async function treeBytes(dir: string): Promise<number> {
+  let bytes = 0;
+  for (const name of await readdirUnlessAbsent(dir)) {
+    const path = join(dir, name);
+    const stats = await statUnlessAbsent(path, fs.lstat);
+    if (stats?.isDirectory()) bytes += await treeBytes(path);
+    else if (stats?.isFile()) bytes += stats.size;
+  }
+  return bytes;
+}
+
+/** A stat (or lstat), or null when the file is absent (ENOENT); any other failure is an error naming it. */
+async function statUnlessAbsent(path: string, stat: (path: string) => Promise<import('node:fs').Stats> = fs.stat): Promise<import('node:fs').Stats | null> {
   try {
-    return await fs.stat(path);
+    return await stat(path);
   } catch (err) {
     if (isAbsent(err)) return null;
     throw storeReadError(path, err);
@@ -246,7 +255,3 @@ async function readdirUnlessAbsent(path: string): Promise<string[]> {
   }
 }
 
-/** The path a failed fs call names (a recursive listing fails on one of its subdirectories). */
-function errorPath(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.path;
-}
