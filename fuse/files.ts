@@ -111,7 +111,12 @@ export async function checkTargetDir(store: Store, dir: string, paths: string[])
   if (real === storeDir || real.startsWith(storeDir + sep)) throw new TargetError(`--to ${dir}: inside the store ${store.dir}; choose a directory outside it`, { target: dir });
   for (const path of paths) {
     const into = path === '/' ? target : join(target, basename(path));
-    const taken = path === '/' ? (await fs.readdir(target).catch(() => [])).length > 0 : await fs.lstat(into).then(() => true, () => false);
+    // Only ENOENT means free: a name that cannot be examined (EACCES, EIO) is not written over.
+    const absent = (err: unknown): null => {
+      if (isAbsent(err)) return null;
+      throw new TargetError(`--to ${dir}: cannot examine ${into} (${errnoOf(err) ?? String(err)}); nothing was written`, { target: dir });
+    };
+    const taken = path === '/' ? ((await fs.readdir(target).catch(absent))?.length ?? 0) > 0 : (await fs.lstat(into).catch(absent)) !== null;
     if (taken) throw new TargetError(`--to ${dir}: ${path === '/' ? 'is not empty' : `${into} exists`}; nothing is overwritten, choose a new or empty directory`, { target: dir });
   }
   return target;
