@@ -14,6 +14,8 @@ import { PackWriter, packFileName, PACK_SUFFIX } from './pack.js';
 import { acquireLock, describeLocks, listLocks, type HeldLock, type LockInfo } from './lock.js';
 import { fsyncDir, writeFileDurable, PRIVATE_DIR_MODE } from './durable.js';
 import { errnoOf, isAbsent, storeReadError } from './errors.js';
+import type { Backend } from './backend/backend.js';
+import { FsBackend } from './backend/fs.js';
 
 const PARTS = ['packs', 'index', 'catalog', 'maps', 'locks'] as const;
 /**
@@ -25,11 +27,14 @@ export const RESERVE_BYTES = 8 * 1024 * 1024;
 
 export class Store {
   readonly catalog: Catalog;
+  /** Where every object of the store lives (see backend/backend.ts). */
+  readonly backend: Backend;
 
   private constructor(
     readonly dir: string,
     private current: StoreFormat,
   ) {
+    this.backend = new FsBackend(dir);
     this.catalog = new Catalog(join(dir, 'catalog'));
   }
 
