@@ -6,7 +6,7 @@
 import type { ClassicLevel } from 'classic-level';
 import { createRequire } from 'node:module';
 import { DamagedDataError, StoreBusyError, storeReadError } from './errors.js';
-import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, CHUNK_RANGE } from './index-keys.js';
+import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, segmentMarkKey, segmentFromMarkKey, CHUNK_RANGE, SEGMENT_MARK_RANGE } from './index-keys.js';
 import type { ChunkLocation } from './pack.js';
 
 type Db = ClassicLevel<Buffer, Buffer>;
@@ -69,10 +69,42 @@ export class ChunkIndex {
     return values.map((value) => (value ? decodeLocation(value) : undefined));
   }
 
-  /** One atomic, synced write: the commit point of a backup's chunks. */
-  async putMany(entries: Iterable<[Buffer, ChunkLocation]>): Promise<void> {
+  /**
+   * One atomic, synced write: the commit point of a backup's chunks. With `segment`, the index
+   * segment that holds the same entries is marked applied in the same batch.
+   */
+  async putMany(entries: Iterable<[Buffer, ChunkLocation]>, segment?: string): Promise<void> {
     const batch = this.db.batch();
     for (const [id, location] of entries) batch.put(chunkKey(id), encodeLocation(location));
+    if (segment !== undefined) batch.put(segmentMarkKey(segment), Buffer.alloc(0));
+    await batch.write({ sync: true });
+  }
+
+  /** The index segments whose entries this index holds (see index-cache.ts). */
+  async appliedSegments(): Promise<Set<string>> {
+    const applied = new Set<string>();
+    try {
+      for await (const key of this.db.keys(SEGMENT_MARK_RANGE)) applied.add(segmentFromMarkKey(key));
+    } catch (err) {
+      throw damagedIndex(this.db.location, err);
+    }
+    return applied;
+  }
+
+  /**
+   * Replaces everything the index holds by `entries`, marked as the contents of `segments`, in
+   * one atomic, synced batch: a cache rebuilt from segments is the old one or the new one whole.
+   */
+  async rebuild(entries: Iterable<[Buffer, ChunkLocation]>, segments: Iterable<string>): Promise<void> {
+    const batch = this.db.batch();
+    try {
+      for await (const key of this.db.keys(CHUNK_RANGE)) batch.del(key);
+      for await (const key of this.db.keys(SEGMENT_MARK_RANGE)) batch.del(key);
+    } catch (err) {
+      throw damagedIndex(this.db.location, err);
+    }
+    for (const [id, location] of entries) batch.put(chunkKey(id), encodeLocation(location));
+    for (const segment of segments) batch.put(segmentMarkKey(segment), Buffer.alloc(0));
     await batch.write({ sync: true });
   }
 

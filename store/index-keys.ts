@@ -4,7 +4,8 @@ import { Codec, type ChunkLocation } from './pack.js';
 
 const CHUNK_PREFIX = 0x63; // 'c'
 const PACK_NAME_BYTES = 8;
-const VALUE_BYTES = PACK_NAME_BYTES + 6 + 4 + 4 + 1;
+/** Bytes of an encoded location: what an index value and a segment entry hold besides the id. */
+export const LOCATION_BYTES = PACK_NAME_BYTES + 6 + 4 + 4 + 1;
 /** The codec byte's high bit: the record is settled (see pack.ts). */
 const SETTLED_BIT = 0x80;
 
@@ -22,8 +23,21 @@ export function idFromChunkKey(key: Buffer): Buffer {
 /** Bounds for iterating every chunk key. */
 export const CHUNK_RANGE = { gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) };
 
+/** Marks of the index segments whose entries this cache holds: key 's' + segment id, empty value. */
+const SEGMENT_PREFIX = 0x73; // 's'
+
+export function segmentMarkKey(segment: string): Buffer {
+  return Buffer.concat([Buffer.from([SEGMENT_PREFIX]), Buffer.from(segment, 'latin1')]);
+}
+
+export function segmentFromMarkKey(key: Buffer): string {
+  return key.toString('latin1', 1);
+}
+
+export const SEGMENT_MARK_RANGE = { gte: Buffer.from([SEGMENT_PREFIX]), lt: Buffer.from([SEGMENT_PREFIX + 1]) };
+
 export function encodeLocation(location: ChunkLocation): Buffer {
-  const value = Buffer.allocUnsafe(VALUE_BYTES);
+  const value = Buffer.allocUnsafe(LOCATION_BYTES);
   value.write(location.pack, 0, PACK_NAME_BYTES, 'hex');
   value.writeUIntBE(location.offset, 8, 6);
   value.writeUInt32BE(location.storedLength, 14);

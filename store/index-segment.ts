@@ -1,0 +1,75 @@
+/**
+ * Index segments: immutable objects `segments/<id>.seg` that say where chunks live (chunk id ->
+ * pack, offset, lengths, codec). Each backup writes one for the chunks it added, gc one for the
+ * records it moved; a host's LevelDB is a cache built from them (index-cache.ts), so a host
+ * that has never seen a store can read it.
+ *
+ * Layout: magic "CVS1" | entries u32 | entries x (id[32] | location[23], as index-keys.ts
+ * encodes it) | sha256 of everything before it. A segment that fails any check is damage:
+ * never applied in part.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { ID_BYTES } from './chunk-id.js';
+import { DamagedDataError } from './errors.js';
+import { LOCATION_BYTES, decodeLocation, encodeLocation } from './index-keys.js';
+import type { ChunkLocation } from './pack.js';
+
+export const SEGMENTS_PREFIX = 'segments/';
+const SUFFIX = '.seg';
+const MAGIC = 0x43565331; // "CVS1"
+const HEAD_BYTES = 8;
+const ENTRY_BYTES = ID_BYTES + LOCATION_BYTES;
+const SUM_BYTES = 32;
+const ID_PATTERN = /^[0-9a-f]{28}$/;
+
+export type SegmentEntry = [Buffer, ChunkLocation];
+
+/** Ids sort by creation time (12 hex digits of milliseconds), then 8 random bytes: writers on several hosts never collide. */
+export function newSegmentId(now = Date.now()): string {
+  return now.toString(16).padStart(12, '0').slice(-12) + randomBytes(8).toString('hex');
+}
+
+export function segmentKey(id: string): string {
+  return SEGMENTS_PREFIX + id + SUFFIX;
+}
+
+/** The segment id of an object key, or null for anything else below segments/ (temp files, strays). */
+export function segmentIdOf(key: string): string | null {
+  if (!key.startsWith(SEGMENTS_PREFIX) || !key.endsWith(SUFFIX)) return null;
+  const id = key.slice(SEGMENTS_PREFIX.length, -SUFFIX.length);
+  return ID_PATTERN.test(id) ? id : null;
+}
+
+function sha256(bytes: Uint8Array): Buffer {
+  return createHash('sha256').update(bytes).digest();
+}
+
+export function encodeSegment(entries: readonly SegmentEntry[]): Buffer {
+  const body = Buffer.allocUnsafe(HEAD_BYTES + entries.length * ENTRY_BYTES);
+  body.writeUInt32BE(MAGIC, 0);
+  body.writeUInt32BE(entries.length, 4);
+  entries.forEach(([id, location], i) => {
+    const at = HEAD_BYTES + i * ENTRY_BYTES;
+    id.copy(body, at);
+    encodeLocation(location).copy(body, at + ID_BYTES);
+  });
+  return Buffer.concat([body, sha256(body)]);
+}
+
+function damaged(key: string, problem: string): DamagedDataError {
+  return new DamagedDataError(`index segment ${key} is damaged (${problem}); run 'chunkvault repair'`, { object: key, problem });
+}
+
+/** The entries of the segment stored under `key`; DamagedDataError when any check fails. */
+export function decodeSegment(bytes: Buffer, key: string): SegmentEntry[] {
+  if (bytes.byteLength < HEAD_BYTES + SUM_BYTES || bytes.readUInt32BE(0) !== MAGIC) throw damaged(key, 'not a segment');
+  const count = bytes.readUInt32BE(4);
+  const bodyBytes = HEAD_BYTES + count * ENTRY_BYTES;
+  if (bytes.byteLength !== bodyBytes + SUM_BYTES) throw damaged(key, `${bytes.byteLength} bytes for ${count} entries`);
+  if (!sha256(bytes.subarray(0, bodyBytes)).equals(bytes.subarray(bodyBytes))) throw damaged(key, 'checksum');
+  const entries: SegmentEntry[] = [];
+  for (let at = HEAD_BYTES; at < bodyBytes; at += ENTRY_BYTES) {
+    entries.push([Buffer.from(bytes.subarray(at, at + ID_BYTES)), decodeLocation(bytes.subarray(at + ID_BYTES, at + ENTRY_BYTES))]);
+  }
+  return entries;
+}
