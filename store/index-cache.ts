@@ -1,20 +1,24 @@
 /**
  * A host's chunk index is a cache of the store's index segments (index-segment.ts). Before a
- * command trusts it, the cache catches up: segments it has not applied are applied in id order
+ * command trusts it, the cache catches up with the segments it has not seen, in id order
  * (later segments win: gc's segment of moved records overrides the backup's that wrote them).
- * gc consolidates: it writes one segment of every live entry and deletes the segments it read.
- * A cache that applied a segment which is gone may hold entries of chunks gc deleted since, so
- * it is rebuilt from the segments there are, in one atomic batch.
+ *
+ * gc consolidates: it writes one segment of every live entry that supersedes the segments it
+ * had seen, then deletes those. A superseded segment is never applied again (its dead entries
+ * would come back); a cache that applied one, or whose applied segment is gone without a
+ * successor it knows, may hold entries of chunks gc has deleted since: it is rebuilt from the
+ * live segments, in one atomic batch.
  */
 import type { Backend } from './backend/backend.js';
 import { storeReadError } from './errors.js';
 import type { ChunkIndex } from './index-db.js';
-import { SEGMENTS_PREFIX, decodeSegment, encodeSegment, newSegmentId, segmentIdOf, segmentKey, type SegmentEntry } from './index-segment.js';
+import type { SegmentMark } from './index-keys.js';
+import { SEGMENTS_PREFIX, decodeSegment, encodeSegment, newSegmentId, segmentIdOf, segmentKey, type Segment, type SegmentEntry } from './index-segment.js';
 
 export interface IndexSync {
   /** Segments applied now. */
   applied: number;
-  /** Whether the cache was rebuilt because a segment it had applied is gone. */
+  /** Whether the cache was rebuilt from every live segment. */
   rebuilt: boolean;
 }
 
@@ -26,8 +30,8 @@ export async function listSegments(backend: Backend): Promise<string[]> {
   return objects.map((o) => segmentIdOf(o.key)).filter((id): id is string => id !== null);
 }
 
-/** A segment's entries; absent (deleted by a gc since it was listed) is an error too: the caller lists again. */
-export async function readSegment(backend: Backend, id: string): Promise<SegmentEntry[]> {
+/** A listed segment; absent now (a gc deleted it meanwhile) is an error too: the command is run again. */
+export async function readSegment(backend: Backend, id: string): Promise<Segment> {
   const key = segmentKey(id);
   const bytes = await backend.get(key).catch((err: unknown) => {
     throw storeReadError(key, err);
@@ -36,30 +40,59 @@ export async function readSegment(backend: Backend, id: string): Promise<Segment
   return decodeSegment(bytes, key);
 }
 
-/** Writes the immutable segment of `entries`; returns its id, to be marked applied with them. */
-export async function writeSegment(backend: Backend, entries: readonly SegmentEntry[]): Promise<string> {
+/** Writes an immutable segment; returns its id, to be marked applied with its entries. */
+export async function writeSegment(backend: Backend, segment: Segment): Promise<string> {
   for (;;) {
     const id = newSegmentId();
-    if (await backend.create(segmentKey(id), encodeSegment(entries))) return id;
+    if (await backend.create(segmentKey(id), encodeSegment(segment))) return id;
   }
-}
-
-export async function deleteSegments(backend: Backend, ids: readonly string[]): Promise<void> {
-  await backend.delete(ids.map(segmentKey));
 }
 
 /** Brings the cache up to date with the store's segments (see the module comment). */
 export async function syncIndex(index: ChunkIndex, backend: Backend): Promise<IndexSync> {
-  const segments = await listSegments(backend);
-  const applied = await index.appliedSegments();
-  const present = new Set(segments);
-  if ([...applied].some((id) => !present.has(id))) {
-    const entries: SegmentEntry[] = [];
-    for (const id of segments) for (const entry of await readSegment(backend, id)) entries.push(entry);
-    await index.rebuild(entries, segments);
-    return { applied: segments.length, rebuilt: true };
+  const listed = await listSegments(backend);
+  const marks = await index.segmentMarks();
+  const unseen = new Map<string, Segment>();
+  for (const id of listed.filter((id) => !marks.has(id))) unseen.set(id, await readSegment(backend, id));
+  const superseded = new Set([...unseen.values()].flatMap((s) => s.supersedes));
+  const present = new Set(listed);
+  const stale = [...marks].some(([id, mark]) => mark === 'applied' && (superseded.has(id) || !present.has(id)));
+  if (stale) return rebuildIndex(index, backend, listed, unseen);
+  let applied = 0;
+  for (const [id, segment] of unseen) {
+    if (superseded.has(id)) continue;
+    await index.putMany(segment.entries, id);
+    applied++;
   }
-  const missing = segments.filter((id) => !applied.has(id));
-  for (const id of missing) await index.putMany(await readSegment(backend, id), id);
-  return { applied: missing.length, rebuilt: false };
+  const gone = [...marks.keys()].filter((id) => !present.has(id));
+  await index.markSegments([...unseen.keys()].filter((id) => superseded.has(id)).map((id) => [id, 'superseded']), gone);
+  return { applied, rebuilt: false };
+}
+
+/** The cache from scratch: every entry of every live segment, in id order, and marks for all listed. */
+async function rebuildIndex(index: ChunkIndex, backend: Backend, listed: string[], read: Map<string, Segment>): Promise<IndexSync> {
+  for (const id of listed) if (!read.has(id)) read.set(id, await readSegment(backend, id));
+  const superseded = new Set([...read.values()].flatMap((s) => s.supersedes));
+  const live = listed.filter((id) => !superseded.has(id));
+  const entries: SegmentEntry[] = [];
+  for (const id of live) for (const entry of read.get(id)!.entries) entries.push(entry);
+  const marks: [string, SegmentMark][] = listed.map((id) => [id, superseded.has(id) ? 'superseded' : 'applied']);
+  await index.rebuild(entries, marks);
+  return { applied: live.length, rebuilt: true };
+}
+
+/**
+ * gc's and repair's last step: the index now holds exactly what is live, so one segment of all
+ * of it supersedes every segment this cache has seen, which are then deleted. Segments other
+ * hosts wrote since this cache last caught up are neither superseded nor deleted.
+ */
+export async function consolidateSegments(index: ChunkIndex, backend: Backend): Promise<string> {
+  const seen = [...(await index.segmentMarks()).keys()];
+  const entries: SegmentEntry[] = [];
+  for await (const entry of index.entries()) entries.push(entry);
+  const id = await writeSegment(backend, { entries, supersedes: seen });
+  await index.markSegments([[id, 'applied'], ...seen.map((s): [string, SegmentMark] => [s, 'superseded'])]);
+  await backend.delete(seen.map(segmentKey));
+  await index.markSegments([], seen);
+  return id;
 }

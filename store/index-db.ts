@@ -6,7 +6,7 @@
 import type { ClassicLevel } from 'classic-level';
 import { createRequire } from 'node:module';
 import { DamagedDataError, StoreBusyError, storeReadError } from './errors.js';
-import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, segmentMarkKey, segmentFromMarkKey, CHUNK_RANGE, SEGMENT_MARK_RANGE } from './index-keys.js';
+import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, segmentMarkKey, segmentFromMarkKey, encodeSegmentMark, decodeSegmentMark, CHUNK_RANGE, SEGMENT_MARK_RANGE, type SegmentMark } from './index-keys.js';
 import type { ChunkLocation } from './pack.js';
 
 type Db = ClassicLevel<Buffer, Buffer>;
@@ -76,26 +76,34 @@ export class ChunkIndex {
   async putMany(entries: Iterable<[Buffer, ChunkLocation]>, segment?: string): Promise<void> {
     const batch = this.db.batch();
     for (const [id, location] of entries) batch.put(chunkKey(id), encodeLocation(location));
-    if (segment !== undefined) batch.put(segmentMarkKey(segment), Buffer.alloc(0));
+    if (segment !== undefined) batch.put(segmentMarkKey(segment), encodeSegmentMark('applied'));
     await batch.write({ sync: true });
   }
 
-  /** The index segments whose entries this index holds (see index-cache.ts). */
-  async appliedSegments(): Promise<Set<string>> {
-    const applied = new Set<string>();
+  /** The index segments this cache has seen, and how (see index-cache.ts). */
+  async segmentMarks(): Promise<Map<string, SegmentMark>> {
+    const marks = new Map<string, SegmentMark>();
     try {
-      for await (const key of this.db.keys(SEGMENT_MARK_RANGE)) applied.add(segmentFromMarkKey(key));
+      for await (const [key, value] of this.db.iterator(SEGMENT_MARK_RANGE)) marks.set(segmentFromMarkKey(key), decodeSegmentMark(value));
     } catch (err) {
       throw damagedIndex(this.db.location, err);
     }
-    return applied;
+    return marks;
+  }
+
+  /** Sets and removes segment marks in one atomic, synced batch. */
+  async markSegments(marks: Iterable<[string, SegmentMark]>, unmark: Iterable<string> = []): Promise<void> {
+    const batch = this.db.batch();
+    for (const id of unmark) batch.del(segmentMarkKey(id));
+    for (const [id, mark] of marks) batch.put(segmentMarkKey(id), encodeSegmentMark(mark));
+    await batch.write({ sync: true });
   }
 
   /**
-   * Replaces everything the index holds by `entries`, marked as the contents of `segments`, in
-   * one atomic, synced batch: a cache rebuilt from segments is the old one or the new one whole.
+   * Replaces everything the index holds by `entries` and `marks`, in one atomic, synced batch:
+   * a cache rebuilt from segments is the old one or the new one whole.
    */
-  async rebuild(entries: Iterable<[Buffer, ChunkLocation]>, segments: Iterable<string>): Promise<void> {
+  async rebuild(entries: Iterable<[Buffer, ChunkLocation]>, marks: Iterable<[string, SegmentMark]>): Promise<void> {
     const batch = this.db.batch();
     try {
       for await (const key of this.db.keys(CHUNK_RANGE)) batch.del(key);
@@ -104,7 +112,7 @@ export class ChunkIndex {
       throw damagedIndex(this.db.location, err);
     }
     for (const [id, location] of entries) batch.put(chunkKey(id), encodeLocation(location));
-    for (const segment of segments) batch.put(segmentMarkKey(segment), Buffer.alloc(0));
+    for (const [id, mark] of marks) batch.put(segmentMarkKey(id), encodeSegmentMark(mark));
     await batch.write({ sync: true });
   }
 

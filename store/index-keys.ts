@@ -23,7 +23,10 @@ export function idFromChunkKey(key: Buffer): Buffer {
 /** Bounds for iterating every chunk key. */
 export const CHUNK_RANGE = { gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) };
 
-/** Marks of the index segments whose entries this cache holds: key 's' + segment id, empty value. */
+/**
+ * Marks of the index segments this cache has seen: key 's' + segment id; the value says whether
+ * its entries were applied or it is superseded by a consolidated segment that was.
+ */
 const SEGMENT_PREFIX = 0x73; // 's'
 
 export function segmentMarkKey(segment: string): Buffer {
@@ -32,6 +35,17 @@ export function segmentMarkKey(segment: string): Buffer {
 
 export function segmentFromMarkKey(key: Buffer): string {
   return key.toString('latin1', 1);
+}
+
+export type SegmentMark = 'applied' | 'superseded';
+const MARK_BYTE: Record<SegmentMark, number> = { applied: 0, superseded: 1 };
+
+export function encodeSegmentMark(mark: SegmentMark): Buffer {
+  return Buffer.from([MARK_BYTE[mark]]);
+}
+
+export function decodeSegmentMark(value: Buffer): SegmentMark {
+  return value.byteLength === 1 && value[0] === MARK_BYTE.superseded ? 'superseded' : 'applied';
 }
 
 export const SEGMENT_MARK_RANGE = { gte: Buffer.from([SEGMENT_PREFIX]), lt: Buffer.from([SEGMENT_PREFIX + 1]) };

@@ -4,9 +4,12 @@
  * records it moved; a host's LevelDB is a cache built from them (index-cache.ts), so a host
  * that has never seen a store can read it.
  *
- * Layout: magic "CVS1" | entries u32 | entries x (id[32] | location[23], as index-keys.ts
- * encodes it) | sha256 of everything before it. A segment that fails any check is damage:
- * never applied in part.
+ * A consolidated segment (gc's, repair's) holds every live entry and names the segments it
+ * supersedes: those are ignored from then on and deleted by the next gc (index-cache.ts).
+ *
+ * Layout: magic "CVS1" | entries u32 | superseded u32 | superseded x id (28 ASCII bytes) |
+ * entries x (id[32] | location[23], as index-keys.ts encodes it) | sha256 of everything before
+ * it. A segment that fails any check is damage: never applied in part.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { ID_BYTES } from './chunk-id.js';
@@ -17,10 +20,17 @@ import type { ChunkLocation } from './pack.js';
 export const SEGMENTS_PREFIX = 'segments/';
 const SUFFIX = '.seg';
 const MAGIC = 0x43565331; // "CVS1"
-const HEAD_BYTES = 8;
+const HEAD_BYTES = 12;
+const SEGMENT_ID_BYTES = 28;
 const ENTRY_BYTES = ID_BYTES + LOCATION_BYTES;
 const SUM_BYTES = 32;
 const ID_PATTERN = /^[0-9a-f]{28}$/;
+
+export interface Segment {
+  entries: SegmentEntry[];
+  /** Segments whose entries this one holds where they are still live: set by consolidation. */
+  supersedes: string[];
+}
 
 export type SegmentEntry = [Buffer, ChunkLocation];
 
@@ -44,12 +54,15 @@ function sha256(bytes: Uint8Array): Buffer {
   return createHash('sha256').update(bytes).digest();
 }
 
-export function encodeSegment(entries: readonly SegmentEntry[]): Buffer {
-  const body = Buffer.allocUnsafe(HEAD_BYTES + entries.length * ENTRY_BYTES);
+export function encodeSegment({ entries, supersedes }: Segment): Buffer {
+  const entriesAt = HEAD_BYTES + supersedes.length * SEGMENT_ID_BYTES;
+  const body = Buffer.allocUnsafe(entriesAt + entries.length * ENTRY_BYTES);
   body.writeUInt32BE(MAGIC, 0);
   body.writeUInt32BE(entries.length, 4);
+  body.writeUInt32BE(supersedes.length, 8);
+  supersedes.forEach((id, i) => body.write(id, HEAD_BYTES + i * SEGMENT_ID_BYTES, SEGMENT_ID_BYTES, 'latin1'));
   entries.forEach(([id, location], i) => {
-    const at = HEAD_BYTES + i * ENTRY_BYTES;
+    const at = entriesAt + i * ENTRY_BYTES;
     id.copy(body, at);
     encodeLocation(location).copy(body, at + ID_BYTES);
   });
@@ -60,16 +73,23 @@ function damaged(key: string, problem: string): DamagedDataError {
   return new DamagedDataError(`index segment ${key} is damaged (${problem}); run 'chunkvault repair'`, { object: key, problem });
 }
 
-/** The entries of the segment stored under `key`; DamagedDataError when any check fails. */
-export function decodeSegment(bytes: Buffer, key: string): SegmentEntry[] {
+/** The segment stored under `key`; DamagedDataError when any check fails. */
+export function decodeSegment(bytes: Buffer, key: string): Segment {
   if (bytes.byteLength < HEAD_BYTES + SUM_BYTES || bytes.readUInt32BE(0) !== MAGIC) throw damaged(key, 'not a segment');
   const count = bytes.readUInt32BE(4);
-  const bodyBytes = HEAD_BYTES + count * ENTRY_BYTES;
-  if (bytes.byteLength !== bodyBytes + SUM_BYTES) throw damaged(key, `${bytes.byteLength} bytes for ${count} entries`);
+  const entriesAt = HEAD_BYTES + bytes.readUInt32BE(8) * SEGMENT_ID_BYTES;
+  const bodyBytes = entriesAt + count * ENTRY_BYTES;
+  if (bytes.byteLength !== bodyBytes + SUM_BYTES) throw damaged(key, `${bytes.byteLength} bytes for its ${count} entries`);
   if (!sha256(bytes.subarray(0, bodyBytes)).equals(bytes.subarray(bodyBytes))) throw damaged(key, 'checksum');
+  const supersedes: string[] = [];
+  for (let at = HEAD_BYTES; at < entriesAt; at += SEGMENT_ID_BYTES) {
+    const id = bytes.toString('latin1', at, at + SEGMENT_ID_BYTES);
+    if (!ID_PATTERN.test(id)) throw damaged(key, 'superseded segment id');
+    supersedes.push(id);
+  }
   const entries: SegmentEntry[] = [];
-  for (let at = HEAD_BYTES; at < bodyBytes; at += ENTRY_BYTES) {
+  for (let at = entriesAt; at < bodyBytes; at += ENTRY_BYTES) {
     entries.push([Buffer.from(bytes.subarray(at, at + ID_BYTES)), decodeLocation(bytes.subarray(at + ID_BYTES, at + ENTRY_BYTES))]);
   }
-  return entries;
+  return { entries, supersedes };
 }
