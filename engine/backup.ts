@@ -13,6 +13,7 @@ import { newRestorePointId, type BackupKind, type BackupStats, type RestorePoint
 import type { ChunkLocation, PackWriter } from '../store/pack.js';
 import { decodeRecordHeader, locationOf } from '../store/pack.js';
 import type { Compression } from '../store/compression.js';
+import { writeSegment } from '../store/index-cache.js';
 import { DamagedDataError, InvalidInputError, NoSpaceError, SourceError } from './errors.js';
 import { currentSourceSize } from './source.js';
 import { WorkerPool, pipeline } from './pool.js';
@@ -263,7 +264,7 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
     }
     await packs.sync();
     crashPoint('backup-after-packs');
-    await index.putMany(Array.from(run.pending.values()));
+    await recordNewChunks(store, index, Array.from(run.pending.values()));
     crashPoint('backup-after-index');
     for (const map of maps) await map.commit();
     crashPoint('backup-after-maps');
@@ -293,6 +294,17 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
     await index?.close();
     await lock.release();
   }
+}
+
+/**
+ * The new chunks' locations go into an index segment first (what other hosts, and this one's
+ * cache when it is lost, learn them from), then into the index with the segment marked applied.
+ */
+async function recordNewChunks(store: Store, index: ChunkIndex, entries: [Buffer, ChunkLocation][]): Promise<void> {
+  if (entries.length === 0) return;
+  const segment = await writeSegment(store.backend, { entries, supersedes: [] });
+  crashPoint('backup-after-segment');
+  await index.putMany(entries, segment);
 }
 
 /**

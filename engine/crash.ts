@@ -7,9 +7,9 @@ export const CRASH_ENV = 'CHUNKVAULT_TEST_CRASH_AT';
 
 /** The steps a command passes, by command: what the torture harness injects. */
 export const CRASH_STEPS = {
-  backup: ['backup-after-packs', 'backup-after-index', 'backup-after-maps', 'backup-after-catalog'],
+  backup: ['backup-after-packs', 'backup-after-segment', 'backup-after-index', 'backup-after-maps', 'backup-after-catalog'],
   prune: ['prune-after-catalog'],
-  gc: ['gc-after-sweep', 'gc-mid-delete', 'gc-after-copy', 'gc-after-index'],
+  gc: ['gc-after-sweep', 'gc-after-consolidation', 'gc-mid-delete', 'gc-after-copy', 'gc-after-segment', 'gc-after-index'],
 } as const;
 
 /** Steps only tests inject: a restore killed with some slots written (it touches no store state the torture checks). */

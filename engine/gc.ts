@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { RESERVE_BYTES, type Store } from '../store/store.js';
 import { freeBytes, makeRoomIfFull } from './space.js';
 import type { ChunkIndex } from '../store/index-db.js';
+import { consolidateSegments, writeSegment } from '../store/index-cache.js';
 import { ID_BYTES } from '../store/chunk-id.js';
 import { checkRecords, copyRecords, decodeRecordHeader, locationOf, Codec, RECORD_HEADER_BYTES, type ChunkLocation, type PackWriter } from '../store/pack.js';
 import type { RecompressPolicy } from '../store/format.js';
@@ -430,7 +431,10 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
   const commitGroup = async (): Promise<void> => {
     await writer.sync();
     crashPoint('gc-after-copy');
-    await index.putMany(group.moved);
+    // Segments still name the old packs: the new places must be in one before those go.
+    const segment = await writeSegment(store.backend, { entries: group.moved, supersedes: [] });
+    crashPoint('gc-after-segment');
+    await index.putMany(group.moved, segment);
     crashPoint('gc-after-index');
     await store.deletePacks(group.old);
     done.packsRewritten += group.old.length;
@@ -474,11 +478,18 @@ export async function executeGc(store: Store, index: ChunkIndex, plan: GcPlan, o
   await index.deleteMany(plan.deadChunks);
   crashPoint('gc-after-sweep');
   const dead = plan.packs.filter((p) => p.action === 'delete').map((p) => p.pack);
+  // Segments name the dead chunks too: a cache built from them must not find a chunk in a
+  // pack that is gone, so one segment of what is live replaces them before any pack goes.
+  if (plan.deadChunks.length > 0 || dead.length > 0) await consolidateSegments(index, store.backend);
+  crashPoint('gc-after-consolidation');
   for (const [i, pack] of dead.entries()) {
     await store.deletePacks([pack]);
     if (i === 0) crashPoint('gc-mid-delete');
   }
-  return compact(store, index, plan, onProgress);
+  const compaction = await compact(store, index, plan, onProgress);
+  // Fold the segments of moved records into one, so that segments do not pile up gc after gc.
+  if (compaction.packsRewritten > 0) await consolidateSegments(index, store.backend);
+  return compaction;
 }
 
 async function refuseWhilePacksAreRead(store: Store): Promise<void> {

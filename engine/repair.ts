@@ -2,11 +2,13 @@
  * repair: rebuild the chunk index from the packs, which are self-describing. Every record
  * is decoded and re-hashed; a chunk stored twice is indexed once (gc reclaims the other).
  * The index is then made to match exactly: missing entries added, wrong ones replaced,
- * entries for chunks no pack holds removed. An index LevelDB cannot open is recreated.
+ * entries for chunks no pack holds removed. An index LevelDB cannot open is recreated. Last,
+ * one index segment of the result supersedes every segment in the store.
  */
 import { join } from 'node:path';
 import type { Store } from '../store/store.js';
 import { ChunkIndex } from '../store/index-db.js';
+import { consolidateSegments, listSegments } from '../store/index-cache.js';
 import { locationOf, recoverPack, type ChunkLocation } from '../store/pack.js';
 import { loadHasher } from '../store/chunk-id.js';
 import { DamagedDataError, StoreBusyError, StoreReadError } from './errors.js';
@@ -33,13 +35,13 @@ function sameLocation(a: ChunkLocation, b: ChunkLocation): boolean {
 /** The index, or a new empty one when LevelDB cannot open what is there. */
 async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recreated: boolean }> {
   try {
-    return { index: await store.openIndex(), recreated: false };
+    return { index: await store.openIndex(0, false), recreated: false };
   } catch (err) {
     if (err instanceof StoreBusyError || err instanceof StoreReadError) throw err;
     const dir = join(store.dir, 'index');
     await ChunkIndex.salvage(dir);
     try {
-      return { index: await store.openIndex(), recreated: false };
+      return { index: await store.openIndex(0, false), recreated: false };
     } catch {
       return { index: await recreate(store), recreated: true };
     }
@@ -49,7 +51,7 @@ async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recrea
 /** A new, empty index in place of one LevelDB cannot use: the packs refill it. */
 async function recreate(store: Store): Promise<ChunkIndex> {
   await ChunkIndex.destroy(join(store.dir, 'index'));
-  return store.openIndex();
+  return store.openIndex(0, false);
 }
 
 interface IndexComparison {
@@ -142,6 +144,8 @@ export async function repair(store: Store): Promise<RepairReport> {
       report.entriesRemoved = stale.length;
       await index.replace(stale, writes.map(([, chunk]) => [chunk.id, chunk.copies[0]]));
       report.indexEntriesAfter = found.size;
+      // What the packs hold is the truth now: one segment of it replaces every segment there is.
+      await consolidateSegments(index, store.backend, await listSegments(store.backend));
     } finally {
       await index.close();
     }

@@ -83,16 +83,18 @@ async function rebuildIndex(index: ChunkIndex, backend: Backend, listed: string[
 
 /**
  * gc's and repair's last step: the index now holds exactly what is live, so one segment of all
- * of it supersedes every segment this cache has seen, which are then deleted. Segments other
- * hosts wrote since this cache last caught up are neither superseded nor deleted.
+ * of it supersedes every segment this cache has seen (or `supersede`: repair, whose scan of
+ * the packs is the truth, supersedes all there are), which are then deleted. Segments other
+ * hosts wrote since this cache last caught up are neither superseded nor deleted by gc.
  */
-export async function consolidateSegments(index: ChunkIndex, backend: Backend): Promise<string> {
-  const seen = [...(await index.segmentMarks()).keys()];
+export async function consolidateSegments(index: ChunkIndex, backend: Backend, supersede?: string[]): Promise<string> {
+  const marks = await index.segmentMarks();
+  const seen = supersede ?? [...marks.keys()];
   const entries: SegmentEntry[] = [];
   for await (const entry of index.entries()) entries.push(entry);
   const id = await writeSegment(backend, { entries, supersedes: seen });
   await index.markSegments([[id, 'applied'], ...seen.map((s): [string, SegmentMark] => [s, 'superseded'])]);
   await backend.delete(seen.map(segmentKey));
-  await index.markSegments([], seen);
+  await index.markSegments([], [...new Set([...seen, ...marks.keys()])]);
   return id;
 }

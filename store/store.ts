@@ -16,6 +16,7 @@ import { fsyncDir, writeFileDurable, PRIVATE_DIR_MODE } from './durable.js';
 import { errnoOf, isAbsent, storeReadError } from './errors.js';
 import type { Backend } from './backend/backend.js';
 import { FsBackend } from './backend/fs.js';
+import { syncIndex } from './index-cache.js';
 
 const PARTS = ['packs', 'index', 'catalog', 'maps', 'locks'] as const;
 /**
@@ -210,9 +211,21 @@ export class Store {
     return treeBytes(this.dir);
   }
 
-  /** Opens the index; when another process holds it, waits up to waitMs, then names the holder. */
-  openIndex(waitMs = 0): Promise<ChunkIndex> {
-    return ChunkIndex.open(join(this.dir, 'index'), { waitMs, describeHolder: async () => describeLocks(await this.locks()) });
+  /**
+   * Opens the index; when another process holds it, waits up to waitMs, then names the holder.
+   * The index is a cache of the store's index segments: it catches up with them first, unless
+   * `sync` is false (repair, which rebuilds it from the packs).
+   */
+  async openIndex(waitMs = 0, sync = true): Promise<ChunkIndex> {
+    const index = await ChunkIndex.open(join(this.dir, 'index'), { waitMs, describeHolder: async () => describeLocks(await this.locks()) });
+    if (!sync) return index;
+    try {
+      await syncIndex(index, this.backend);
+      return index;
+    } catch (err) {
+      await index.close();
+      throw err;
+    }
   }
 
   /** Every command that changes or reads packs registers first: the first write, so the place to say the store refuses writes. */

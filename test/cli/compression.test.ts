@@ -67,6 +67,7 @@ t.test('a store holding lz4, zstd and raw records restores each backup, verifies
   t.match(human.stdout, /^ {2}zstd +4 chunks +256 KiB -> .+ ratio \d+\.\d\d$/m);
 
   await fs.rm(join(store, 'index'), { recursive: true });
+  await fs.rm(join(store, 'segments'), { recursive: true, force: true });
   t.match(await cliJson(['repair', '--store', store]), { chunksFound: 18, duplicates: 0, damagedRanges: [], entriesAdded: 18, indexEntriesAfter: 18 });
   t.same((await cliJson<StoreStats>(['stats', '--store', store])).codecs, stats.codecs, 'the rebuilt index has every chunk under its codec');
   t.match(await cliJson(['verify', '--store', store, '--read-data']), { clean: true, chunksChecked: 18 });

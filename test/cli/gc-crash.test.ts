@@ -2,6 +2,7 @@
 import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { CRASH_STEPS } from '../../engine/crash.js';
 import { MiB, cli, cliJson, tempDir, writeImage, restoresIdentically } from '../helpers/index.js';
 
 interface StatsJson {
@@ -31,12 +32,18 @@ t.test('gc killed at each step leaves every restore point restorable, and the ne
   const { reclaimableBytes, packBytes } = await cliJson<StatsJson>(['stats', '--store', pruned]);
   t.ok(reclaimableBytes > 0);
 
-  for (const step of ['gc-after-sweep', 'gc-mid-delete', 'gc-after-copy', 'gc-after-index']) {
+  for (const step of CRASH_STEPS.gc) {
     const store = join(dir, step);
     await fs.cp(pruned, store, { recursive: true });
     const killed = await cli(['gc', '--store', store], { CHUNKVAULT_TEST_CRASH_AT: step });
     t.equal(killed.code, -1, `${step}: gc was killed there (the step was reached)`);
     t.equal((await cli(['verify', '--store', store, '--read-data'])).code, 0, `${step}: verify --read-data is clean`);
+    // A host that never saw this store builds its index from the segments alone: they must be whole at every step.
+    const fresh = join(dir, `${step}-fresh`);
+    await fs.cp(store, fresh, { recursive: true });
+    await fs.rm(join(fresh, 'index'), { recursive: true });
+    t.equal((await cli(['verify', '--store', fresh, '--read-data'])).code, 0, `${step}: verify --read-data is clean with an index built from the segments`);
+    await fs.rm(fresh, { recursive: true });
     // v2's chunks sit in the pack being compacted and in a pack of its own.
     await restoresIdentically(t, store, ids[1], images[1], join(dir, `${step}-v2.img`));
     await cliJson(['gc', '--store', store]);

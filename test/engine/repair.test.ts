@@ -22,6 +22,7 @@ t.test('a healthy store: repair finds every chunk and changes nothing', async (t
 t.test('a wiped index is rebuilt; a garbage index is recreated', async (t) => {
   const { dir, store, image, id } = await backedUpStore(t);
   await fs.rm(join(store, 'index'), { recursive: true });
+  await fs.rm(join(store, 'segments'), { recursive: true, force: true });
   await fs.mkdir(join(store, 'index'));
   const broken = await cli(['verify', '--store', store]);
   t.equal(broken.code, 1);

@@ -46,6 +46,7 @@ t.test('a damaged chunk stops a restore; --partial restores the rest and lists t
 t.test('--partial with chunks missing from the index', async (t) => {
   const { dir, store, id } = await backedUpStore(t);
   await fs.rm(join(store, 'index'), { recursive: true });
+  await fs.rm(join(store, 'segments'), { recursive: true, force: true });
   await fs.mkdir(join(store, 'index'));
   const stopped = await cli(['restore', '--store', store, id, join(dir, 'a.img')]);
   t.equal(stopped.code, 1);

@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { cli, cliJson, isRoot, requireCapability, sha256File, tempDir, treeDigest, writeImage, MiB } from '../helpers/index.js';
 import { buildFixture, copyStore } from './fixture.js';
+import type { GcReport } from '../../engine/gc.js';
 
 const fixture = await buildFixture(t);
 
@@ -46,9 +47,20 @@ async function gcRefusesThenRepairs(t: Test, store: string, dir: string): Promis
   await restoresAll(t, store, dir);
 }
 
-t.test('an index that was lost makes gc stop, not delete every pack', async (t) => {
+t.test('an index that was lost is rebuilt from the index segments: gc decides as before, every point restores, no repair', async (t) => {
+  const { dir, store } = await copyStore(t, fixture);
+  const decision = (r: GcReport): number[] => [r.liveChunks, r.chunksFreed, r.packsDeleted, r.packsRewritten];
+  const before = await cliJson<GcReport>(['gc', '--store', store, '--dry-run', '--json']);
+  await fs.rm(join(store, 'index'), { recursive: true });
+  t.same(decision(await cliJson<GcReport>(['gc', '--store', store, '--dry-run', '--json'])), decision(before), 'the rebuilt index knows every chunk');
+  t.equal((await cli(['gc', '--store', store])).code, 0);
+  await restoresAll(t, store, dir);
+});
+
+t.test('an index and its segments that were lost make gc stop, not delete every pack', async (t) => {
   const { dir, store } = await copyStore(t, fixture);
   await fs.rm(join(store, 'index'), { recursive: true });
+  await fs.rm(join(store, 'segments'), { recursive: true, force: true });
   await gcRefusesThenRepairs(t, store, dir);
 });
 
@@ -61,9 +73,13 @@ t.test('an index rolled back to an older copy makes gc stop, not delete the pack
   await cliJson(['init', '--store', store, '--chunk-size', '64K']);
   await cliJson(['backup', '--store', store, first, '--name', 'vm']);
   await fs.cp(join(store, 'index'), join(dir, 'old-index'), { recursive: true });
+  await fs.cp(join(store, 'segments'), join(dir, 'old-segments'), { recursive: true });
   const { id } = await cliJson<{ id: string }>(['backup', '--store', store, second, '--name', 'vm', '--no-parent']);
-  await fs.rm(join(store, 'index'), { recursive: true });
-  await fs.cp(join(dir, 'old-index'), join(store, 'index'), { recursive: true });
+  // The index and its segments both rolled back: nothing says where the second backup's chunks are.
+  for (const part of ['index', 'segments']) {
+    await fs.rm(join(store, part), { recursive: true });
+    await fs.cp(join(dir, `old-${part}`), join(store, part), { recursive: true });
+  }
   const before = await dataDigest(store);
   const result = await cli(['gc', '--store', store]);
   t.equal(result.code, 1, 'gc exits 1');
@@ -79,6 +95,7 @@ t.test('an index rolled back to an older copy makes gc stop, not delete the pack
 t.test('a repair that cannot read a pack stops before it changes the index; gc still refuses', async (t) => {
   const { dir, store } = await copyStore(t, fixture);
   await fs.rm(join(store, 'index'), { recursive: true });
+  await fs.rm(join(store, 'segments'), { recursive: true, force: true });
   // A pack that cannot be read (here a directory in its place): the scan fails part-way.
   const unreadable = join(store, 'packs', 'ffffffffffffffff.pack');
   await fs.mkdir(unreadable);
