@@ -77,7 +77,7 @@ if (requireCapability(t, hasRgw(), 'needs radosgw, radosgw-admin, ceph-mon, ceph
     t.equal(backend.stats().requests.get, 5, 'five attempts');
     t.equal(backend.stats().retries, 4);
     // Backoff 100 + 200 + 400 + 800 ms between the five attempts.
-    t.ok(elapsed >= 1500 && elapsed < 5000, `gave up after ${elapsed} ms`);
+    t.ok(elapsed >= 1400 && elapsed < 5000, `gave up after ${elapsed} ms`);
   });
 
   t.test('stats count requests by kind and bytes both ways', async (t) => {
