@@ -79,12 +79,9 @@ export class S3Backend implements Backend {
     if (res.status === 404) throw this.noSuchKey(res, key) ?? absent(this.location, key);
     // 416: the range starts at or past the end, as a read at the end of a file returns nothing.
     if (res.status === 416) return 0;
-    if (res.status === 206) return res.intoBytes;
-    // A 200 is the whole object (a server that ignored the range): what lies at `offset` is in it.
-    const whole = into.subarray(0, res.intoBytes);
-    const n = Math.max(0, Math.min(into.byteLength, whole.byteLength - offset));
-    whole.copy(into, 0, offset, offset + n);
-    return n;
+    // A 200 is the whole object, from a server that ignored the range: right only from its start.
+    if (res.status === 206 || offset === 0) return res.intoBytes;
+    throw this.client.failure({ kind: 'range', method: 'GET', key: objectKey }, { ...res, body: Buffer.from('<Code>RangeIgnored</Code>') });
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
