@@ -108,3 +108,24 @@ export class IndexIncompleteError extends ChunkvaultError {
   override readonly code = 'CV_INDEX_INCOMPLETE';
   override readonly exitCode = 1;
 }
+
+/**
+ * Errors of an object-store backend (S3). Their messages name the store's location and endpoint,
+ * never credentials; `data` holds what was asked and what the server answered.
+ */
+/** The server refused the credentials (unknown access key, bad signature, access denied). */
+export class BackendAuthError extends ChunkvaultError {
+  override readonly code = 'CV_BACKEND_AUTH';
+}
+/** The bucket the store's location names does not exist at the endpoint. */
+export class NoSuchBucketError extends ChunkvaultError {
+  override readonly code = 'CV_NO_SUCH_BUCKET';
+}
+/** The endpoint could not be reached (refused, reset, timed out) after the bounded retries. */
+export class BackendUnreachableError extends ChunkvaultError {
+  override readonly code = 'CV_BACKEND_UNREACHABLE';
+}
+/** Any other answer the backend cannot act on (a 4xx it does not expect, 5xx after the retries). */
+export class BackendError extends ChunkvaultError {
+  override readonly code = 'CV_BACKEND';
+}

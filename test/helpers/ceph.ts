@@ -28,7 +28,7 @@ export function hasCeph(): boolean {
   return CEPH_COMMANDS.every(hasCommand);
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -78,7 +78,7 @@ async function gone(pid: number): Promise<boolean> {
   return stat === '' || / Z /.test(stat.slice(stat.lastIndexOf(')')));
 }
 
-async function stopDaemon(pidFile: string): Promise<void> {
+export async function stopDaemon(pidFile: string): Promise<void> {
   const pid = Number((await fs.readFile(pidFile, 'utf8')).trim());
   if (!Number.isInteger(pid) || pid <= 1) return;
   for (const [signal, waitMs] of [['SIGTERM', 10_000], ['SIGKILL', 5_000]] as const) {
