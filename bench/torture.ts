@@ -119,13 +119,17 @@ const OPENING: [TortureOp, Ending, number?][] = [
   ['incremental', 'finish'],
   ['incremental', 'finish'],
   ['backup', 'backup-after-packs'],
+  ['incremental', 'backup-after-segment'],
   ['incremental', 'backup-after-index'],
   ['incremental', 'backup-after-maps'],
   ['incremental', 'backup-after-catalog'],
+  ['gc', 'gc-after-consolidation'],
   ['gc', 'gc-mid-delete'],
   ['prune', 'prune-after-catalog'],
   ['prune', 'finish'],
   ['gc', 'gc-after-copy', 3],
+  ['gc', 'gc-after-segment'],
+  ['prune', 'finish'],
   ['gc', 'gc-after-index'],
   ['gc', 'gc-after-sweep'],
 ];
@@ -299,10 +303,18 @@ class Torture {
     return candidates[Math.floor(this.rng() * candidates.length)];
   }
 
-  /** gc passes the deletion and compaction steps only when it has packs to delete or rewrite (compact or recompress). */
+  /** gc passes the consolidation and deletion steps only when it has something to delete, the compaction steps when it has packs to rewrite (compact or recompress). */
   private async gcStepsAhead(): Promise<CrashStep[]> {
     const plan = await gc(await Store.open(this.store), { dryRun: true, maxUnused: 0, recompress: this.recompress });
-    return CRASH_STEPS.gc.filter((step) => (step === 'gc-mid-delete' ? plan.packsDeleted > 0 : step === 'gc-after-sweep' || plan.packsRewritten > 0));
+    const reached: Record<(typeof CRASH_STEPS.gc)[number], boolean> = {
+      'gc-after-sweep': true,
+      'gc-after-consolidation': plan.chunksFreed > 0 || plan.packsDeleted > 0,
+      'gc-mid-delete': plan.packsDeleted > 0,
+      'gc-after-copy': plan.packsRewritten > 0,
+      'gc-after-segment': plan.packsRewritten > 0,
+      'gc-after-index': plan.packsRewritten > 0,
+    };
+    return CRASH_STEPS.gc.filter((step) => reached[step]);
   }
 
   private fail(message: string): void {
