@@ -3,7 +3,7 @@
  * is an object under a key behind this interface. Keys are relative, '/'-separated
  * (`packs/<name>.pack`, `catalog/<id>.json`, `maps/<id>/<label>.map`). The local directory
  * (fs.ts) and S3-compatible object storage (s3.ts) implement it; every backend passes the
- * same conformance suite (test/store/backend-conformance.ts).
+ * same conformance suite (test/store/backend/conformance.ts).
  *
  * Absence has one spelling: an operation on a missing object fails with an error whose errno is
  * ENOENT (isAbsent in ../errors.ts) or returns null where the signature says so. Every other
