@@ -4,7 +4,6 @@
  * The index is then made to match exactly: missing entries added, wrong ones replaced,
  * entries for chunks no pack holds removed. An index LevelDB cannot open is recreated.
  */
-import { join } from 'node:path';
 import type { Store } from '../store/store.js';
 import { ChunkIndex } from '../store/index-db.js';
 import { locationOf, recoverPack, type ChunkLocation } from '../store/pack.js';
@@ -36,8 +35,7 @@ async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recrea
     return { index: await store.openIndex(), recreated: false };
   } catch (err) {
     if (err instanceof StoreBusyError || err instanceof StoreReadError) throw err;
-    const dir = join(store.dir, 'index');
-    await ChunkIndex.salvage(dir);
+    await ChunkIndex.salvage(store.indexDir);
     try {
       return { index: await store.openIndex(), recreated: false };
     } catch {
@@ -48,7 +46,7 @@ async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recrea
 
 /** A new, empty index in place of one LevelDB cannot use: the packs refill it. */
 async function recreate(store: Store): Promise<ChunkIndex> {
-  await ChunkIndex.destroy(join(store.dir, 'index'));
+  await ChunkIndex.destroy(store.indexDir);
   return store.openIndex();
 }
 

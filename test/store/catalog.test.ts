@@ -2,6 +2,7 @@ import t from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Catalog, newRestorePointId, type RestorePoint } from '../../store/catalog.js';
+import { FsBackend } from '../../store/backend/fs.js';
 import { tempDir } from '../helpers/index.js';
 
 function point(id: string, time: string, name = 'vm'): RestorePoint {
@@ -21,11 +22,11 @@ function point(id: string, time: string, name = 'vm'): RestorePoint {
 
 t.test('catalog lists newest first by snapshot time, reports damaged entries', async (t) => {
   const dir = await tempDir(t);
-  const catalog = new Catalog(dir);
+  const catalog = new Catalog(new FsBackend(dir));
   await catalog.put(point('0000000000010000', '2026-01-02T00:00:00.000Z'));
   await catalog.put(point('0000000000020000', '2026-01-01T00:00:00.000Z'));
   await catalog.put(point('0000000000030000', '2026-01-03T00:00:00.000Z'));
-  await fs.writeFile(join(dir, '00000000000400ff.json'), '{"torn');
+  await fs.writeFile(join(dir, 'catalog', '00000000000400ff.json'), '{"torn');
   const { points, damaged } = await catalog.list();
   t.same(points.map((p) => p.id), ['0000000000030000', '0000000000010000', '0000000000020000']);
   t.same(damaged, ['00000000000400ff']);
