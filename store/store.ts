@@ -185,10 +185,10 @@ export class Store {
     return names.filter((n) => n.endsWith(MAP_SUFFIX) && !n.startsWith('.') && !n.includes('/')).map((n) => n.slice(0, -MAP_SUFFIX.length));
   }
 
-  /** The objects below `prefix`; a listing that fails is an error naming it. */
+  /** The objects below `prefix`; a listing that fails is an error naming what failed (the directory, for a local store), else the prefix. */
   private listObjects(prefix: string): Promise<ObjectInfo[]> {
     return this.backend.list(prefix).catch((err: unknown) => {
-      throw storeReadError(objectName(this.backend, prefix), err);
+      throw storeReadError((err as NodeJS.ErrnoException).path ?? objectName(this.backend, prefix), err);
     });
   }
 
