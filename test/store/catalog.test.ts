@@ -38,3 +38,23 @@ t.test('restore point ids sort by creation time', async (t) => {
   t.ok(newRestorePointId(1000) < newRestorePointId(2000));
   t.match(newRestorePointId(), /^[0-9a-f]{16}$/);
 });
+
+t.test('a new restore point is a conditional create: a second commit of its id fails and changes nothing', async (t) => {
+  const dir = await tempDir(t);
+  const catalog = new Catalog(new FsBackend(dir));
+  const first = point('0000000000050000', '2026-01-05T00:00:00.000Z');
+  await catalog.commit(first);
+  const file = join(dir, 'catalog', `${first.id}.json`);
+  const committed = await fs.readFile(file);
+  await t.rejects(catalog.commit({ ...first, name: 'other-vm' }), {
+    code: 'CV_RESTORE_POINT_EXISTS',
+    exitCode: 2,
+    message: `restore point ${first.id} already exists in ${join(dir, 'catalog')}; nothing was overwritten: run the backup again`,
+    data: { restorePoint: first.id },
+  });
+  t.same(await fs.readFile(file), committed, 'the first entry is byte-identical');
+  t.same(await fs.readdir(join(dir, 'catalog')), [`${first.id}.json`], 'no temp file is left beside it');
+  t.same((await catalog.list()).points, [first]);
+  await catalog.put({ ...first, hold: { reason: 'audit', since: first.time } });
+  t.same((await catalog.list()).points[0].hold, { reason: 'audit', since: first.time }, 'changing an existing entry is a put');
+});

@@ -5,6 +5,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { acquireLock, listLocks } from '../../store/lock.js';
 import { FsBackend } from '../../store/backend/fs.js';
+import { Store } from '../../store/store.js';
+import { gc } from '../../engine/gc.js';
 import { tempDir } from '../helpers/index.js';
 
 const DEAD = 999999;
@@ -34,4 +36,18 @@ t.test('locks and partial locks of processes that died on this host are cleared;
   await fs.writeFile(join(dir, `${DEAD}-eeeeee.json`), info(DEAD, 'other-host.example'));
   t.same(await listLocks(new FsBackend(store)), [JSON.parse(info(DEAD, 'other-host.example'))], "another host's lock is live for all this host can tell");
   t.same((await fs.readdir(dir)).sort(), [...elsewhere, `${DEAD}-eeeeee.json`].sort(), 'a partial lock of another host, or of a live process, is left alone');
+});
+
+t.test("what a writer killed while creating its lock leaves is a temp file: never a lock, reclaimed by gc", async (t) => {
+  const store = await Store.init(join(await tempDir(t), 's'), 65536);
+  // FsBackend.create writes a dot-named temp file, then links it to the lock's name.
+  const partial = `locks/.${DEAD}-abcdef.json.0011aabb.tmp`;
+  const path = join(store.location, partial);
+  await fs.writeFile(path, '{"pid": 9');
+  const hourAgo = new Date(Date.now() - 3600_000);
+  await fs.utimes(path, hourAgo, hourAgo);
+  t.same(await store.locks(), [], 'not a lock, and not an unreadable one');
+  t.same((await store.tmpFiles()).map((f) => f.key), [partial], 'listed with the temp files of interrupted writes');
+  t.match(await gc(store), { tmpFilesRemoved: 1 });
+  t.same(await fs.readdir(join(store.location, 'locks')), []);
 });
