@@ -110,11 +110,11 @@ export class Store {
   static async init(backendOrDir: Backend | string, chunkSize: number, compression: Compression = DEFAULT_COMPRESSION, options: StoreOptions = {}): Promise<Store> {
     const backend = backendOf(backendOrDir);
     const root = backend.location;
-    const existing = await backend.list('').catch((err: unknown) => {
+    const [format, occupied] = await Promise.all([backend.stat(FORMAT_FILE), isOccupied(backend)]).catch((err: unknown) => {
       throw storeReadError(root, err);
     });
-    if (existing.some((o) => o.key === FORMAT_FILE)) throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
-    if (existing.length > 0) throw new InvalidInputError(`${root} is not empty; init needs an empty or new directory`, { store: root });
+    if (format) throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
+    if (occupied) throw new InvalidInputError(`${root} is not empty; init needs an empty or new directory`, { store: root });
     if (backend instanceof FsBackend) await backend.makeRoot(PARTS);
     if (backend.localDir !== null) await backend.put(RESERVE_FILE, Buffer.alloc(RESERVE_BYTES));
     // The format file is written last: a store without it is not a store yet.
@@ -258,6 +258,11 @@ export class Store {
   locks(): Promise<LockInfo[]> {
     return listLocks(this.backend);
   }
+}
+
+/** Whether anything is where a new store would go: a local directory's entries are not walked (it may be a large tree). */
+async function isOccupied(backend: Backend): Promise<boolean> {
+  return backend instanceof FsBackend ? backend.hasEntries() : (await backend.list('')).length > 0;
 }
 
 /** A temp file of an interrupted durable write. */

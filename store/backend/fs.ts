@@ -172,6 +172,16 @@ export class FsBackend implements Backend {
     }
   }
 
+  /** Whether the directory has any entry at all (an empty subdirectory too); an absent one has none. */
+  async hasEntries(): Promise<boolean> {
+    try {
+      return (await fs.readdir(this.dir)).length > 0;
+    } catch (err) {
+      if (isAbsent(err)) return false;
+      throw err;
+    }
+  }
+
   /** Makes the store's directory and those of its layout (`parts`), private (invariant 7). */
   async makeRoot(parts: readonly string[]): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
