@@ -65,7 +65,7 @@ export async function pruneDecisions(context: BenchContext): Promise<Record<stri
   context.log(`retention: a catalog of ${count} restore points`);
   const entries = points.slice(0, count).map((point) => catalogEntry(point, store.chunkSize));
   // Each put is two fsyncs: many in flight let the filesystem commit them together.
-  for (let i = 0; i < entries.length; i += CATALOG_PUTS_IN_FLIGHT) await Promise.all(entries.slice(i, i + CATALOG_PUTS_IN_FLIGHT).map((entry) => store.catalog.put(entry)));
+  for (let i = 0; i < entries.length; i += CATALOG_PUTS_IN_FLIGHT) await Promise.all(entries.slice(i, i + CATALOG_PUTS_IN_FLIGHT).map((entry) => store.catalog.commit(entry)));
   const dryRun = await context.cli(['prune', '--store', dir, ...POLICY_FLAGS, '--dry-run', '--json']);
   const cliPlan = JSON.parse(dryRun.stdout) as { kept: number; removed: number };
   await removeRepo(dir);

@@ -14,7 +14,7 @@ import type { ChunkLocation, PackWriter } from '../store/pack.js';
 import { decodeRecordHeader, locationOf } from '../store/pack.js';
 import type { Compression } from '../store/compression.js';
 import { writeSegment } from '../store/index-cache.js';
-import { DamagedDataError, InvalidInputError, NoSpaceError, SourceError } from './errors.js';
+import { DamagedDataError, InvalidInputError, NoSpaceError, RestorePointExistsError, SourceError } from './errors.js';
 import { currentSourceSize } from './source.js';
 import { WorkerPool, pipeline } from './pool.js';
 import { groupTasks, planSlots, type DiskLayout, type UnreadRun } from './plan.js';
@@ -282,13 +282,14 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
       hold: null,
       stats: run.stats,
     };
-    await store.catalog.put(point);
+    await store.catalog.commit(point);
     crashPoint('backup-after-catalog');
     return point;
   } catch (err) {
     for (const map of maps) await map.abort();
-    await store.removeMaps(id).catch(() => undefined);
-    throw explainNoSpace(err, store.dir);
+    // The maps of an id another writer committed are that restore point's: never removed.
+    if (!(err instanceof RestorePointExistsError)) await store.removeMaps(id).catch(() => undefined);
+    throw explainNoSpace(err, store.location);
   } finally {
     await packs.close();
     await index?.close();

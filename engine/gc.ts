@@ -272,7 +272,7 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
     deadChunks,
     packs,
     orphanMaps: await orphanMaps(store, catalogIds),
-    tmpFiles: (await store.tmpFiles()).filter((f) => now - f.mtimeMs > TMP_GRACE_MS).map((f) => f.path),
+    tmpFiles: (await store.tmpFiles()).filter((f) => now - f.mtimeMs > TMP_GRACE_MS).map((f) => f.key),
     bytesFreed: packs.reduce((sum, p) => sum + (p.action === 'delete' ? p.size : rewrites(p.action) ? p.size - p.liveBytes : 0), 0),
     bytesToRewrite: packs.reduce((sum, p) => sum + (rewrites(p.action) ? p.liveBytes : 0), 0),
     recompress,

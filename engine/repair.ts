@@ -5,7 +5,6 @@
  * entries for chunks no pack holds removed. An index LevelDB cannot open is recreated. Last,
  * one index segment of the result supersedes every segment in the store.
  */
-import { join } from 'node:path';
 import type { Store } from '../store/store.js';
 import { ChunkIndex } from '../store/index-db.js';
 import { consolidateSegments, listSegments } from '../store/index-cache.js';
@@ -38,8 +37,7 @@ async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recrea
     return { index: await store.openIndex(0, false), recreated: false };
   } catch (err) {
     if (err instanceof StoreBusyError || err instanceof StoreReadError) throw err;
-    const dir = join(store.dir, 'index');
-    await ChunkIndex.salvage(dir);
+    await ChunkIndex.salvage(store.indexDir);
     try {
       return { index: await store.openIndex(0, false), recreated: false };
     } catch {
@@ -50,7 +48,7 @@ async function openOrRecreate(store: Store): Promise<{ index: ChunkIndex; recrea
 
 /** A new, empty index in place of one LevelDB cannot use: the packs refill it. */
 async function recreate(store: Store): Promise<ChunkIndex> {
-  await ChunkIndex.destroy(join(store.dir, 'index'));
+  await ChunkIndex.destroy(store.indexDir);
   return store.openIndex(0, false);
 }
 

@@ -73,9 +73,10 @@ export interface SpaceCheck {
   available: number;
 }
 
-/** Free bytes an unprivileged writer may use on the store's filesystem. */
+/** Free bytes an unprivileged writer may use on the store's filesystem; no limit a filesystem sets when the store is not local. */
 export async function freeBytes(store: Store): Promise<number> {
-  const s = await fs.statfs(store.dir);
+  if (store.localDir === null) return Infinity;
+  const s = await fs.statfs(store.localDir);
   return s.bavail * s.bsize;
 }
 
@@ -92,8 +93,8 @@ export async function checkSpace(store: Store, estimateBytes: number, force = fa
   const available = await freeBytes(store);
   if (available < estimateBytes && !force) {
     throw new NoSpaceError(
-      `not enough free space for this backup: it may need up to ${formatBytes(estimateBytes)}, the store's filesystem (${store.dir}) has ${formatBytes(available)} free; free space with prune and gc, or pass --force to try anyway`,
-      { store: store.dir, needed: estimateBytes, available },
+      `not enough free space for this backup: it may need up to ${formatBytes(estimateBytes)}, the store's filesystem (${store.location}) has ${formatBytes(available)} free; free space with prune and gc, or pass --force to try anyway`,
+      { store: store.location, needed: estimateBytes, available },
     );
   }
   return { needed: estimateBytes, available };

@@ -149,21 +149,28 @@ async function checkWritable(target: string, probe: string, exists: boolean): Pr
   }
 }
 
+/** The real path of the store's directory; null when the store is not local, so that no target can be inside it. */
+async function localStoreRoot(store: Store): Promise<string | null> {
+  const dir = store.localDir;
+  if (dir === null) return null;
+  return fs.realpath(dir).catch((err: unknown) => {
+    throw storeReadError(dir, err);
+  });
+}
+
 /** Checks `target` can take a disk of `size` bytes and is none of the store's own; a device comes back claimed. */
 export async function openTarget(store: Store, target: string, size: number): Promise<Target> {
   const path = await reachedPath(target);
-  const storeRoot = await fs.realpath(store.dir).catch((err: unknown) => {
-    throw storeReadError(store.dir, err);
-  });
+  const storeRoot = await localStoreRoot(store);
   const stats = await fs.stat(path).catch((err: unknown) => {
     if (isAbsent(err)) return null;
     throw unusable(target, err);
   });
-  const why = await storeOwnership(storeRoot, path, stats);
+  const why = storeRoot === null ? null : await storeOwnership(storeRoot, path, stats);
   if (why) throw refused(target, path === target ? why : `(resolves to ${path}) ${why}`);
   await checkWritable(target, stats ? path : dirname(path), stats !== null);
   if (stats?.isBlockDevice()) {
-    await refuseStoreBackedDevice(storeRoot, target, stats);
+    if (storeRoot !== null) await refuseStoreBackedDevice(storeRoot, target, stats);
     const deviceBytes = await deviceSize(stats, target);
     if (deviceBytes < size) throw new TargetError(`target ${target} holds ${deviceBytes} bytes, the disk needs ${size}`, { target, size: deviceBytes, needed: size });
     const claim = await claimDevice(target, path);

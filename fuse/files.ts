@@ -107,8 +107,8 @@ export async function checkTargetDir(store: Store, dir: string, paths: string[])
     existing = dirname(existing);
   }
   const real = join(await fs.realpath(existing), relative(existing, target));
-  const storeDir = await fs.realpath(store.dir);
-  if (real === storeDir || real.startsWith(storeDir + sep)) throw new TargetError(`--to ${dir}: inside the store ${store.dir}; choose a directory outside it`, { target: dir });
+  const storeDir = store.localDir === null ? null : await fs.realpath(store.localDir);
+  if (storeDir !== null && (real === storeDir || real.startsWith(storeDir + sep))) throw new TargetError(`--to ${dir}: inside the store ${store.location}; choose a directory outside it`, { target: dir });
   for (const path of paths) {
     const into = path === '/' ? target : join(target, basename(path));
     // Only ENOENT means free: a name that cannot be examined (EACCES, EIO) is not written over.

@@ -4,12 +4,10 @@
  * Plain files, not LevelDB, so a mount can watch for new restore points while a backup
  * holds the index.
  */
-import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { writeFileDurable, fsyncDir } from './durable.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from './format.js';
-import { isAbsent, storeReadError } from './errors.js';
+import { RestorePointExistsError, storeReadError, type StoreReadError } from './errors.js';
+import { objectName, type Backend } from './backend/backend.js';
 
 export type BackupKind = 'full' | 'cbt' | 'extents';
 
@@ -145,39 +143,51 @@ export interface DamagedEntry {
 
 /** Read at most this many entries at once: thousands list quickly, and a low descriptor limit is not hit. */
 const READ_CONCURRENCY = 16;
-
-/** The texts of `paths`; null for a file removed meanwhile (ENOENT); any other error stops the listing. */
-async function readAll(paths: string[]): Promise<(string | null)[]> {
-  const texts: (string | null)[] = new Array(paths.length).fill(null);
-  let next = 0;
-  const reader = async (): Promise<void> => {
-    for (let i = next++; i < paths.length; i = next++) {
-      texts[i] = await fs.readFile(paths[i], 'utf8').catch((err: unknown) => {
-        if (isAbsent(err)) return null;
-        throw storeReadError(paths[i], err);
-      });
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, paths.length) }, reader));
-  return texts;
-}
+const PREFIX = 'catalog/';
 
 export class Catalog {
-  constructor(private readonly dir: string) {}
+  constructor(private readonly backend: Backend) {}
 
-  private pathOf(id: string): string {
-    return join(this.dir, id + SUFFIX);
+  private keyOf(id: string): string {
+    return PREFIX + id + SUFFIX;
+  }
+
+  private readError(key: string, err: unknown): StoreReadError {
+    return storeReadError(objectName(this.backend, key), err);
+  }
+
+  /** The entries' names: dot-names are temp files of interrupted writes, not entries. */
+  private async names(): Promise<string[]> {
+    const objects = await this.backend.list(PREFIX).catch((err: unknown) => {
+      throw this.readError(PREFIX, err);
+    });
+    return objects.map((o) => o.key.slice(PREFIX.length)).filter((n) => n.endsWith(SUFFIX) && !n.startsWith('.') && !n.includes('/'));
+  }
+
+  /** The texts of entries `names`; null for one removed meanwhile (absent); any other error stops the listing. */
+  private async readAll(names: string[]): Promise<(string | null)[]> {
+    const texts: (string | null)[] = new Array(names.length).fill(null);
+    let next = 0;
+    const reader = async (): Promise<void> => {
+      for (let i = next++; i < names.length; i = next++) {
+        const key = PREFIX + names[i];
+        const bytes = await this.backend.get(key).catch((err: unknown) => {
+          throw this.readError(key, err);
+        });
+        texts[i] = bytes && bytes.toString('utf8');
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, names.length) }, reader));
+    return texts;
   }
 
   /**
    * Newest first by snapshot time, then by id. Entries that cannot be trusted are reported
-   * in `damaged`, not hidden; a directory or file that cannot be read stops the listing.
+   * in `damaged`, not hidden; a listing or an entry that cannot be read stops the listing.
    */
   async list(): Promise<{ points: RestorePoint[]; damaged: string[]; problems: DamagedEntry[] }> {
-    const names = (await fs.readdir(this.dir).catch((err: unknown) => {
-      throw storeReadError(this.dir, err);
-    })).filter((n) => n.endsWith(SUFFIX) && !n.startsWith('.'));
-    const texts = await readAll(names.map((name) => join(this.dir, name)));
+    const names = await this.names();
+    const texts = await this.readAll(names);
     const points: RestorePoint[] = [];
     const problems: DamagedEntry[] = [];
     texts.forEach((text, i) => {
@@ -191,23 +201,32 @@ export class Catalog {
     return { points, damaged: problems.map((p) => p.id), problems };
   }
 
-  /** Whether the entry of `id` is absent: true only on ENOENT; any other failure to tell is an error. */
+  /** Whether the entry of `id` is absent: true only when the backend says so; any other failure to tell is an error. */
   async isAbsent(id: string): Promise<boolean> {
+    const key = this.keyOf(id);
     try {
-      await fs.lstat(this.pathOf(id));
-      return false;
+      return (await this.backend.stat(key)) === null;
     } catch (err) {
-      if (isAbsent(err)) return true;
-      throw storeReadError(this.pathOf(id), err);
+      throw this.readError(key, err);
     }
   }
 
+  /**
+   * Makes a new restore point visible: a conditional create, so that two writers of one id
+   * cannot overwrite each other; the entry already there is left as it is.
+   */
+  async commit(point: RestorePoint): Promise<void> {
+    if (!(await this.backend.create(this.keyOf(point.id), Buffer.from(encodeRestorePoint(point))))) {
+      throw new RestorePointExistsError(`restore point ${point.id} already exists in ${objectName(this.backend, PREFIX)}; nothing was overwritten: run the backup again`, { restorePoint: point.id });
+    }
+  }
+
+  /** Replaces the entry of an existing restore point (a hold, a release). */
   async put(point: RestorePoint): Promise<void> {
-    await writeFileDurable(this.pathOf(point.id), encodeRestorePoint(point));
+    await this.backend.put(this.keyOf(point.id), Buffer.from(encodeRestorePoint(point)));
   }
 
   async remove(id: string): Promise<void> {
-    await fs.rm(this.pathOf(id), { force: true });
-    await fsyncDir(this.dir);
+    await this.backend.delete([this.keyOf(id)]);
   }
 }

@@ -4,10 +4,9 @@
  * so a map of a sparse disk is itself sparse.
  */
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
 import { ID_BYTES } from './chunk-id.js';
-import { fsyncDir, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './durable.js';
 import { DamagedDataError } from './errors.js';
+import { objectName, type Backend, type Staged } from './backend/backend.js';
 
 export const MAP_SUFFIX = '.map';
 
@@ -37,17 +36,15 @@ export class ChunkMapWriter {
 
   private constructor(
     private readonly handle: fs.FileHandle,
-    private readonly tmpPath: string,
-    private readonly finalPath: string,
+    private readonly staged: Staged,
   ) {}
 
-  static async create(dir: string, label: string, slots: number): Promise<ChunkMapWriter> {
-    await fs.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-    const finalPath = join(dir, label + MAP_SUFFIX);
-    const tmpPath = join(dir, `.${label}${MAP_SUFFIX}.tmp`);
-    const handle = await fs.open(tmpPath, 'w', PRIVATE_FILE_MODE);
+  /** A writer of the map object `key` with `slots` slots, all the zero id until written. */
+  static async create(backend: Backend, key: string, slots: number): Promise<ChunkMapWriter> {
+    const staged = await backend.stage(key);
+    const handle = await fs.open(staged.path, 'r+');
     await handle.truncate(slots * ID_BYTES);
-    return new ChunkMapWriter(handle, tmpPath, finalPath);
+    return new ChunkMapWriter(handle, staged);
   }
 
   /** ids holds consecutive slots starting at firstSlot; they are copied, and may change once this returns. */
@@ -86,17 +83,15 @@ export class ChunkMapWriter {
     this.flush();
     await this.pending;
     if (this.failure) throw this.failure;
-    await this.handle.sync();
     await this.handle.close();
-    await fs.rename(this.tmpPath, this.finalPath);
-    await fsyncDir(join(this.finalPath, '..'));
+    await this.staged.commit();
   }
 
   async abort(): Promise<void> {
     this.window = null;
     await this.pending;
     await this.handle.close().catch(() => undefined);
-    await fs.rm(this.tmpPath, { force: true });
+    await this.staged.discard();
   }
 }
 
@@ -118,27 +113,23 @@ function addRange(ranges: [number, number][], start: number, end: number): void 
 }
 
 /**
- * A map is written at its full length (slots x 32 bytes) before its rename: any other length
- * is damage, never a disk that ends early in zeros. With `slots` the length is checked before
- * a byte is read, so a hostile entry cannot make it read gigabytes.
+ * A map is written at its full length (slots x 32 bytes) before it is committed: any other
+ * length is damage, never a disk that ends early in zeros. With `slots` the length is checked
+ * before a byte is read, so a hostile entry cannot make it read gigabytes. An absent map
+ * throws ENOENT, as reading it would.
  */
-export async function readChunkMap(path: string, slots?: number): Promise<Buffer> {
-  const handle = await fs.open(path, 'r');
-  try {
-    const { size } = await handle.stat();
-    const expected = slots === undefined ? size : slots * ID_BYTES;
-    if (size !== expected) {
-      const what = size < expected ? 'truncated' : 'too long';
-      throw new DamagedDataError(`chunk map ${path} has ${size} bytes, ${expected} expected (${what})`, { object: path, bytes: size, expected, problem: `chunk map ${what} (${size} bytes, ${expected} expected)` });
-    }
-    const map = Buffer.allocUnsafe(size);
-    for (let done = 0; done < size; ) {
-      const { bytesRead } = await handle.read(map, done, size - done, done);
-      if (bytesRead === 0) throw new DamagedDataError(`chunk map ${path} ended at byte ${done} of ${size}`, { object: path, problem: 'chunk map truncated' });
-      done += bytesRead;
-    }
-    return map;
-  } finally {
-    await handle.close();
+export async function readChunkMap(backend: Backend, key: string, slots?: number): Promise<Buffer> {
+  const name = objectName(backend, key);
+  const info = await backend.stat(key);
+  if (!info) throw Object.assign(new Error(`ENOENT: no such chunk map ${name}`), { code: 'ENOENT' });
+  const size = info.size;
+  const expected = slots === undefined ? size : slots * ID_BYTES;
+  if (size !== expected) {
+    const what = size < expected ? 'truncated' : 'too long';
+    throw new DamagedDataError(`chunk map ${name} has ${size} bytes, ${expected} expected (${what})`, { object: name, bytes: size, expected, problem: `chunk map ${what} (${size} bytes, ${expected} expected)` });
   }
+  const map = Buffer.allocUnsafe(size);
+  const done = await backend.readInto(key, 0, map);
+  if (done < size) throw new DamagedDataError(`chunk map ${name} ended at byte ${done} of ${size}`, { object: name, problem: 'chunk map truncated' });
+  return map;
 }

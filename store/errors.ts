@@ -42,6 +42,14 @@ export class UnknownRefError extends ChunkvaultError {
 export class AmbiguousRefError extends ChunkvaultError {
   override readonly code = 'CV_AMBIGUOUS_REF';
 }
+/** A restore point id that already has a catalog entry: a commit never overwrites one. */
+export class RestorePointExistsError extends ChunkvaultError {
+  override readonly code = 'CV_RESTORE_POINT_EXISTS';
+}
+/** A store object's key names something other than a regular file (a directory, a FIFO, a device): never read, never absent. */
+export class NotAnObjectError extends ChunkvaultError {
+  override readonly code = 'CV_NOT_AN_OBJECT';
+}
 export class StoreBusyError extends ChunkvaultError {
   override readonly code = 'CV_STORE_BUSY';
   override readonly exitCode = 3;

@@ -1,9 +1,8 @@
-import { join } from 'node:path';
-import { InvalidInputError, NotAStoreError, StoreReadError, UnsupportedFormatError, storeReadError } from './errors.js';
+import { InvalidInputError, NotAStoreError, NotAnObjectError, StoreReadError, UnsupportedFormatError, errnoOf, storeReadError } from './errors.js';
 import { describeValue } from './describe.js';
 import { parseSize } from './size.js';
 import { isCompression, type Compression } from './compression.js';
-import { readSmallFile, type SmallFile } from './small-file.js';
+import { objectName, type Backend } from './backend/backend.js';
 
 export const FORMAT_NAME = 'chunkvault';
 /**
@@ -102,8 +101,8 @@ function checkVersion(version: unknown, file: string): number {
 }
 
 /** Refuses what is not a store, and stores written by an unknown or newer format. */
-export function decodeFormat(text: string, dir: string): StoreFormat {
-  const file = join(dir, FORMAT_FILE);
+export function decodeFormat(text: string, location: string): StoreFormat {
+  const file = objectName({ location }, FORMAT_FILE);
   const parsed = parseObject(text, file);
   if (parsed.format !== FORMAT_NAME) {
     throw new UnsupportedFormatError(`${file}: unknown store format ${describeValue(parsed.format)} (expected "${FORMAT_NAME}"); ${NOT_VALID}`, { file, format: describeValue(parsed.format) });
@@ -119,32 +118,42 @@ export function decodeFormat(text: string, dir: string): StoreFormat {
   return { ...(parsed as unknown as StoreFormat), version, chunkSize: parsed.chunkSize };
 }
 
-/** Why the format file could not be read, as the error to stop with. */
-function unreadableFormat(read: Exclude<SmallFile, { text: string }>, dir: string, file: string): Error {
-  switch (read.problem) {
-    case 'absent':
-      return notAStore(dir);
-    case 'not regular':
-      return new NotAStoreError(`${file} is ${read.kind}, not a regular file; ${NOT_VALID}`, { store: dir, file });
-    case 'too large':
-      return new NotAStoreError(`${file} has ${read.size} bytes, far too many for a format file; ${NOT_VALID}`, { store: dir, file });
-    case 'unreadable':
-      // ENOTDIR: the store path, or a directory on the way to it, is a file.
-      if (read.code === 'ENOTDIR') return notAStore(dir);
-      if (read.code === 'EACCES') {
-        return new StoreReadError(`store ${dir} is not readable (EACCES): cannot read ${file}; run chunkvault as the store's owner`, { store: dir, file, code: read.code }, read.cause);
-      }
-      return storeReadError(file, read.cause);
+/** Why the format file could not be read (`err`, from the backend), as the error to stop with. */
+function unreadableFormat(err: unknown, dir: string, file: string): Error {
+  // ENOTDIR: the store path, or a directory on the way to it, is a file.
+  if (errnoOf(err) === 'ENOTDIR') return notAStore(dir);
+  if (err instanceof NotAnObjectError) return new NotAStoreError(`${file} is ${String(err.data.kind)}, not a regular file; ${NOT_VALID}`, { store: dir, file });
+  if (errnoOf(err) === 'EACCES') {
+    return new StoreReadError(`store ${dir} is not readable (EACCES): cannot read ${file}; run chunkvault as the store's owner`, { store: dir, file, code: 'EACCES' }, err);
   }
+  return storeReadError(file, err);
 }
 
 function notAStore(dir: string): NotAStoreError {
   return new NotAStoreError(`${dir} is not a chunkvault store (no ${FORMAT_FILE}; create one with 'chunkvault init')`, { store: dir });
 }
 
-export async function readFormat(dir: string): Promise<StoreFormat> {
-  const file = join(dir, FORMAT_FILE);
-  const read = await readSmallFile(file, MAX_FORMAT_FILE_BYTES);
-  if ('text' in read) return decodeFormat(read.text, dir);
-  throw unreadableFormat(read, dir, file);
+/** The format file's bytes; its size is checked first, so that something huge in its place is never read. */
+async function readFormatBytes(backend: Backend, dir: string, file: string): Promise<Buffer> {
+  const info = await backend.stat(FORMAT_FILE);
+  if (info && info.size > MAX_FORMAT_FILE_BYTES) throw new NotAStoreError(`${file} has ${info.size} bytes, far too many for a format file; ${NOT_VALID}`, { store: dir, file });
+  const bytes = info && (await backend.get(FORMAT_FILE));
+  if (!bytes) throw notAStore(dir);
+  return bytes;
+}
+
+export async function readFormat(backend: Backend): Promise<StoreFormat> {
+  const dir = backend.location;
+  const file = objectName(backend, FORMAT_FILE);
+  let bytes: Buffer;
+  try {
+    bytes = await readFormatBytes(backend, dir, file);
+  } catch (err) {
+    throw err instanceof NotAStoreError ? err : unreadableFormat(err, dir, file);
+  }
+  return decodeFormat(bytes.toString('utf8'), dir);
+}
+
+export function writeFormat(backend: Backend, format: StoreFormat): Promise<void> {
+  return backend.put(FORMAT_FILE, Buffer.from(encodeFormat(format)));
 }

@@ -1,14 +1,13 @@
 /**
- * Who is using the store: one small file per running command (pid, host, command, start).
+ * Who is using the store: one small object per running command (pid, host, command, start),
+ * `locks/<pid>-<random>.json`.
  * Not a mutex (LevelDB's own lock is that); it names the holder in busy messages and lets
  * gc see readers (mount, restore) that must not lose packs under them.
  */
-import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { PRIVATE_FILE_MODE } from './durable.js';
-import { isAbsent, storeReadError } from './errors.js';
+import { storeReadError } from './errors.js';
+import { objectName, type Backend } from './backend/backend.js';
 
 export interface LockInfo {
   pid: number;
@@ -31,18 +30,23 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** A lock being written: `<pid>-<random>.json.<host>.tmp`, renamed to its .json name once whole. */
+const PREFIX = 'locks/';
+/**
+ * A lock being written by chunkvault before the storage seam: `<pid>-<random>.json.<host>.tmp`,
+ * renamed to its .json name once whole. Those of processes gone from this host are removed.
+ * (A lock is now a conditional create: what a writer killed meanwhile leaves is a dot-named
+ * temp file, which gc reclaims with the store's other temp files.)
+ */
 const PARTIAL_LOCK = /^(\d+)-[0-9a-f]+\.json\.(.+)\.tmp$/;
 
-export async function acquireLock(dir: string, command: string): Promise<HeldLock> {
+export async function acquireLock(backend: Backend, command: string): Promise<HeldLock> {
   const info: LockInfo = { pid: process.pid, host: hostname(), command, started: new Date().toISOString() };
-  const path = join(dir, `${process.pid}-${randomBytes(3).toString('hex')}.json`);
-  // Whole or absent: a command killed while writing its lock leaves a partial file that names
-  // its pid and host, which listLocks removes once that process is gone.
-  const partial = `${path}.${info.host}.tmp`;
-  await fs.writeFile(partial, JSON.stringify(info) + '\n', { mode: PRIVATE_FILE_MODE });
-  await fs.rename(partial, path);
-  return { info, release: () => fs.rm(path, { force: true }) };
+  const data = Buffer.from(JSON.stringify(info) + '\n');
+  let key: string;
+  // Whole or absent, and never another's: a random name already taken is drawn again.
+  do key = `${PREFIX}${process.pid}-${randomBytes(3).toString('hex')}.json`;
+  while (!(await backend.create(key, data)));
+  return { info, release: () => backend.delete([key]) };
 }
 
 function diedHere(pid: number, host: string): boolean {
@@ -53,38 +57,34 @@ function diedHere(pid: number, host: string): boolean {
  * A lock that is there must be read: gc decides from these whether a mount may be reading the
  * packs it would delete, so an unreadable one stops the caller instead of passing for no lock.
  */
-async function readLock(path: string): Promise<LockInfo | null> {
-  let text: string;
+async function readLock(backend: Backend, key: string): Promise<LockInfo | null> {
+  const name = objectName(backend, key);
+  const bytes = await backend.get(key).catch((err: unknown) => {
+    throw storeReadError(name, err);
+  });
+  if (!bytes) return null; // released meanwhile
   try {
-    text = await fs.readFile(path, 'utf8');
-  } catch (err) {
-    if (isAbsent(err)) return null; // released meanwhile
-    throw storeReadError(path, err);
-  }
-  try {
-    const info = JSON.parse(text) as LockInfo;
+    const info = JSON.parse(bytes.toString('utf8')) as LockInfo;
     if (Number.isSafeInteger(info.pid) && typeof info.host === 'string' && typeof info.command === 'string') return info;
   } catch {
     // reported below
   }
-  throw storeReadError(path, new Error('not a lock file: remove it if no chunkvault command is running'));
+  throw storeReadError(name, new Error('not a lock file: remove it if no chunkvault command is running'));
 }
 
 /** Live locks; locks of processes that died on this host are removed on the way. */
-export async function listLocks(dir: string): Promise<LockInfo[]> {
-  const names = await fs.readdir(dir).catch((err: unknown) => {
-    throw storeReadError(dir, err);
-  });
+export async function listLocks(backend: Backend): Promise<LockInfo[]> {
+  const names = (await backend.list(PREFIX).catch((err: unknown) => {
+    throw storeReadError(objectName(backend, PREFIX), err);
+  })).map((o) => o.key.slice(PREFIX.length)).filter((n) => !n.includes('/'));
   const live: LockInfo[] = [];
-  for (const partial of names.map((n) => PARTIAL_LOCK.exec(n)).filter((m): m is RegExpExecArray => m !== null)) {
-    if (diedHere(Number(partial[1]), partial[2])) await fs.rm(join(dir, partial[0]), { force: true });
-  }
-  for (const name of names.filter((n) => n.endsWith('.json'))) {
-    const path = join(dir, name);
-    const info = await readLock(path);
+  const partials = names.map((n) => PARTIAL_LOCK.exec(n)).filter((m): m is RegExpExecArray => m !== null);
+  await backend.delete(partials.filter((m) => diedHere(Number(m[1]), m[2])).map((m) => PREFIX + m[0]));
+  for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.'))) {
+    const info = await readLock(backend, PREFIX + name);
     if (!info) continue;
     if (diedHere(info.pid, info.host)) {
-      await fs.rm(path, { force: true });
+      await backend.delete([PREFIX + name]);
       continue;
     }
     live.push(info);

@@ -14,11 +14,15 @@ export type SmallFile =
   | { problem: 'too large'; size: number }
   | { problem: 'unreadable'; code: string; cause: unknown };
 
-/** What a file that is not a regular file is, for a message; with EISDIR for a directory. */
+/** What a file that is not a regular file is, for a message ('a FIFO'). */
+export function kindOf(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  return stats.isFIFO() ? 'a FIFO' : stats.isCharacterDevice() ? 'a character device' : stats.isBlockDevice() ? 'a block device' : stats.isSocket() ? 'a socket' : 'not a file';
+}
+
+/** A file that is not a regular file; with EISDIR for a directory. */
 function notRegular(stats: Stats): SmallFile {
-  if (stats.isDirectory()) return { problem: 'not regular', kind: 'a directory', code: 'EISDIR' };
-  const kind = stats.isFIFO() ? 'a FIFO' : stats.isCharacterDevice() ? 'a character device' : stats.isBlockDevice() ? 'a block device' : stats.isSocket() ? 'a socket' : 'not a file';
-  return { problem: 'not regular', kind };
+  return stats.isDirectory() ? { problem: 'not regular', kind: kindOf(stats), code: 'EISDIR' } : { problem: 'not regular', kind: kindOf(stats) };
 }
 
 function checked(stats: Stats, maxBytes: number): SmallFile | null {

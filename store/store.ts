@@ -1,24 +1,49 @@
 /**
- * A store directory and its parts. Engine code reaches packs, index, catalog and maps
- * only through this object, never through paths of its own.
+ * A store and its parts. Engine code reaches packs, index, catalog and maps only through this
+ * object, never through paths of its own; every object but the index (a host's own) lives
+ * behind `backend`.
  */
 import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { StoreExistsError, InvalidInputError, StoreNotWritableError } from './errors.js';
-import { FORMAT_FILE, FORMAT_VERSION, encodeFormat, newFormat, readFormat, type StoreFormat } from './format.js';
+import { FORMAT_FILE, FORMAT_VERSION, encodeFormat, newFormat, readFormat, writeFormat, type StoreFormat } from './format.js';
 import { DEFAULT_COMPRESSION, type Compression } from './compression.js';
 import { Catalog } from './catalog.js';
 import { ChunkIndex } from './index-db.js';
 import { MAP_SUFFIX, ChunkMapWriter, readChunkMap } from './chunk-map.js';
 import { PackWriter, packFileName, PACK_SUFFIX } from './pack.js';
 import { acquireLock, describeLocks, listLocks, type HeldLock, type LockInfo } from './lock.js';
-import { fsyncDir, writeFileDurable, PRIVATE_DIR_MODE } from './durable.js';
+import { fsyncDir } from './durable.js';
 import { errnoOf, isAbsent, storeReadError } from './errors.js';
-import type { Backend } from './backend/backend.js';
+import { objectName, type Backend, type ObjectInfo } from './backend/backend.js';
 import { FsBackend } from './backend/fs.js';
 import { syncIndex } from './index-cache.js';
 
 const PARTS = ['packs', 'index', 'catalog', 'maps', 'locks'] as const;
+/** Where temp files of interrupted writes can be: beside catalog entries, maps and locks. */
+const TMP_PREFIXES = ['catalog/', 'maps/', 'locks/'] as const;
+const TMP_SUFFIX = '.tmp';
+
+export interface StoreOptions {
+  /** Where this host keeps the store's index when the store is not a local directory. */
+  cacheDir?: string;
+}
+
+/** A directory becomes its local backend; a backend is used as it is. */
+function backendOf(backendOrDir: Backend | string): Backend {
+  return typeof backendOrDir === 'string' ? new FsBackend(backendOrDir) : backendOrDir;
+}
+
+/** The index lives beside a local store, else in the cache directory the caller names. */
+function indexDirOf(backend: Backend, options: StoreOptions): string {
+  if (options.cacheDir !== undefined) return resolve(options.cacheDir);
+  if (backend.localDir !== null) return join(backend.localDir, 'index');
+  throw new InvalidInputError(`store ${backend.location} is not a local directory: it needs a cache directory for its index`, { store: backend.location });
+}
+
+function mapsPrefix(pointId: string): string {
+  return `maps/${pointId}/`;
+}
 /**
  * Space set aside so that gc can always start on a full filesystem: taking its lock and opening
  * LevelDB (a new manifest and log, a flushed table) write before anything is freed.
@@ -28,15 +53,31 @@ export const RESERVE_BYTES = 8 * 1024 * 1024;
 
 export class Store {
   readonly catalog: Catalog;
-  /** Where every object of the store lives (see backend/backend.ts). */
-  readonly backend: Backend;
 
   private constructor(
-    readonly dir: string,
+    /** Where every object of the store lives (see backend/backend.ts). */
+    readonly backend: Backend,
     private current: StoreFormat,
+    /** This host's LevelDB index of the store's chunks. */
+    readonly indexDir: string,
   ) {
-    this.backend = new FsBackend(dir);
-    this.catalog = new Catalog(join(dir, 'catalog'));
+    this.catalog = new Catalog(backend);
+  }
+
+  /** Where the store is, for messages: a directory, or s3://bucket/prefix. */
+  get location(): string {
+    return this.backend.location;
+  }
+
+  /** The store's directory when it is a local one (free space, the reserve, targets inside it), else null. */
+  get localDir(): string | null {
+    return this.backend.localDir;
+  }
+
+  /** The local directory, for the pack methods until they move onto the backend. */
+  private get dir(): string {
+    if (this.backend.localDir === null) throw new InvalidInputError(`store ${this.location} is not a local directory`, { store: this.location });
+    return this.backend.localDir;
   }
 
   get format(): StoreFormat {
@@ -58,7 +99,7 @@ export class Store {
    */
   async configure(settings: Pick<StoreFormat, 'compression' | 'recompress'>): Promise<void> {
     const next: StoreFormat = { ...this.current, ...settings, version: FORMAT_VERSION };
-    await writeFileDurable(join(this.dir, FORMAT_FILE), encodeFormat(next));
+    await writeFormat(this.backend, next);
     this.current = next;
   }
 
@@ -67,26 +108,27 @@ export class Store {
     if (this.current.version < FORMAT_VERSION) await this.configure({});
   }
 
-  static async init(dir: string, chunkSize: number, compression: Compression = DEFAULT_COMPRESSION): Promise<Store> {
-    const root = resolve(dir);
-    const existing = await readdirUnlessAbsent(root);
-    if (existing.includes(FORMAT_FILE)) throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
-    if (existing.length > 0) throw new InvalidInputError(`${root} is not empty; init needs an empty or new directory`, { store: root });
-    await fs.mkdir(root, { recursive: true, mode: PRIVATE_DIR_MODE });
-    // An existing empty directory keeps the mode it was made with: a store is private (invariant 7).
-    await fs.chmod(root, PRIVATE_DIR_MODE);
-    for (const part of PARTS) await fs.mkdir(join(root, part), { mode: PRIVATE_DIR_MODE });
-    await fsyncDir(root);
-    await writeFileDurable(join(root, RESERVE_FILE), Buffer.alloc(RESERVE_BYTES));
-    // The format file is written last: a directory without it is not a store yet.
-    await writeFileDurable(join(root, FORMAT_FILE), encodeFormat(newFormat(chunkSize, new Date(), compression)));
-    return Store.open(root);
+  static async init(backendOrDir: Backend | string, chunkSize: number, compression: Compression = DEFAULT_COMPRESSION, options: StoreOptions = {}): Promise<Store> {
+    const backend = backendOf(backendOrDir);
+    const root = backend.location;
+    const [format, occupied] = await Promise.all([backend.stat(FORMAT_FILE), isOccupied(backend)]).catch((err: unknown) => {
+      throw storeReadError(root, err);
+    });
+    if (format) throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
+    if (occupied) throw new InvalidInputError(`${root} is not empty; init needs an empty or new directory`, { store: root });
+    if (backend instanceof FsBackend) await backend.makeRoot(PARTS);
+    if (backend.localDir !== null) await backend.put(RESERVE_FILE, Buffer.alloc(RESERVE_BYTES));
+    // The format file is written last: a store without it is not a store yet.
+    if (!(await backend.create(FORMAT_FILE, Buffer.from(encodeFormat(newFormat(chunkSize, new Date(), compression)))))) {
+      throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
+    }
+    return Store.open(backend, options);
   }
 
-  static async open(dir: string): Promise<Store> {
-    const root = resolve(dir);
-    const format = await readFormat(root);
-    return new Store(root, format);
+  static async open(backendOrDir: Backend | string, options: StoreOptions = {}): Promise<Store> {
+    const backend = backendOf(backendOrDir);
+    const format = await readFormat(backend);
+    return new Store(backend, format, indexDirOf(backend, options));
   }
 
   packPath(pack: string): string {
@@ -114,45 +156,41 @@ export class Store {
     return new PackWriter(this.packsDir, cap);
   }
 
-  mapDir(pointId: string): string {
-    return join(this.dir, 'maps', pointId);
-  }
-
-  mapPath(pointId: string, label: string): string {
-    return join(this.mapDir(pointId), label + MAP_SUFFIX);
-  }
-
   createMapWriter(pointId: string, label: string, slots: number): Promise<ChunkMapWriter> {
-    return ChunkMapWriter.create(this.mapDir(pointId), label, slots);
+    return ChunkMapWriter.create(this.backend, mapsPrefix(pointId) + label + MAP_SUFFIX, slots);
   }
 
   /** A disk's map; with `slots`, a map of any other length is damage (DamagedDataError). */
   readMap(pointId: string, label: string, slots?: number): Promise<Buffer> {
-    return readChunkMap(this.mapPath(pointId, label), slots);
+    return readChunkMap(this.backend, mapsPrefix(pointId) + label + MAP_SUFFIX, slots);
   }
 
+  /** Deletes every object of a restore point's maps, temp files of its writers too. */
   async removeMaps(pointId: string): Promise<void> {
-    await fs.rm(this.mapDir(pointId), { recursive: true, force: true });
+    await this.backend.delete((await this.listObjects(mapsPrefix(pointId))).map((o) => o.key));
   }
 
-  /** Restore point ids that have a maps directory, committed or not, with the directory's mtime. */
+  /** Restore point ids that have maps, committed or not, with the time their newest map object was written. */
   async listMapDirs(): Promise<{ id: string; mtimeMs: number }[]> {
-    const dir = join(this.dir, 'maps');
-    const entries = await fs.readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
-      throw storeReadError(dir, err);
-    });
-    const found = [];
-    for (const entry of entries.filter((e) => e.isDirectory())) {
-      const stat = await statUnlessAbsent(join(dir, entry.name));
-      if (stat) found.push({ id: entry.name, mtimeMs: stat.mtimeMs });
+    const newest = new Map<string, number>();
+    for (const { key, mtimeMs } of await this.listObjects('maps/')) {
+      const id = key.split('/')[1];
+      if (key.split('/').length === 3) newest.set(id, Math.max(newest.get(id) ?? -Infinity, mtimeMs));
     }
-    return found;
+    return [...newest].map(([id, mtimeMs]) => ({ id, mtimeMs }));
   }
 
-  /** Disk labels of the committed maps of a restore point; none when it has no maps directory. */
+  /** Disk labels of the committed maps of a restore point; none when it has no maps. */
   async listMapLabels(pointId: string): Promise<string[]> {
-    const names = await readdirUnlessAbsent(this.mapDir(pointId));
-    return names.filter((n) => n.endsWith(MAP_SUFFIX) && !n.startsWith('.')).map((n) => n.slice(0, -MAP_SUFFIX.length));
+    const names = (await this.listObjects(mapsPrefix(pointId))).map((o) => o.key.slice(mapsPrefix(pointId).length));
+    return names.filter((n) => n.endsWith(MAP_SUFFIX) && !n.startsWith('.') && !n.includes('/')).map((n) => n.slice(0, -MAP_SUFFIX.length));
+  }
+
+  /** The objects below `prefix`; a listing that fails is an error naming what failed (the directory, for a local store), else the prefix. */
+  private listObjects(prefix: string): Promise<ObjectInfo[]> {
+    return this.backend.list(prefix).catch((err: unknown) => {
+      throw storeReadError((err as NodeJS.ErrnoException).path ?? objectName(this.backend, prefix), err);
+    });
   }
 
   /** Deletes packs for good: the unlinks survive power loss once this returns. */
@@ -161,54 +199,48 @@ export class Store {
     if (packs.length > 0) await fsyncDir(this.packsDir);
   }
 
-  /** Gives the reserved space back to the filesystem; false when there was none. */
+  /** Gives the reserved space back to the filesystem; false when there was none (or the store is not local). */
   async releaseReserve(): Promise<boolean> {
-    const path = join(this.dir, RESERVE_FILE);
-    if (!(await statUnlessAbsent(path))) return false;
-    await fs.rm(path, { force: true });
-    await fsyncDir(this.dir);
+    if (!(await this.reserveInfo())) return false;
+    await this.backend.delete([RESERVE_FILE]);
     return true;
   }
 
-  /** Sets the reserve aside again, unless it is there; a filesystem too full for it is left as it is. */
+  /** Sets the reserve aside again, unless it is there; a filesystem too full for it is left as it is. No reserve when the store is not local. */
   async restoreReserve(): Promise<boolean> {
-    const path = join(this.dir, RESERVE_FILE);
-    if (await statUnlessAbsent(path)) return true;
+    if (this.localDir === null) return false;
+    if (await this.reserveInfo()) return true;
     try {
-      await writeFileDurable(path, Buffer.alloc(RESERVE_BYTES));
+      await this.backend.put(RESERVE_FILE, Buffer.alloc(RESERVE_BYTES));
       return true;
     } catch (err) {
       if (errnoOf(err) !== 'ENOSPC') throw err;
-      await fs.rm(path, { force: true });
+      await this.backend.delete([RESERVE_FILE]);
       return false;
     }
   }
 
-  /** Temp files of interrupted durable writes (catalog entries, maps), relative to the store. */
-  async tmpFiles(): Promise<{ path: string; size: number; mtimeMs: number }[]> {
-    const dirs = ['catalog', ...(await this.listMapDirs()).map(({ id }) => join('maps', id))];
+  private async reserveInfo(): Promise<ObjectInfo | null> {
+    if (this.localDir === null) return null;
+    return this.backend.stat(RESERVE_FILE).catch((err: unknown) => {
+      throw storeReadError(objectName(this.backend, RESERVE_FILE), err);
+    });
+  }
+
+  /** Temp files of interrupted durable writes (catalog entries, maps, locks). */
+  async tmpFiles(): Promise<ObjectInfo[]> {
     const found = [];
-    for (const dir of dirs) {
-      for (const name of await readdirUnlessAbsent(join(this.dir, dir))) {
-        if (!name.endsWith('.tmp')) continue;
-        const stat = await statUnlessAbsent(join(this.dir, dir, name));
-        if (stat) found.push({ path: join(dir, name), size: stat.size, mtimeMs: stat.mtimeMs });
-      }
-    }
+    for (const prefix of TMP_PREFIXES) found.push(...(await this.listObjects(prefix)).filter((o) => isTmpKey(o.key)));
     return found;
   }
 
-  async removeTmpFiles(paths: string[]): Promise<void> {
-    for (const path of paths) await fs.rm(join(this.dir, path), { force: true });
+  removeTmpFiles(keys: string[]): Promise<void> {
+    return this.backend.delete(keys);
   }
 
-  /**
-   * Bytes of every file below the store directory. A file that goes while it is walked (LevelDB
-   * compacts its tables in the background) is absent, not an error; the walk lstats each name
-   * itself, since a filesystem without d_type (FUSE) makes a typed listing stat them, failing whole.
-   */
-  diskUsage(): Promise<number> {
-    return treeBytes(this.dir);
+  /** Bytes of every object of the store (and of a local store's index). */
+  async diskUsage(): Promise<number> {
+    return (await this.listObjects('')).reduce((sum, o) => sum + o.size, 0);
   }
 
   /**
@@ -217,7 +249,7 @@ export class Store {
    * `sync` is false (repair, which rebuilds it from the packs).
    */
   async openIndex(waitMs = 0, sync = true): Promise<ChunkIndex> {
-    const index = await ChunkIndex.open(join(this.dir, 'index'), { waitMs, describeHolder: async () => describeLocks(await this.locks()) });
+    const index = await ChunkIndex.open(this.indexDir, { waitMs, describeHolder: async () => describeLocks(await this.locks()) });
     if (!sync) return index;
     try {
       await syncIndex(index, this.backend);
@@ -230,27 +262,25 @@ export class Store {
 
   /** Every command that changes or reads packs registers first: the first write, so the place to say the store refuses writes. */
   lock(command: string): Promise<HeldLock> {
-    return acquireLock(join(this.dir, 'locks'), command).catch((err: NodeJS.ErrnoException) => {
+    return acquireLock(this.backend, command).catch((err: NodeJS.ErrnoException) => {
       if (!['EACCES', 'EPERM', 'EROFS'].includes(err.code ?? '')) throw err;
-      throw new StoreNotWritableError(`store ${this.dir} is not writable (${err.code}); '${command}' needs to write to it: run it as the store's owner`, { store: this.dir, code: err.code });
+      throw new StoreNotWritableError(`store ${this.location} is not writable (${err.code}); '${command}' needs to write to it: run it as the store's owner`, { store: this.location, code: err.code });
     });
   }
 
   locks(): Promise<LockInfo[]> {
-    return listLocks(join(this.dir, 'locks'));
+    return listLocks(this.backend);
   }
 }
 
-/** Bytes of the files below `dir`; names that vanish meanwhile count nothing. */
-async function treeBytes(dir: string): Promise<number> {
-  let bytes = 0;
-  for (const name of await readdirUnlessAbsent(dir)) {
-    const path = join(dir, name);
-    const stats = await statUnlessAbsent(path, fs.lstat);
-    if (stats?.isDirectory()) bytes += await treeBytes(path);
-    else if (stats?.isFile()) bytes += stats.size;
-  }
-  return bytes;
+/** Whether anything is where a new store would go: a local directory's entries are not walked (it may be a large tree). */
+async function isOccupied(backend: Backend): Promise<boolean> {
+  return backend instanceof FsBackend ? backend.hasEntries() : (await backend.list('')).length > 0;
+}
+
+/** A temp file of an interrupted durable write. */
+function isTmpKey(key: string): boolean {
+  return key.endsWith(TMP_SUFFIX);
 }
 
 /** A stat (or lstat), or null when the file is absent (ENOENT); any other failure is an error naming it. */
@@ -262,14 +292,3 @@ async function statUnlessAbsent(path: string, stat: (path: string) => Promise<im
     throw storeReadError(path, err);
   }
 }
-
-/** A directory's names, or none when it is absent (ENOENT); any other failure is an error naming it. */
-async function readdirUnlessAbsent(path: string): Promise<string[]> {
-  try {
-    return await fs.readdir(path);
-  } catch (err) {
-    if (isAbsent(err)) return [];
-    throw storeReadError(path, err);
-  }
-}
-

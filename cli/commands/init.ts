@@ -12,7 +12,7 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (options: StoreOptions & { chunkSize: string; compression?: string; json?: boolean }) => {
       const store = await initStore(storeDir(options), options.chunkSize, options.compression);
-      if (options.json) printJson({ store: store.dir, chunkSize: store.chunkSize, compression: formatCompression(store.compression) });
-      else printLines([`initialized store ${store.dir} (chunk size ${formatBytes(store.chunkSize)}, compression ${formatCompression(store.compression)})`]);
+      if (options.json) printJson({ store: store.location, chunkSize: store.chunkSize, compression: formatCompression(store.compression) });
+      else printLines([`initialized store ${store.location} (chunk size ${formatBytes(store.chunkSize)}, compression ${formatCompression(store.compression)})`]);
     });
 }

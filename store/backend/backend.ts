@@ -92,3 +92,8 @@ export interface Backend {
 
 /** What a worker thread needs to open the same backend: structured-clonable, no secrets printed from it. */
 export type BackendSpec = { kind: 'fs'; dir: string } | { kind: 's3'; options: Record<string, unknown> };
+
+/** How messages name the object `key` (or the prefix it lists): below the backend's location. */
+export function objectName(backend: Pick<Backend, 'location'>, key: string): string {
+  return key === '' ? backend.location : `${backend.location}/${key.replace(/\/$/, '')}`;
+}

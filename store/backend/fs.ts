@@ -3,12 +3,13 @@
  * and guarantees hold unchanged: durable writes are temp file, fsync, rename, fsync of the
  * directory; packs are appended with direct I/O where the filesystem allows it (append-file.ts).
  */
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { AppendFile, alignedStages } from '../append-file.js';
 import { fsyncDir, writeFileDurable, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../durable.js';
-import { InvalidInputError, isAbsent } from '../errors.js';
+import { InvalidInputError, NotAnObjectError, isAbsent } from '../errors.js';
+import { kindOf } from '../small-file.js';
 import type { Backend, BackendSpec, ObjectInfo, Staged, Upload } from './backend.js';
 
 const KEY_PATTERN = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[^/\0][^\0]*$/;
@@ -39,11 +40,19 @@ export class FsBackend implements Backend {
   }
 
   async get(key: string): Promise<Buffer | null> {
+    const path = this.pathOf(key);
+    let handle: fs.FileHandle | undefined;
     try {
-      return await fs.readFile(this.pathOf(key));
+      // Checked before opening and after: opening a device can act on it, and a FIFO with no writer blocks a read.
+      regularOrThrow(key, await fs.stat(path));
+      handle = await fs.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+      regularOrThrow(key, await handle.stat());
+      return await handle.readFile();
     } catch (err) {
       if (isAbsent(err)) return null;
       throw err;
+    } finally {
+      await handle?.close();
     }
   }
 
@@ -64,8 +73,8 @@ export class FsBackend implements Backend {
 
   async stat(key: string): Promise<ObjectInfo | null> {
     try {
-      const stats = await fs.stat(this.pathOf(key));
-      return stats.isFile() ? { key, size: stats.size, mtimeMs: stats.mtimeMs } : null;
+      const stats = regularOrThrow(key, await fs.stat(this.pathOf(key)));
+      return { key, size: stats.size, mtimeMs: stats.mtimeMs };
     } catch (err) {
       if (isAbsent(err)) return null;
       throw err;
@@ -140,9 +149,46 @@ export class FsBackend implements Backend {
       await fs.rm(path, { force: true });
       dirs.add(dirname(path));
     }
+    for (const dir of dirs) {
+      if (await this.removeIfEmpty(dir)) dirs.add(dirname(dir));
+    }
     for (const dir of dirs) await fsyncDir(dir).catch((err: unknown) => {
       if (!isAbsent(err)) throw err;
     });
+  }
+
+  /**
+   * Keys have no directories of their own: one that a delete emptied goes with its last object
+   * (`maps/<id>/`), as it would in an object store. The store's own directories (packs/, maps/...) stay.
+   */
+  private async removeIfEmpty(dir: string): Promise<boolean> {
+    if (dirname(dir) === this.dir || dir === this.dir) return false;
+    try {
+      await fs.rmdir(dir);
+      return true;
+    } catch (err) {
+      if (isAbsent(err) || ['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) return false;
+      throw err;
+    }
+  }
+
+  /** Whether the directory has any entry at all (an empty subdirectory too); an absent one has none. */
+  async hasEntries(): Promise<boolean> {
+    try {
+      return (await fs.readdir(this.dir)).length > 0;
+    } catch (err) {
+      if (isAbsent(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Makes the store's directory and those of its layout (`parts`), private (invariant 7). */
+  async makeRoot(parts: readonly string[]): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    // An existing empty directory keeps the mode it was made with.
+    await fs.chmod(this.dir, PRIVATE_DIR_MODE);
+    for (const part of parts) await fs.mkdir(this.pathOf(part), { mode: PRIVATE_DIR_MODE });
+    await fsyncDir(this.dir);
   }
 
   async upload(key: string): Promise<Upload> {
@@ -180,6 +226,12 @@ export class FsBackend implements Backend {
     const made = await fs.mkdir(parent, { recursive: true, mode: PRIVATE_DIR_MODE });
     if (made !== undefined) await fsyncDir(dirname(parent));
   }
+}
+
+/** Something else under an object's name (a directory, a FIFO) is neither the object nor its absence. */
+function regularOrThrow(key: string, stats: Stats): Stats {
+  if (!stats.isFile()) throw new NotAnObjectError(`${key} is ${kindOf(stats)}, not a regular file`, { key, kind: kindOf(stats) });
+  return stats;
 }
 
 /** Temp files are dot-named beside their object and end in .tmp, as writeFileDurable's: listings show them, readers of objects skip dot-names, gc reclaims them. */

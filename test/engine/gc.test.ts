@@ -38,7 +38,7 @@ const base = await (async () => {
     images.push(image);
     ids.push((await runBackup(store, { sources: [`disk=${image}`], name: 'vm', time: `2026-11-0${k}T12:00:00Z`, threads: 1 })).id);
   }
-  return { dir: store.dir, images, ids };
+  return { dir: store.location, images, ids };
 })();
 
 /** A copy of the base store for one test. */
@@ -50,7 +50,7 @@ async function copyOfBase(t: { teardown(fn: () => unknown): void }): Promise<{ d
 
 /** Packs, catalog and maps: what gc may change (LevelDB rewrites its own files on every open). */
 async function contentDigest(store: Store): Promise<string> {
-  return (await Promise.all(['packs', 'catalog', 'maps'].map((part) => treeDigest(join(store.dir, part))))).join();
+  return (await Promise.all(['packs', 'catalog', 'maps'].map((part) => treeDigest(join(store.location, part))))).join();
 }
 
 async function packBytes(store: Store): Promise<number> {
@@ -124,12 +124,12 @@ t.test('leftovers of killed backups are reclaimed: unindexed packs, orphan maps,
   await writer.sync();
   await writer.close();
   // A committed map without a catalog entry, and a half-written one.
-  await fs.cp(store.mapDir(ids[0]), store.mapDir('00000000000000aa'), { recursive: true });
-  await fs.mkdir(store.mapDir('00000000000000bb'));
-  await fs.writeFile(join(store.mapDir('00000000000000bb'), '.disk.map.tmp'), Buffer.alloc(ID_BYTES));
+  await fs.cp(join(store.location, 'maps', ids[0]), join(store.location, 'maps', '00000000000000aa'), { recursive: true });
+  await fs.mkdir(join(store.location, 'maps', '00000000000000bb'));
+  await fs.writeFile(join(store.location, 'maps', '00000000000000bb', '.disk.map.tmp'), Buffer.alloc(ID_BYTES));
   // Temp files of interrupted catalog writes: an old one, and one a writer may still own.
-  const stale = join(store.dir, 'catalog', '.0000000000000001.json.abcd.tmp');
-  const fresh = join(store.dir, 'catalog', '.0000000000000002.json.abcd.tmp');
+  const stale = join(store.location, 'catalog', '.0000000000000001.json.abcd.tmp');
+  const fresh = join(store.location, 'catalog', '.0000000000000002.json.abcd.tmp');
   await fs.writeFile(stale, '{');
   await fs.writeFile(fresh, '{');
   const hourAgo = new Date(Date.now() - 3600_000);
@@ -138,8 +138,8 @@ t.test('leftovers of killed backups are reclaimed: unindexed packs, orphan maps,
   const report = await gc(store);
   t.match(report, { packsDeleted: 1, orphanMapsRemoved: 2, tmpFilesRemoved: 1, chunksFreed: 0 });
   t.equal(await packBytes(store), before, 'only the unindexed pack went');
-  t.same((await fs.readdir(join(store.dir, 'maps'))).sort(), ids);
-  t.same((await fs.readdir(join(store.dir, 'catalog'))).sort(), ['.0000000000000002.json.abcd.tmp', ...ids.map((id) => `${id}.json`)], 'the fresh temp file is left to its writer');
+  t.same((await fs.readdir(join(store.location, 'maps'))).sort(), ids);
+  t.same((await fs.readdir(join(store.location, 'catalog'))).sort(), ['.0000000000000002.json.abcd.tmp', ...ids.map((id) => `${id}.json`)], 'the fresh temp file is left to its writer');
   await restoresIdentically(t, store, dir, ids[0], images[0]);
 });
 
@@ -160,7 +160,7 @@ t.test('gc refuses while a restore, mount or verify may read packs; a dry run ma
 t.test('gc stops, deleting nothing, when a listed restore point has no readable map', async (t) => {
   const { store, ids } = await copyOfBase(t);
   await executePrune(store, await planPrune(store, { last: 3 }));
-  await fs.rm(store.mapPath(ids[1], 'disk'));
+  await fs.rm(join(store.location, 'maps', ids[1], 'disk.map'));
   const digest = await contentDigest(store);
   await t.rejects(gc(store), { code: 'CV_DAMAGED', message: new RegExp(`restore point ${ids[1]} disk disk: chunk map unreadable.*deleted nothing`) });
   t.equal(await contentDigest(store), digest);
@@ -168,7 +168,7 @@ t.test('gc stops, deleting nothing, when a listed restore point has no readable 
 
 t.test("a catalog entry too damaged to parse still protects its maps' chunks", async (t) => {
   const { dir, store, images, ids } = await copyOfBase(t);
-  const entry = join(store.dir, 'catalog', `${ids[0]}.json`);
+  const entry = join(store.location, 'catalog', `${ids[0]}.json`);
   const intact = await fs.readFile(entry);
   await fs.writeFile(entry, '{ torn');
   const report = await gc(store, { maxUnused: 0 });

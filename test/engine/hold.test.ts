@@ -39,11 +39,11 @@ t.test('bad refs and reasons are refused and change nothing', async (t) => {
   const image = join(dir, 'disk.img');
   await writeImage(image, [{ kind: 'text', bytes: 100_000 }]);
   const point = await runBackup(store, { sources: [image], threads: 1 });
-  const digest = await treeDigest(store.dir);
+  const digest = await treeDigest(store.location);
   await t.rejects(hold(store, 'ffffffffffffffff'), { code: 'CV_UNKNOWN_REF' });
   await t.rejects(hold(store, 'nonsense!'), { code: 'CV_UNKNOWN_REF' });
   await t.rejects(hold(store, point.id, 'two\nlines'), { code: 'CV_INVALID_INPUT', message: /--reason/ });
   await t.rejects(hold(store, point.id, 'x'.repeat(501)), { code: 'CV_INVALID_INPUT' });
   await t.rejects(release(store, 'nope@latest'), { code: 'CV_UNKNOWN_REF' });
-  t.equal(await treeDigest(store.dir), digest);
+  t.equal(await treeDigest(store.location), digest);
 });

@@ -176,7 +176,7 @@ t.test('a parent removed between reading its map and opening the index is refuse
   const { store, image, parent, parentMap } = await removedParent(t, 4, 5);
   const layout = { ...wholeDisk(4 * CS, CS), changed: [] };
   // Opening LevelDB rewrites its own log and manifest: compare what a backup would add.
-  const written = (): Promise<string[]> => Promise.all(['catalog', 'maps', 'packs'].map((part) => treeDigest(join(store.dir, part))));
+  const written = (): Promise<string[]> => Promise.all(['catalog', 'maps', 'packs'].map((part) => treeDigest(join(store.location, part))));
   const before = await written();
   const pool = new WorkerPool(store.packsDir, 1);
   t.teardown(() => pool.close());

@@ -46,9 +46,9 @@ async function ids(store: Store): Promise<string[]> {
 
 t.test('a plan is printed, not acted on; executing it removes catalog entries and maps of removed points only', async (t) => {
   const { store, web, db } = await calendar(t);
-  const digest = await treeDigest(store.dir);
+  const digest = await treeDigest(store.location);
   const plan = await planPrune(store, { last: 2, weekly: 2 });
-  t.equal(await treeDigest(store.dir), digest, 'planning changed nothing');
+  t.equal(await treeDigest(store.location), digest, 'planning changed nothing');
   t.same(
     plan.points.map((p) => [p.name, p.time.slice(0, 10), p.action, p.reasons]),
     [
@@ -67,7 +67,7 @@ t.test('a plan is printed, not acted on; executing it removes catalog entries an
   const removed = await executePrune(store, plan);
   t.equal(removed.length, 10);
   t.same(await ids(store), [db[0].id, db[1].id, web[0].id, web[1].id, web[2].id].sort());
-  t.same((await fs.readdir(join(store.dir, 'maps'))).sort(), await ids(store), 'maps of removed points are gone, the others stay');
+  t.same((await fs.readdir(join(store.location, 'maps'))).sort(), await ids(store), 'maps of removed points are gone, the others stay');
 });
 
 t.test('--name prunes one group only', async (t) => {
@@ -98,10 +98,10 @@ t.test('a point held after planning is not removed', async (t) => {
 
 t.test('bad input is refused before anything is read or written', async (t) => {
   const { store } = await calendar(t);
-  const digest = await treeDigest(store.dir);
+  const digest = await treeDigest(store.location);
   await t.rejects(planPrune(store, {}), { code: 'CV_INVALID_INPUT', message: /needs a policy/ });
   await t.rejects(planPrune(store, { within: '6 years' }), { code: 'CV_INVALID_INPUT', message: /--keep-within/ });
   await t.rejects(planPrune(store, { last: 1 }, { name: 'no such/name' }), { code: 'CV_INVALID_INPUT' });
   await t.rejects(planPrune(store, { last: 1 }, { name: 'mail' }), { code: 'CV_UNKNOWN_REF', message: "no restore points named 'mail'" });
-  t.equal(await treeDigest(store.dir), digest);
+  t.equal(await treeDigest(store.location), digest);
 });

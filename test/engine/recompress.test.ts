@@ -45,7 +45,7 @@ const base = await (async () => {
     images.push(image);
     ids.push((await runBackup(store, { sources: [`disk=${image}`], name: 'vm', time: `2026-11-0${k}T12:00:00Z`, threads: 1 })).id);
   }
-  return { dir: store.dir, images, ids };
+  return { dir: store.location, images, ids };
 })();
 
 async function copyOfBase(t: Test): Promise<{ dir: string; store: Store }> {
@@ -175,7 +175,7 @@ t.test('a pack both to compact and to recompress is rewritten once, without its 
 
 t.test('a pack with a damaged live record is left as it is and reported; the others are recompressed', async (t) => {
   const { store } = await copyOfBase(t);
-  const damaged = await corruptChunk(store.dir, base.ids[0], 'disk', 20);
+  const damaged = await corruptChunk(store.location, base.ids[0], 'disk', 20);
   const bytes = await fs.readFile(store.packPath(damaged.pack));
   const before = await locations(store);
   const report = await gc(store, { recompress: ZSTD_3 });

@@ -39,7 +39,7 @@ t.test('refusals: exact codes and exit codes, the target and the store unchanged
   const cbt = join(dir, 'cbt.json');
   await fs.writeFile(cbt, '{"changed": [{"offset": 0}]}');
   const targetBefore = await sha256File(target);
-  const storeBefore = await treeDigest(store.dir);
+  const storeBefore = await treeDigest(store.location);
   const cases: [string, Parameters<typeof restore>[3], string, string][] = [
     ['--onto with --compare', { onto: a, compare: true }, target, 'CV_INVALID_INPUT'],
     ['--partial with --onto', { onto: a, partial: true }, target, 'CV_INVALID_INPUT'],
@@ -63,5 +63,5 @@ t.test('refusals: exact codes and exit codes, the target and the store unchanged
     t.same(await fs.readFile(out).catch(() => null), before, `${what}: ${out} unchanged`);
   }
   t.equal(await sha256File(target), targetBefore, 'the target is unchanged');
-  t.equal(await treeDigest(store.dir), storeBefore, 'the store is unchanged');
+  t.equal(await treeDigest(store.location), storeBefore, 'the store is unchanged');
 });

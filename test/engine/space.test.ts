@@ -55,18 +55,18 @@ t.test("a disk's need comes from its backup layout: data extents, and the chunks
 t.test('checkSpace refuses with both numbers, unless forced, and writes nothing', async (t) => {
   const store = await initStore(join(await tempDir(t), 'store'), '64K');
   const free = await freeBytes(store);
-  const stat = await fs.statfs(store.dir);
+  const stat = await fs.statfs(store.location);
   t.equal(free, stat.bavail * stat.bsize);
   const fits = await checkSpace(store, 1024);
   t.equal(fits.needed, 1024);
   t.ok(Math.abs(fits.available - free) < 64 * MiB, 'available is the free space (others write to this filesystem too)');
-  const digest = await treeDigest(store.dir);
+  const digest = await treeDigest(store.location);
   const needed = free + 1024 ** 4;
   const err = await checkSpace(store, needed).catch((e: unknown) => e);
-  t.match(err, { code: 'CV_NO_SPACE', data: { store: store.dir, needed } });
+  t.match(err, { code: 'CV_NO_SPACE', data: { store: store.location, needed } });
   const available = (err as { data: { available: number } }).data.available;
   t.ok(Math.abs(available - free) < 64 * MiB, 'available is the free space of the store filesystem');
   t.match((err as Error).message, /not enough free space for this backup: it may need up to .* TiB, the store's filesystem \(.*\) has .* free; .*--force/);
   t.match(await checkSpace(store, needed, true), { needed }, '--force overrides');
-  t.equal(await treeDigest(store.dir), digest);
+  t.equal(await treeDigest(store.location), digest);
 });

@@ -101,7 +101,7 @@ function blockBytes(writes: [number, number, number][]): number {
 /** Pack bytes (header and payload) of the parent's chunks at these slots. */
 async function recordBytes(store: Store, pointId: string, slots: number[]): Promise<number> {
   let sum = 0;
-  for (const slot of slots) sum += RECORD_HEADER_BYTES + (await chunkLocation(store.dir, pointId, 'sda', slot)).storedLength;
+  for (const slot of slots) sum += RECORD_HEADER_BYTES + (await chunkLocation(store.location, pointId, 'sda', slot)).storedLength;
   return sum;
 }
 
@@ -196,16 +196,16 @@ t.test('discarded ranges in partly changed slots: zeros there, the parent around
 
 t.test("a damaged parent chunk fails the backup naming the parent, disk and offset; the catalog is unchanged", async (t) => {
   const { dir, store, image, parent } = await parentStore(t, 8);
-  await corruptChunk(store.dir, parent.id, 'sda', 5);
+  await corruptChunk(store.location, parent.id, 'sda', 5);
   const { child, cbt } = await changedCopy(dir, image, [[5 * CS + 9000, 4, 100], [2 * CS, 5, 100]]);
-  const catalog = await treeDigest(join(store.dir, 'catalog'));
+  const catalog = await treeDigest(join(store.location, 'catalog'));
   await t.rejects(runBackup(store, { threads: 1, sources: [`sda=${child}`], name: 'vm', parent: parent.id, changed: [cbt] }), {
     code: 'CV_DAMAGED',
     exitCode: 1,
     data: { restorePoint: parent.id, disk: 'sda', offset: 5 * CS, problem: 'hash' },
     message: `restore point ${parent.id} disk sda at offset ${5 * CS}: hash; this incremental backup takes that slot's unchanged bytes from it and was not committed; run 'chunkvault verify' to see the damage`,
   });
-  t.equal(await treeDigest(join(store.dir, 'catalog')), catalog, 'no restore point committed');
+  t.equal(await treeDigest(join(store.location, 'catalog')), catalog, 'no restore point committed');
   t.equal((await store.catalog.list()).points.length, 1);
 });
 

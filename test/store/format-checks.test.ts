@@ -7,6 +7,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { decodeFormat, encodeFormat, newFormat, readFormat } from '../../store/format.js';
+import { FsBackend } from '../../store/backend/fs.js';
 import { DEFAULT_COMPRESSION } from '../../store/compression.js';
 import { CLI, cli, collect, hasCommand, isRoot, requireCapability, tempDir } from '../helpers/index.js';
 import { canServeFuse, eioFile } from '../helpers/one-file-fs.js';
@@ -44,18 +45,18 @@ t.test('a format file that is not a regular file, too large, or in a file: named
   const dir = await tempDir(t);
   const file = join(dir, 'chunkvault.json');
   await fs.mkdir(file);
-  await t.rejects(readFormat(dir), { code: 'CV_NOT_A_STORE', message: `${file} is a directory, not a regular file; ${HINT}` });
+  await t.rejects(readFormat(new FsBackend(dir)), { code: 'CV_NOT_A_STORE', message: `${file} is a directory, not a regular file; ${HINT}` });
   await fs.rmdir(file);
   execFileSync('mkfifo', [file]);
-  await t.rejects(readFormat(dir), { code: 'CV_NOT_A_STORE', message: `${file} is a FIFO, not a regular file; ${HINT}` }, 'a FIFO with no writer: refused, no hang');
+  await t.rejects(readFormat(new FsBackend(dir)), { code: 'CV_NOT_A_STORE', message: `${file} is a FIFO, not a regular file; ${HINT}` }, 'a FIFO with no writer: refused, no hang');
   await fs.rm(file);
   await fs.symlink('/dev/zero', file);
-  await t.rejects(readFormat(dir), { code: 'CV_NOT_A_STORE', message: `${file} is a character device, not a regular file; ${HINT}` });
+  await t.rejects(readFormat(new FsBackend(dir)), { code: 'CV_NOT_A_STORE', message: `${file} is a character device, not a regular file; ${HINT}` });
   await fs.rm(file);
   await fs.writeFile(file, '');
   await fs.truncate(file, 1 << 20);
-  await t.rejects(readFormat(dir), { code: 'CV_NOT_A_STORE', message: `${file} has 1048576 bytes, far too many for a format file; ${HINT}` });
-  await t.rejects(readFormat(join(file, 'sub')), { code: 'CV_NOT_A_STORE', message: `${join(file, 'sub')} is not a chunkvault store (no chunkvault.json; create one with 'chunkvault init')` }, 'ENOTDIR: a path through a file is no store');
+  await t.rejects(readFormat(new FsBackend(dir)), { code: 'CV_NOT_A_STORE', message: `${file} has 1048576 bytes, far too many for a format file; ${HINT}` });
+  await t.rejects(readFormat(new FsBackend(join(file, 'sub'))), { code: 'CV_NOT_A_STORE', message: `${join(file, 'sub')} is not a chunkvault store (no chunkvault.json; create one with 'chunkvault init')` }, 'ENOTDIR: a path through a file is no store');
 });
 
 t.test('through the CLI: one line, exit 2, nothing changed', async (t) => {
@@ -77,7 +78,7 @@ t.test('a format file on a failing disk: EIO, named', async (t) => {
   const dir = await tempDir(t);
   const file = join(dir, 'chunkvault.json');
   await fs.symlink(await eioFile(t, join(dir, 'mnt'), 200), file);
-  await t.rejects(readFormat(dir), { code: 'CV_STORE_READ', message: `cannot read ${file} (EIO); stopped, nothing was changed` });
+  await t.rejects(readFormat(new FsBackend(dir)), { code: 'CV_STORE_READ', message: `cannot read ${file} (EIO); stopped, nothing was changed` });
 });
 
 t.test('a store its user may not read: EACCES, named, with what to do', async (t) => {

@@ -32,8 +32,8 @@ t.test('init creates a store once; open refuses what is not a store', async (t) 
   const dir = await tempDir(t);
   const store = await Store.init(join(dir, 's'), 65536);
   t.equal(store.chunkSize, 65536);
-  t.same((await fs.readdir(store.dir)).sort(), ['catalog', 'chunkvault.json', 'index', 'locks', 'maps', 'packs', 'reserve']);
-  await t.rejects(Store.init(store.dir, 65536), { code: 'CV_STORE_EXISTS' });
+  t.same((await fs.readdir(store.location)).sort(), ['catalog', 'chunkvault.json', 'index', 'locks', 'maps', 'packs', 'reserve']);
+  await t.rejects(Store.init(store.location, 65536), { code: 'CV_STORE_EXISTS' });
   await t.rejects(Store.open(dir), { code: 'CV_NOT_A_STORE' });
   await t.rejects(Store.open(join(dir, 'nope')), { code: 'CV_NOT_A_STORE' });
   await fs.writeFile(join(dir, 'other'), 'x');
