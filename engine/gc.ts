@@ -21,6 +21,7 @@ import { freeBytes, makeRoomIfFull } from './space.js';
 import type { ChunkIndex } from '../store/index-db.js';
 import { ID_BYTES } from '../store/chunk-id.js';
 import { checkRecords, copyRecords, decodeRecordHeader, locationOf, Codec, RECORD_HEADER_BYTES, type ChunkLocation, type PackWriter } from '../store/pack.js';
+import type { Backend } from '../store/backend/backend.js';
 import type { RecompressPolicy } from '../store/format.js';
 import { formatCompression, type Compression } from '../store/compression.js';
 import { describeLocks } from '../store/lock.js';
@@ -319,10 +320,10 @@ async function roomFor(store: Store, bytes: number): Promise<boolean> {
 type Moved = [Buffer, ChunkLocation][];
 
 /** A pack's live records copied byte for byte into `writer`, with their new locations; null where one does not check out. */
-async function copyPack(path: string, live: Moved, writer: PackWriter): Promise<Moved | null> {
-  const problems = await checkRecords(path, live.map(([id, l]) => ({ offset: l.offset, storedLength: l.storedLength, id })));
+async function copyPack(backend: Backend, pack: string, live: Moved, writer: PackWriter): Promise<Moved | null> {
+  const problems = await checkRecords(backend, pack, live.map(([id, l]) => ({ offset: l.offset, storedLength: l.storedLength, id })));
   if (problems.some((p) => p !== null)) return null;
-  const placed = await copyRecords(path, live.map(([, l]) => l), writer).catch((err: unknown) => {
+  const placed = await copyRecords(backend, pack, live.map(([, l]) => l), writer).catch((err: unknown) => {
     throw stoppedCompacting(err);
   });
   return live.map(([id, location], i) => [id, { ...location, ...placed[i] }]);
@@ -357,7 +358,7 @@ class Recompressor {
   /** The store is upgraded first: settled flags and zstd records need format version 2. */
   static async start(store: Store, compression: Compression): Promise<Recompressor> {
     await store.allowVersion2Records();
-    return new Recompressor(new WorkerPool(store.packsDir), compression);
+    return new Recompressor(new WorkerPool(store.backend.spec), compression);
   }
 
   /**
@@ -446,7 +447,7 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
         done.compactionStopped = `the store's filesystem has less than ${liveBytes + RESERVE_BYTES} bytes free for copying pack ${pack}`;
         break;
       }
-      const moved = action === 'recompress' ? await recompressor!.rewrite(live, writer) : await copyPack(store.packPath(pack), live, writer);
+      const moved = action === 'recompress' ? await recompressor!.rewrite(live, writer) : await copyPack(store.backend, pack, live, writer);
       if (moved === null) {
         done.packsDamaged.push(pack);
         continue;

@@ -10,7 +10,7 @@ import { DEFAULT_COMPRESSION, type Compression } from './compression.js';
 import { Catalog } from './catalog.js';
 import { ChunkIndex } from './index-db.js';
 import { MAP_SUFFIX, ChunkMapWriter, readChunkMap } from './chunk-map.js';
-import { PackWriter, packFileName, PACK_SUFFIX } from './pack.js';
+import { PackWriter, packKey, packOfKey } from './pack.js';
 import { acquireLock, describeLocks, listLocks, type HeldLock, type LockInfo } from './lock.js';
 import { fsyncDir, writeFileDurable, PRIVATE_DIR_MODE } from './durable.js';
 import { errnoOf, isAbsent, storeReadError } from './errors.js';
@@ -88,29 +88,22 @@ export class Store {
     return new Store(root, format);
   }
 
-  packPath(pack: string): string {
-    return join(this.dir, 'packs', packFileName(pack));
-  }
-
-  get packsDir(): string {
-    return join(this.dir, 'packs');
-  }
-
   /** Every pack with its size and mtime (when it was last written: gc recompresses packs by age). */
   async listPacks(): Promise<{ name: string; size: number; mtimeMs: number }[]> {
-    const files = (await fs.readdir(this.packsDir).catch((err: unknown) => {
-      throw storeReadError(this.packsDir, err);
-    })).filter((n) => n.endsWith(PACK_SUFFIX));
+    const objects = await this.backend.list('packs/').catch((err: unknown) => {
+      throw storeReadError(`${this.backend.location}/packs`, err);
+    });
     const packs = [];
-    for (const file of files) {
-      const stat = await statUnlessAbsent(join(this.packsDir, file));
-      if (stat) packs.push({ name: file.slice(0, -PACK_SUFFIX.length), size: stat.size, mtimeMs: stat.mtimeMs });
+    for (const { key, size, mtimeMs } of objects) {
+      const name = packOfKey(key);
+      if (name !== null) packs.push({ name, size, mtimeMs });
     }
     return packs;
   }
 
+  /** Packs it writes end in record tables: the first one upgrades the store to the format version that has them. */
   newPackWriter(cap?: number): PackWriter {
-    return new PackWriter(this.packsDir, cap);
+    return new PackWriter(this.backend, cap, () => this.allowVersion2Records());
   }
 
   mapDir(pointId: string): string {
@@ -154,10 +147,9 @@ export class Store {
     return names.filter((n) => n.endsWith(MAP_SUFFIX) && !n.startsWith('.')).map((n) => n.slice(0, -MAP_SUFFIX.length));
   }
 
-  /** Deletes packs for good: the unlinks survive power loss once this returns. */
+  /** Deletes packs for good: the deletions survive power loss once this returns. */
   async deletePacks(packs: string[]): Promise<void> {
-    for (const pack of packs) await fs.rm(this.packPath(pack), { force: true });
-    if (packs.length > 0) await fsyncDir(this.packsDir);
+    await this.backend.delete(packs.map(packKey));
   }
 
   /** Gives the reserved space back to the filesystem; false when there was none. */

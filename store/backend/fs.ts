@@ -65,7 +65,9 @@ export class FsBackend implements Backend {
   async stat(key: string): Promise<ObjectInfo | null> {
     try {
       const stats = await fs.stat(this.pathOf(key));
-      return stats.isFile() ? { key, size: stats.size, mtimeMs: stats.mtimeMs } : null;
+      // Something else under an object's name is not its absence: readers would take it for an empty object.
+      if (!stats.isFile()) throw Object.assign(new Error(`${key} is not a regular file`), { code: stats.isDirectory() ? 'EISDIR' : 'EINVAL' });
+      return { key, size: stats.size, mtimeMs: stats.mtimeMs };
     } catch (err) {
       if (isAbsent(err)) return null;
       throw err;
