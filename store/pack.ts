@@ -174,6 +174,14 @@ MAGIC.writeUInt32BE(RECORD_MAGIC);
 /** A table entry holds a record header but its magic (pack-table.ts). */
 const ENTRY_BYTES = tableEntryBytes(RECORD_HEADER_BYTES, MAGIC.byteLength);
 
+/** The bytes a record of `storedLength` takes in a pack: itself and its table entry. */
+export function recordFootprint(storedLength: number): number {
+  return RECORD_HEADER_BYTES + storedLength + ENTRY_BYTES;
+}
+
+/** What a pack takes beyond its records' footprints: the trailer of its table. */
+export const PACK_OVERHEAD_BYTES = TRAILER_BYTES;
+
 /** Bounded reads of the first `end` bytes of a pack: one window of it in memory at a time, read again where a read leaves it. */
 class PackWindow {
   private bytes = Buffer.alloc(0);
