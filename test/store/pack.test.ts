@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -11,6 +11,8 @@ import {
   encodePayload,
   encodeRecordHeader,
   recordIds,
+  recoverPack,
+  readPackTable,
   packKey,
 } from '../../store/pack.js';
 import { FsBackend } from '../../store/backend/fs.js';
@@ -122,4 +124,76 @@ t.test('writes happen behind append: sync waits for them, and a failed write fai
   await t.rejects(failing.append([record(chunks[1])]), { code: 'EEXIST' }, 'the first failure fails every later append');
   await t.rejects(failing.sync(), { code: 'EEXIST' });
   await failing.close();
+});
+
+/** A pack of `chunks` written by a PackWriter (so it ends in its table), and where each record went. */
+async function writtenPack(t: Test, backend: FsBackend, chunks: Buffer[]): Promise<{ pack: string; offsets: number[]; path: string }> {
+  const writer = new PackWriter(backend);
+  const places = [];
+  for (const c of chunks) places.push(await writer.append([record(c)]));
+  await writer.sync();
+  await writer.close();
+  t.equal(new Set(places.map((p) => p.pack)).size, 1, 'one pack');
+  return { pack: places[0].pack, offsets: places.map((p) => p.offset), path: backend.pathOf(packKey(places[0].pack)) };
+}
+
+t.test('a written pack ends in its record table: read from the tail alone, it lists every record', async (t) => {
+  const backend = new FsBackend(await tempDir(t));
+  const chunks = [compressibleText(70_000, 1), seededBytes(7, 65_536), compressibleText(100_000, 2)];
+  const { pack, offsets, path } = await writtenPack(t, backend, chunks);
+  const size = (await fs.stat(path)).size;
+  const table = await readPackTable(backend, pack, size);
+  t.same(
+    table?.records.map((r) => ({ offset: r.offset, id: r.header.id, rawLength: r.header.rawLength, codec: r.header.codec })),
+    chunks.map((c, i) => ({ offset: offsets[i], id: chunkId(c), rawLength: c.length, codec: i === 1 ? Codec.Raw : Codec.Lz4 })),
+  );
+  t.equal(table?.tableOffset, size - tableBytes(3), 'the table and its trailer are the last bytes');
+  const recovered = await recoverPack(backend, pack);
+  t.same(recovered, { records: table!.records, damaged: [], size }, 'recoverPack stops at the table: it is no damage');
+  // With every record's bytes gone, the table alone still lists them: recordIds reads no record.
+  const bytes = await fs.readFile(path);
+  bytes.fill(0, 0, table!.tableOffset);
+  await fs.writeFile(path, bytes);
+  t.same(await recordIds(backend, pack), chunks.map((c) => chunkId(c)));
+});
+
+t.test('a pack without a table is walked; one whose table has a flipped byte is walked too, with the same ids', async (t) => {
+  const backend = new FsBackend(await tempDir(t));
+  const chunks = [compressibleText(70_000, 3), seededBytes(8, 65_536), compressibleText(90_000, 4)];
+  const ids = chunks.map((c) => chunkId(c));
+  const { pack, path } = await writtenPack(t, backend, chunks);
+  const written = await fs.readFile(path);
+  const tableOffset = written.length - tableBytes(chunks.length);
+
+  const plain = Buffer.concat(chunks.map(record));
+  await fs.writeFile(backend.pathOf(packKey('plain')), plain);
+  t.equal(await readPackTable(backend, 'plain', plain.length), null, 'an old pack has no table');
+  t.same(await recordIds(backend, 'plain'), ids);
+  t.match(await recoverPack(backend, 'plain'), { damaged: [], size: plain.length });
+
+  // A byte of an entry's offset, of an entry's header, of an id, the checksum, the table's offset, the magic.
+  for (const at of [tableOffset + 3, tableOffset + 8 + 3, tableOffset + 60, written.length - 20, written.length - 30, written.length - 1]) {
+    const flipped = Buffer.from(written);
+    flipped[at] ^= 0x10;
+    await fs.writeFile(path, flipped);
+    t.equal(await readPackTable(backend, pack, flipped.length), null, `a flip at ${at - tableOffset} of the table is found`);
+    t.same(await recordIds(backend, pack), ids, 'the header walk finds every record');
+    const recovered = await recoverPack(backend, pack);
+    t.same(recovered.records.map((r) => r.header.id), ids);
+    t.same(recovered.damaged, [{ offset: tableOffset, length: flipped.length - tableOffset }], 'the damaged table is the damage');
+  }
+});
+
+t.test('recoverPack reads a pack in windows: records across window edges, and past damage, are found', async (t) => {
+  const backend = new FsBackend(await tempDir(t));
+  const chunks = Array.from({ length: 12 }, (_, i) => seededBytes(20 + i, 1024 * 1024));
+  const records = chunks.map(record);
+  records[5].fill(0xff, 0, 8);
+  const bytes = Buffer.concat(records);
+  await fs.mkdir(join(backend.dir, 'packs'));
+  await fs.writeFile(backend.pathOf(packKey('big')), bytes);
+  const recovered = await recoverPack(backend, 'big');
+  t.same(recovered.records.map((r) => r.header.id), chunks.filter((_, i) => i !== 5).map((c) => chunkId(c)));
+  t.same(recovered.damaged, [{ offset: 5 * records[0].length, length: records[0].length }], 'only the damaged record is lost');
+  t.same(await recordIds(backend, 'big'), chunks.filter((_, i) => i !== 5).map((c) => chunkId(c)));
 });
