@@ -171,12 +171,12 @@ const RECOVER_WINDOW_BYTES = 4 * 1024 * 1024;
 const TAIL_READ_BYTES = 64 * 1024;
 const MAGIC = Buffer.alloc(4);
 MAGIC.writeUInt32BE(RECORD_MAGIC);
-/** A table entry holds a record header but its magic (pack-table.ts). */
-const ENTRY_BYTES = tableEntryBytes(RECORD_HEADER_BYTES, MAGIC.byteLength);
+/** A record's entry in its pack's table: the record's header but its magic (pack-table.ts). */
+export const TABLE_ENTRY_BYTES = tableEntryBytes(RECORD_HEADER_BYTES, MAGIC.byteLength);
 
 /** The bytes a record of `storedLength` takes in a pack: itself and its table entry. */
 export function recordFootprint(storedLength: number): number {
-  return RECORD_HEADER_BYTES + storedLength + ENTRY_BYTES;
+  return RECORD_HEADER_BYTES + storedLength + TABLE_ENTRY_BYTES;
 }
 
 /** What a pack takes beyond its records' footprints: the trailer of its table. */
@@ -244,12 +244,12 @@ export async function readPackTable(backend: Backend, pack: string, size: number
   const key = packKey(pack);
   const tail = Buffer.allocUnsafe(Math.min(size, TAIL_READ_BYTES));
   const read = await backend.readInto(key, size - tail.byteLength, tail);
-  const trailer = decodeTrailer(tail.subarray(0, read), size, ENTRY_BYTES);
+  const trailer = decodeTrailer(tail.subarray(0, read), size, TABLE_ENTRY_BYTES);
   if (!trailer) return null;
   const inTail = trailer.tableOffset >= size - tail.byteLength;
   const table = inTail ? tail.subarray(trailer.tableOffset - (size - tail.byteLength), read - TRAILER_BYTES) : Buffer.allocUnsafe(trailer.tableLength);
   if (!inTail && (await backend.readInto(key, trailer.tableOffset, table)) !== table.byteLength) return null;
-  const entries = tableEntries(table, trailer, ENTRY_BYTES);
+  const entries = tableEntries(table, trailer, TABLE_ENTRY_BYTES);
   if (!entries) return null;
   const records: RecoveredRecord[] = [];
   for (const entry of entries) {

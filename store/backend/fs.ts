@@ -102,12 +102,14 @@ export class FsBackend implements Backend {
       let stats;
       try {
         stats = await fs.lstat(join(this.dir, key));
+        // A link to a file is that file: skipped, it would pass for absent (invariant 6).
+        if (stats.isSymbolicLink()) stats = await fs.stat(join(this.dir, key));
       } catch (err) {
         if (isAbsent(err)) continue;
         throw err;
       }
-      if (stats.isDirectory()) await this.walk(key + '/', prefix, found);
-      else if (stats.isFile() && key.startsWith(prefix)) found.push({ key, size: stats.size, mtimeMs: stats.mtimeMs });
+      if (stats.isDirectory() && !standsForObject(name)) await this.walk(key + '/', prefix, found);
+      else if (key.startsWith(prefix)) found.push({ key, size: stats.size, mtimeMs: stats.mtimeMs });
     }
   }
 
@@ -182,6 +184,16 @@ export class FsBackend implements Backend {
     const made = await fs.mkdir(parent, { recursive: true, mode: PRIVATE_DIR_MODE });
     if (made !== undefined) await fsyncDir(dirname(parent));
   }
+}
+
+/**
+ * Whether a directory entry stands where an object would be though it is not a file. The store
+ * makes directories only for key prefixes, whose names have no suffix (packs, maps/<id>): a
+ * directory named like an object (`x.pack`), or anything else that is neither, is listed, so
+ * that reading it fails (EISDIR) instead of it passing for absent.
+ */
+function standsForObject(name: string): boolean {
+  return name.includes('.');
 }
 
 /** Temp files are dot-named beside their object and end in .tmp, as writeFileDurable's: listings show them, readers of objects skip dot-names, gc reclaims them. */

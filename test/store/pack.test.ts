@@ -3,7 +3,9 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import {
   Codec,
+  PACK_OVERHEAD_BYTES,
   PackWriter,
+  TABLE_ENTRY_BYTES,
   RECORD_HEADER_BYTES,
   checkRecords,
   decodeRecord,
@@ -23,7 +25,7 @@ await loadHasher();
 
 /** What a pack of `records` records ends with: its table (an entry per record) and the trailer. */
 function tableBytes(records: number): number {
-  return records * (8 + RECORD_HEADER_BYTES - 4) + 32;
+  return records * TABLE_ENTRY_BYTES + PACK_OVERHEAD_BYTES;
 }
 
 function record(data: Buffer): Buffer {
