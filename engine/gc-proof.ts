@@ -16,7 +16,7 @@ const LOOKUP_BATCH = 4096;
 /** Live ids of a pack's records, once each (a pack may hold a chunk twice). */
 async function liveIdsIn(store: Store, pack: string, live: LiveSet): Promise<Buffer[]> {
   const ids = new Map<string, Buffer>();
-  for (const id of await recordIds(store.packPath(pack))) if (live.has(id)) ids.set(id.toString('hex'), id);
+  for (const id of await recordIds(store.backend, pack)) if (live.has(id)) ids.set(id.toString('hex'), id);
   return [...ids.values()];
 }
 

@@ -21,7 +21,8 @@ import { freeBytes, makeRoomIfFull } from './space.js';
 import type { ChunkIndex } from '../store/index-db.js';
 import { consolidateSegments, writeSegment } from '../store/index-cache.js';
 import { ID_BYTES } from '../store/chunk-id.js';
-import { checkRecords, copyRecords, decodeRecordHeader, locationOf, Codec, RECORD_HEADER_BYTES, type ChunkLocation, type PackWriter } from '../store/pack.js';
+import { checkRecords, copyRecords, decodeRecordHeader, locationOf, recordFootprint, Codec, PACK_OVERHEAD_BYTES, RECORD_HEADER_BYTES, type ChunkLocation, type PackWriter } from '../store/pack.js';
+import type { Backend } from '../store/backend/backend.js';
 import type { RecompressPolicy } from '../store/format.js';
 import { formatCompression, type Compression } from '../store/compression.js';
 import { describeLocks } from '../store/lock.js';
@@ -67,7 +68,7 @@ export interface PackUsage {
   pack: string;
   size: number;
   mtimeMs: number;
-  /** Bytes of records the index points to for live chunks. */
+  /** Bytes of records the index points to for live chunks, with their table entries (recordFootprint). */
   liveBytes: number;
   /** Of those records, how many recompression would try: neither zstd nor settled. */
   untried: number;
@@ -231,11 +232,16 @@ async function orphanMaps(store: Store, catalogIds: Set<string>): Promise<string
 
 type Usage = Omit<PackUsage, 'pack' | 'action'>;
 
+/** Bytes of a pack that hold nothing live: dead records and their table entries (a pack without a table counts a little less). */
+function unusedBytes(usage: Pick<Usage, 'size' | 'liveBytes'>): number {
+  return Math.max(0, usage.size - PACK_OVERHEAD_BYTES - usage.liveBytes);
+}
+
 /** `coldBefore`: packs last written at or before this time are recompressed (null: no recompression). */
 function packAction(usage: Usage, maxUnused: number, coldBefore: number | null): PackAction {
   if (usage.liveBytes === 0) return 'delete';
   if (coldBefore !== null && usage.untried > 0 && usage.mtimeMs <= coldBefore) return 'recompress';
-  return usage.size - usage.liveBytes > (usage.size * maxUnused) / 100 ? 'compact' : 'keep';
+  return unusedBytes(usage) > (usage.size * maxUnused) / 100 ? 'compact' : 'keep';
 }
 
 const rewrites = (action: PackAction): boolean => action === 'compact' || action === 'recompress';
@@ -256,7 +262,7 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
     else {
       const pack = usage.get(location.pack);
       if (!pack) continue;
-      pack.liveBytes += RECORD_HEADER_BYTES + location.storedLength;
+      pack.liveBytes += recordFootprint(location.storedLength);
       if (location.codec !== Codec.Zstd && !location.settled) pack.untried++;
     }
   }
@@ -273,7 +279,7 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
     packs,
     orphanMaps: await orphanMaps(store, catalogIds),
     tmpFiles: (await store.tmpFiles()).filter((f) => now - f.mtimeMs > TMP_GRACE_MS).map((f) => f.key),
-    bytesFreed: packs.reduce((sum, p) => sum + (p.action === 'delete' ? p.size : rewrites(p.action) ? p.size - p.liveBytes : 0), 0),
+    bytesFreed: packs.reduce((sum, p) => sum + (p.action === 'delete' ? p.size : rewrites(p.action) ? unusedBytes(p) : 0), 0),
     bytesToRewrite: packs.reduce((sum, p) => sum + (rewrites(p.action) ? p.liveBytes : 0), 0),
     recompress,
   };
@@ -320,10 +326,10 @@ async function roomFor(store: Store, bytes: number): Promise<boolean> {
 type Moved = [Buffer, ChunkLocation][];
 
 /** A pack's live records copied byte for byte into `writer`, with their new locations; null where one does not check out. */
-async function copyPack(path: string, live: Moved, writer: PackWriter): Promise<Moved | null> {
-  const problems = await checkRecords(path, live.map(([id, l]) => ({ offset: l.offset, storedLength: l.storedLength, id })));
+async function copyPack(backend: Backend, pack: string, live: Moved, writer: PackWriter): Promise<Moved | null> {
+  const problems = await checkRecords(backend, pack, live.map(([id, l]) => ({ offset: l.offset, storedLength: l.storedLength, id })));
   if (problems.some((p) => p !== null)) return null;
-  const placed = await copyRecords(path, live.map(([, l]) => l), writer).catch((err: unknown) => {
+  const placed = await copyRecords(backend, pack, live.map(([, l]) => l), writer).catch((err: unknown) => {
     throw stoppedCompacting(err);
   });
   return live.map(([id, location], i) => [id, { ...location, ...placed[i] }]);
@@ -358,7 +364,7 @@ class Recompressor {
   /** The store is upgraded first: settled flags and zstd records need format version 2. */
   static async start(store: Store, compression: Compression): Promise<Recompressor> {
     await store.allowVersion2Records();
-    return new Recompressor(new WorkerPool(store.packsDir), compression);
+    return new Recompressor(new WorkerPool(store.backend.spec), compression);
   }
 
   /**
@@ -389,7 +395,7 @@ class Recompressor {
     );
     if (damaged) return null;
     tally.packs = 1;
-    tally.liveBytes = live.reduce((sum, [, l]) => sum + RECORD_HEADER_BYTES + l.storedLength, 0);
+    tally.liveBytes = live.reduce((sum, [, l]) => sum + recordFootprint(l.storedLength), 0);
     tally.seconds = (performance.now() - started) / 1000;
     addTally(this.done, tally);
     return moved;
@@ -443,14 +449,14 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
   try {
     for (const { pack, action } of targets) {
       const live = records.get(pack)!;
-      const liveBytes = live.reduce((sum, [, l]) => sum + RECORD_HEADER_BYTES + l.storedLength, 0);
+      const liveBytes = live.reduce((sum, [, l]) => sum + recordFootprint(l.storedLength), 0);
       // A recompressed record is never larger than it was: the live bytes bound both rewrites.
       if (!(await roomFor(store, liveBytes)) && group.old.length > 0) await commitGroup();
       if (!(await roomFor(store, liveBytes))) {
         done.compactionStopped = `the store's filesystem has less than ${liveBytes + RESERVE_BYTES} bytes free for copying pack ${pack}`;
         break;
       }
-      const moved = action === 'recompress' ? await recompressor!.rewrite(live, writer) : await copyPack(store.packPath(pack), live, writer);
+      const moved = action === 'recompress' ? await recompressor!.rewrite(live, writer) : await copyPack(store.backend, pack, live, writer);
       if (moved === null) {
         done.packsDamaged.push(pack);
         continue;

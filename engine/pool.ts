@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { packageRoot } from './package-root.js';
+import type { BackendSpec } from '../store/backend/backend.js';
 import type {
   BackupResult,
   BackupTask,
@@ -36,7 +37,8 @@ export class WorkerPool {
   private readonly loaded: Promise<unknown>;
 
   constructor(
-    private readonly packsDir: string,
+    /** The store's backend, which each thread opens for itself to read packs. */
+    private readonly backend: BackendSpec,
     readonly threads = defaultThreads(),
   ) {
     this.piscina = new Piscina({
@@ -64,7 +66,7 @@ export class WorkerPool {
   }
 
   private run<R>(task: Task, transferList?: ArrayBuffer[]): Promise<R> {
-    return this.piscina.run({ task, packsDir: this.packsDir }, { transferList }) as Promise<R>;
+    return this.piscina.run({ task, backend: this.backend }, { transferList }) as Promise<R>;
   }
 
   backup(task: BackupTask): Promise<BackupResult> {

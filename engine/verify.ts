@@ -72,7 +72,7 @@ async function checkChunks(store: Store, ids: Map<string, Buffer>, locations: Ma
   for (const hex of ids.keys()) if (!locations.has(hex)) problems.set(hex, 'chunk missing from the index');
   const present = Array.from(locations, ([hex, location]) => ({ hex, ref: chunkRef(ids.get(hex)!, location), rawLength: location.rawLength }));
   if (options.readData) {
-    const pool = new WorkerPool(store.packsDir, options.threads);
+    const pool = new WorkerPool(store.backend.spec, options.threads);
     let done = 0;
     try {
       await pipeline(
@@ -98,7 +98,7 @@ async function checkChunks(store: Store, ids: Map<string, Buffer>, locations: Ma
   }
   for (const [pack, chunks] of byPack) {
     chunks.sort((a, b) => a.ref.offset - b.ref.offset);
-    const found = await checkRecords(store.packPath(pack), chunks.map((c) => ({ offset: c.ref.offset, storedLength: c.ref.storedLength, id: Buffer.from(c.ref.id) })));
+    const found = await checkRecords(store.backend, pack, chunks.map((c) => ({ offset: c.ref.offset, storedLength: c.ref.storedLength, id: Buffer.from(c.ref.id) })));
     found.forEach((problem, i) => problem && problems.set(chunks[i].hex, problem));
   }
   return problems;

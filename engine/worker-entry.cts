@@ -5,7 +5,8 @@
  * assertion when module hooks are installed (tap's, a user's NODE_OPTIONS --import).
  */
 import type { Task } from './tasks.js';
+import type { BackendSpec } from '../store/backend/backend.js';
 
-type Run = (message: { task: Task; packsDir: string }) => Promise<unknown>;
+type Run = (message: { task: Task; backend: BackendSpec }) => Promise<unknown>;
 
 module.exports = (require('./worker.cjs') as { default: Run }).default;

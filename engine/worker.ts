@@ -9,7 +9,9 @@ import { chunkId, isAllZero, loadHasher, ID_BYTES } from '../store/chunk-id.js';
 import { dirname, join } from 'node:path';
 import { MAX_CHUNK_SIZE } from '../store/format.js';
 import { alignedBuffer, isBlockAligned, refusedDirect } from '../store/direct-io.js';
-import { Codec, decodeRecord, decodeRecordHeader, encodeRecordHeader, packFileName, packReadProblem, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
+import { Codec, decodeRecord, decodeRecordHeader, encodeRecordHeader, packKey, packReadProblem, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
+import { openBackend } from '../store/backend/open.js';
+import type { Backend, BackendSpec } from '../store/backend/backend.js';
 import {
   RecordOutcome,
   SlotOutcome,
@@ -48,13 +50,22 @@ function scratchOf(size: number, kind: keyof typeof scratch = 'chunk'): Buffer {
   return scratch[kind].subarray(0, size);
 }
 
-function withFile<T>(path: string, flags: string, use: (fd: number) => T): T {
+async function withFile<T>(path: string, flags: string, use: (fd: number) => T | Promise<T>): Promise<T> {
   const fd = openSync(path, flags);
   try {
-    return use(fd);
+    return await use(fd);
   } finally {
     closeSync(fd);
   }
+}
+
+/** This thread's backend, opened on its first task: every task of a pool reads the same store. */
+let opened: { spec: string; backend: Backend } | null = null;
+
+function backendOf(spec: BackendSpec): Backend {
+  const key = JSON.stringify(spec);
+  if (opened?.spec !== key) opened = { spec: key, backend: openBackend(spec) };
+  return opened.backend;
 }
 
 function readFully(fd: number, into: Buffer, position: number, what: string): number {
@@ -105,9 +116,9 @@ function fillSlot(fd: number, plan: SlotPlan, parent: Buffer | null, data: Buffe
 }
 
 /** The parent's bytes of a partly changed slot, decoded and checked against its id; null for a zero chunk. */
-function parentBytes(plan: SlotPlan, chunk: ChunkRef | null, packsDir: string, stats: SlotStats): { data: Buffer | null } | { problem: string } {
+async function parentBytes(plan: SlotPlan, chunk: ChunkRef | null, backend: Backend, stats: SlotStats): Promise<{ data: Buffer | null } | { problem: string }> {
   if (chunk === null) return { data: null };
-  const read = readChunk(chunk, packsDir, scratchOf(chunk.rawLength, 'parent'));
+  const read = await readChunk(chunk, backend, scratchOf(chunk.rawLength, 'parent'));
   if ('problem' in read) return read;
   stats.bytesReadFromStore += read.record.byteLength;
   // The parent's disk holds the whole slot (plan.ts changedSlotPlan): another length is a map that lies.
@@ -124,8 +135,8 @@ function reusedOrNew(out: ArrayBuffer | null, size: number): Buffer {
  * Output: the slots' ids, then the records of chunks that need storing, written in place
  * (no per-chunk allocation) into one buffer that is transferred to the main thread.
  */
-function backup(task: BackupTask, packsDir: string): unknown {
-  return withFile(task.path, 'r', (fd) => {
+function backup(task: BackupTask, backend: Backend): Promise<unknown> {
+  return withFile(task.path, 'r', async (fd) => {
     const idBytes = task.slots.length * ID_BYTES;
     // A reused buffer holds the last task's ids: zero slots write none, so clear them.
     const out = reusedOrNew(task.out, idBytes + task.slots.reduce((sum, plan) => sum + recordBound(plan.length, task.compression), 0)).fill(0, 0, idBytes);
@@ -133,29 +144,29 @@ function backup(task: BackupTask, packsDir: string): unknown {
     const problems: ChunkProblem[] = [];
     const stats: SlotStats = { bytesRead: 0, bytesReadFromStore: 0, reads: 0, readMs: 0 };
     let at = idBytes;
-    task.slots.forEach((plan, i) => {
+    for (const [i, plan] of task.slots.entries()) {
       const result: BackupSlotResult = { slot: plan.slot, outcome: SlotOutcome.Zero, recordOffset: 0, recordLength: 0 };
       results.push(result);
-      const parent = plan.keep ? parentBytes(plan, task.parentChunks![i], packsDir, stats) : { data: null };
+      const parent = plan.keep ? await parentBytes(plan, task.parentChunks![i], backend, stats) : { data: null };
       if ('problem' in parent) {
         problems.push({ index: i, problem: parent.problem });
-        return;
+        continue;
       }
       const data = scratchOf(plan.length);
       fillSlot(fd, plan, parent.data, data, task.path, stats);
-      if (isAllZero(data)) return;
+      if (isAllZero(data)) continue;
       const id = chunkId(data);
       id.copy(out, i * ID_BYTES);
       const parentId = task.parentIds?.subarray(i * ID_BYTES, (i + 1) * ID_BYTES);
       if (parentId && id.equals(parentId)) {
         result.outcome = SlotOutcome.SameAsParent;
-        return;
+        continue;
       }
       result.outcome = SlotOutcome.Record;
       result.recordOffset = at;
       result.recordLength = writeRecord(data, id, out, at, task.compression);
       at += result.recordLength;
-    });
+    }
     const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, problems, ...stats };
     return transfer(result, [result.buffer]);
   });
@@ -166,16 +177,16 @@ function backup(task: BackupTask, packsDir: string): unknown {
  * bytes into `into` when given (a raw chunk is copied there), else into scratch; both valid
  * until the next call.
  */
-function readChunk(chunk: ChunkRef, packsDir: string, into?: Buffer): { data: Buffer; record: Buffer } | { problem: string } {
+async function readChunk(chunk: ChunkRef, backend: Backend, into?: Buffer): Promise<{ data: Buffer; record: Buffer } | { problem: string }> {
   try {
     const record = scratchOf(RECORD_HEADER_BYTES + chunk.storedLength, 'record');
-    withFile(join(packsDir, packFileName(chunk.pack)), 'r', (fd) => readFully(fd, record, chunk.offset, `pack ${chunk.pack}`));
+    if ((await backend.readInto(packKey(chunk.pack), chunk.offset, record)) !== record.byteLength) return { problem: 'pack truncated' };
     const read = decodeRecord(record, Buffer.from(chunk.id), into ?? scratchOf(MAX_CHUNK_SIZE));
     if ('problem' in read) return read;
     if (!into || read.data.buffer === into.buffer) return { data: read.data, record };
     return { data: into.subarray(0, read.data.copy(into)), record };
   } catch (err) {
-    return { problem: (err as NodeJS.ErrnoException).code === 'ESHORT' ? 'pack truncated' : packReadProblem(chunk.pack, err) };
+    return { problem: packReadProblem(chunk.pack, err) };
   }
 }
 
@@ -183,8 +194,8 @@ function readChunk(chunk: ChunkRef, packsDir: string, into?: Buffer): { data: Bu
  * The target opened twice: direct, for block-aligned writes (null where the filesystem
  * refuses it), and through the page cache, for the rest (a disk's partial last block).
  */
-function withTarget<T>(path: string, use: (direct: number | null, buffered: number) => T): T {
-  return withFile(path, 'r+', (buffered) => {
+function withTarget<T>(path: string, use: (direct: number | null, buffered: number) => Promise<T>): Promise<T> {
+  return withFile(path, 'r+', async (buffered) => {
     let direct: number | null = null;
     try {
       direct = openSync(path, constants.O_RDWR | constants.O_DIRECT);
@@ -192,7 +203,7 @@ function withTarget<T>(path: string, use: (direct: number | null, buffered: numb
       if (!refusedDirect(err)) throw err;
     }
     try {
-      return use(direct, buffered);
+      return await use(direct, buffered);
     } finally {
       if (direct !== null) closeSync(direct);
     }
@@ -206,29 +217,29 @@ function writeFully(fd: number, data: Buffer, position: number): number {
 }
 
 /** Writes a slot's chunk (decoded and checked) or zeros: the bytes written, or why the chunk could not be. */
-function writeSlot(slot: RestoreSlot, packsDir: string, direct: number | null, buffered: number): number | { problem: string } {
+async function writeSlot(slot: RestoreSlot, backend: Backend, direct: number | null, buffered: number): Promise<number | { problem: string }> {
   const aligned = direct !== null && isBlockAligned(slot.diskOffset, slot.length);
   const into = aligned ? scratchOf(slot.length, 'aligned') : undefined;
   let data: Buffer;
   if (slot.chunk === null) {
     data = (into ?? scratchOf(slot.length)).fill(0);
   } else {
-    const read = readChunk(slot.chunk, packsDir, into);
+    const read = await readChunk(slot.chunk, backend, into);
     if ('problem' in read) return read;
     data = read.data;
   }
   return writeFully(aligned ? direct! : buffered, data, slot.diskOffset);
 }
 
-function restore(task: RestoreTask, packsDir: string): RestoreResult {
-  return withTarget(task.target, (direct, buffered) => {
+function restore(task: RestoreTask, backend: Backend): Promise<RestoreResult> {
+  return withTarget(task.target, async (direct, buffered) => {
     const problems: ChunkProblem[] = [];
     let bytesWritten = 0;
-    task.slots.forEach((slot, index) => {
-      const written = writeSlot(slot, packsDir, direct, buffered);
+    for (const [index, slot] of task.slots.entries()) {
+      const written = await writeSlot(slot, backend, direct, buffered);
       if (typeof written === 'number') bytesWritten += written;
       else problems.push({ index, problem: written.problem });
-    });
+    }
     return { bytesWritten, problems };
   });
 }
@@ -246,49 +257,51 @@ function holdsSlot(slot: RestoreSlot, target: string, buffered: number): boolean
   return chunkId(data).equals(slot.chunk.id);
 }
 
-function patch(task: PatchTask, packsDir: string): PatchResult {
-  return withTarget(task.target, (direct, buffered) => {
+function patch(task: PatchTask, backend: Backend): Promise<PatchResult> {
+  return withTarget(task.target, async (direct, buffered) => {
     const result: PatchResult = { bytesRead: 0, bytesWritten: 0, slotsWritten: 0, holes: [], problems: [] };
-    task.slots.forEach((slot, index) => {
+    for (const [index, slot] of task.slots.entries()) {
       if (task.compare) {
         result.bytesRead += slot.length;
-        if (holdsSlot(slot, task.target, buffered)) return;
+        if (holdsSlot(slot, task.target, buffered)) continue;
       }
       if (slot.chunk === null && task.holes) {
         result.holes.push(index);
-        return;
+        continue;
       }
-      const written = writeSlot(slot, packsDir, direct, buffered);
+      const written = await writeSlot(slot, backend, direct, buffered);
       if (typeof written !== 'number') {
         result.problems.push({ index, problem: written.problem });
-        return;
+        continue;
       }
       result.bytesWritten += written;
       result.slotsWritten++;
-    });
+    }
     return result;
   });
 }
 
-function verify(task: VerifyTask, packsDir: string): VerifyResult {
+async function verify(task: VerifyTask, backend: Backend): Promise<VerifyResult> {
   const problems: ChunkProblem[] = [];
-  task.chunks.forEach((chunk, index) => {
-    const read = readChunk(chunk, packsDir);
+  for (const [index, chunk] of task.chunks.entries()) {
+    const read = await readChunk(chunk, backend);
     if ('problem' in read) problems.push({ index, problem: read.problem });
-  });
+  }
   return { problems };
 }
 
-function decode(task: DecodeTask, packsDir: string): unknown {
+async function decode(task: DecodeTask, backend: Backend): Promise<unknown> {
   const problems: ChunkProblem[] = [];
-  const chunks: DecodedChunk[] = task.chunks.map((chunk, index) => {
-    const read = readChunk(chunk, packsDir, reusedOrNew(task.outs[index], chunk.rawLength));
+  const chunks: DecodedChunk[] = [];
+  for (const [index, chunk] of task.chunks.entries()) {
+    const read = await readChunk(chunk, backend, reusedOrNew(task.outs[index], chunk.rawLength));
     if ('problem' in read) {
       problems.push({ index, problem: read.problem });
-      return { buffer: new ArrayBuffer(0), length: 0 };
+      chunks.push({ buffer: new ArrayBuffer(0), length: 0 });
+    } else {
+      chunks.push({ buffer: read.data.buffer as ArrayBuffer, length: read.data.byteLength });
     }
-    return { buffer: read.data.buffer as ArrayBuffer, length: read.data.byteLength };
-  });
+  }
   const result: DecodeResult = { chunks, problems };
   return transfer(result, chunks.map((c) => c.buffer));
 }
@@ -308,42 +321,43 @@ function recompressRecord(data: Buffer, record: Buffer, out: Buffer, at: number,
 }
 
 /** Output: the chunks' new records back to back in one buffer, transferred to the main thread. */
-function recompress(task: RecompressTask, packsDir: string): unknown {
+async function recompress(task: RecompressTask, backend: Backend): Promise<unknown> {
   const room = task.chunks.reduce((sum, c) => sum + Math.max(recordBound(c.rawLength, task.compression), RECORD_HEADER_BYTES + c.storedLength), 0);
   const out = reusedOrNew(task.out, room);
   const records: RecompressedRecord[] = [];
   const problems: ChunkProblem[] = [];
   let at = 0;
-  task.chunks.forEach((chunk, index) => {
-    const read = readChunk(chunk, packsDir);
+  for (const [index, chunk] of task.chunks.entries()) {
+    const read = await readChunk(chunk, backend);
     if ('problem' in read) {
       problems.push({ index, problem: read.problem });
-      return;
+      continue;
     }
     const record = recompressRecord(read.data, read.record, out, at, task);
     records.push(record);
     at += record.recordLength;
-  });
+  }
   const result: RecompressResult = { buffer: out.buffer as ArrayBuffer, records, problems };
   return transfer(result, [result.buffer]);
 }
 
-export default async function run(message: { task: Task; packsDir: string }): Promise<unknown> {
+export default async function run(message: { task: Task; backend: BackendSpec }): Promise<unknown> {
   await ready;
-  const { task, packsDir } = message;
+  const { task } = message;
+  const backend = backendOf(message.backend);
   switch (task.op) {
     case 'backup':
-      return backup(task, packsDir);
+      return backup(task, backend);
     case 'restore':
-      return restore(task, packsDir);
+      return restore(task, backend);
     case 'patch':
-      return patch(task, packsDir);
+      return patch(task, backend);
     case 'verify':
-      return verify(task, packsDir);
+      return verify(task, backend);
     case 'decode':
-      return decode(task, packsDir);
+      return decode(task, backend);
     case 'recompress':
-      return recompress(task, packsDir);
+      return recompress(task, backend);
     case 'load':
       return null;
   }

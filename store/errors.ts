@@ -102,7 +102,13 @@ export function isAbsent(err: unknown): boolean {
   return errnoOf(err) === 'ENOENT';
 }
 
+/** The error an operation on an absent store object fails with, where the backend said so by returning null. */
+export function absentObject(key: string): Error {
+  return Object.assign(new Error(`${key} does not exist`), { code: 'ENOENT' });
+}
+
 /** `what` (a path, or a name for it; `object`, the path) could not be read: the error to stop with. */
+
 export function storeReadError(what: string, err: unknown, object = what): StoreReadError {
   const code = errnoOf(err) ?? (err instanceof Error ? err.message : String(err));
   return new StoreReadError(`cannot read ${what} (${code}); stopped, nothing was changed`, { object, code }, err);

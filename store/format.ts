@@ -7,10 +7,12 @@ import { objectName, type Backend } from './backend/backend.js';
 export const FORMAT_NAME = 'chunkvault';
 /**
  * 2: records may be zstd frames and carry a level and the settled flag; the format file may
- * hold the store's compression settings. A version 1 store is read as it is and upgraded the
- * first time it takes one of these, so an older chunkvault refuses it instead of misreading it.
+ * hold the store's compression settings.
+ * 3: packs end in a record table (pack-table.ts), which an older header walk would take for damage.
+ * A version 1 or 2 store is read as it is and upgraded the first time it takes one of these (a
+ * zstd record, a new pack), so an older chunkvault refuses it instead of misreading it.
  */
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 export const FORMAT_FILE = 'chunkvault.json';
 export const MIN_CHUNK_SIZE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 8 * 1024 * 1024;

@@ -7,17 +7,16 @@
  * codec: 0 raw, 1 LZ4 block, 2 zstd frame; level: zstd's, else 0; flags bit 0, "settled":
  * recompression tried zstd on this chunk and kept it as it is (format version 2; version 1
  * wrote zeros in all three).
+ * Packs written by format version 3 end in a record table (pack-table.ts) after their last record.
  */
-import { promises as fs } from 'node:fs';
-import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compressBlock, compressBound, decompressBlock } from './lz4.js';
 import { MAX_ZSTD_LEVEL, MIN_ZSTD_LEVEL, zstdCompress, zstdCompressBound, zstdDecompress } from './zstd.js';
 import { Codec, DEFAULT_COMPRESSION, type Compression } from './compression.js';
 import { chunkId, ID_BYTES } from './chunk-id.js';
-import { fsyncDir } from './durable.js';
-import { AppendFile, alignedStages, type Stages } from './append-file.js';
-import { StoreReadError, errnoOf, isAbsent, storeReadError } from './errors.js';
+import { StoreReadError, absentObject, errnoOf, isAbsent, storeReadError } from './errors.js';
+import { TRAILER_BYTES, decodeTrailer, encodeTable, encodeTableEntry, tableEntries, tableEntryBytes } from './pack-table.js';
+import type { Backend, Upload } from './backend/backend.js';
 
 export const RECORD_MAGIC = 0x43564b31; // "CVK1"
 export const RECORD_HEADER_BYTES = 16 + ID_BYTES;
@@ -148,83 +147,200 @@ export function newPackName(): string {
   return randomBytes(8).toString('hex');
 }
 
-export function packFileName(pack: string): string {
-  return pack + PACK_SUFFIX;
+/** The key of a pack's object. */
+export function packKey(pack: string): string {
+  return `packs/${pack}${PACK_SUFFIX}`;
 }
 
-/** How far a header walk reads ahead: records are found in windows of this many bytes. */
-const HEADER_WINDOW_BYTES = 1024 * 1024;
+/** The pack a key of the `packs/` listing names, or null for what is not one (a temp file, a stray name). */
+export function packOfKey(key: string): string | null {
+  const match = /^packs\/([^/.][^/]*)\.pack$/.exec(key);
+  return match ? match[1] : null;
+}
+
+/** A pack as messages name it: the store's location and the pack's key (the file's path, for a directory). */
+function packWhere(backend: Backend, pack: string): string {
+  return `${backend.location}/${packKey(pack)}`;
+}
+
+/** How far a search for the next record magic reads at a time. */
+const MAGIC_SEARCH_BYTES = 1024 * 1024;
+/** How much of a pack recoverPack holds at a time (a record larger than this is read whole). */
+const RECOVER_WINDOW_BYTES = 4 * 1024 * 1024;
+/** The tail read that finds a pack's table: the table of a full pack of 1 MiB chunks fits in it. */
+const TAIL_READ_BYTES = 64 * 1024;
+const MAGIC = Buffer.alloc(4);
+MAGIC.writeUInt32BE(RECORD_MAGIC);
+/** A record's entry in its pack's table: the record's header but its magic (pack-table.ts). */
+export const TABLE_ENTRY_BYTES = tableEntryBytes(RECORD_HEADER_BYTES, MAGIC.byteLength);
+
+/** The bytes a record of `storedLength` takes in a pack: itself and its table entry. */
+export function recordFootprint(storedLength: number): number {
+  return RECORD_HEADER_BYTES + storedLength + TABLE_ENTRY_BYTES;
+}
+
+/** What a pack takes beyond its records' footprints: the trailer of its table. */
+export const PACK_OVERHEAD_BYTES = TRAILER_BYTES;
+
+/** Bounded reads of the first `end` bytes of a pack: one window of it in memory at a time, read again where a read leaves it. */
+class PackWindow {
+  private bytes = Buffer.alloc(0);
+  private start = 0;
+  private length = 0;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly key: string,
+    readonly end: number,
+    private readonly windowBytes: number,
+  ) {}
+
+  /** `length` bytes at `offset`, fewer where the pack (or `end`) ends first; valid until the next call. */
+  async at(offset: number, length: number): Promise<Buffer> {
+    const wanted = Math.max(0, Math.min(length, this.end - offset));
+    if (offset < this.start || offset + wanted > this.start + this.length) {
+      const room = Math.min(Math.max(this.windowBytes, wanted), this.end - offset);
+      if (this.bytes.byteLength < room) this.bytes = Buffer.allocUnsafe(room);
+      this.length = await this.backend.readInto(this.key, offset, this.bytes.subarray(0, room));
+      this.start = offset;
+    }
+    return this.bytes.subarray(offset - this.start, Math.min(offset - this.start + wanted, this.length));
+  }
+
+  /** Offset of the next record magic at or after `from`, or `end` when there is none. */
+  async nextMagic(from: number): Promise<number> {
+    for (let at = from; at < this.end; at += MAGIC_SEARCH_BYTES - (MAGIC.byteLength - 1)) {
+      const bytes = await this.at(at, MAGIC_SEARCH_BYTES);
+      const found = bytes.indexOf(MAGIC);
+      if (found >= 0) return at + found;
+      if (bytes.byteLength < MAGIC_SEARCH_BYTES) break;
+    }
+    return this.end;
+  }
+}
+
+/** The pack's size; an absent pack fails as absent (ENOENT), so callers name it as they name every read of it. */
+async function packSize(backend: Backend, pack: string): Promise<number> {
+  const info = await backend.stat(packKey(pack));
+  if (!info) throw absentObject(packKey(pack));
+  return info.size;
+}
+
+/** A pack's records as its table lists them, and where the table starts. */
+interface PackTable {
+  records: RecoveredRecord[];
+  tableOffset: number;
+}
+
+/** The record of a table entry; null where the entry is not one (a header that does not decode, or out of order). */
+function entryRecord(entry: { offset: number; headerPastMagic: Buffer }, after: number, tableOffset: number): RecoveredRecord | null {
+  const header = decodeRecordHeader(Buffer.concat([MAGIC, entry.headerPastMagic]));
+  if (!header || entry.offset < after || entry.offset + RECORD_HEADER_BYTES + header.storedLength > tableOffset) return null;
+  return { offset: entry.offset, header };
+}
+
+/** The table a pack of `size` bytes ends with, read with one ranged read of its tail; null where it has none or it does not check out. */
+export async function readPackTable(backend: Backend, pack: string, size: number): Promise<PackTable | null> {
+  const key = packKey(pack);
+  const tail = Buffer.allocUnsafe(Math.min(size, TAIL_READ_BYTES));
+  const read = await backend.readInto(key, size - tail.byteLength, tail);
+  const trailer = decodeTrailer(tail.subarray(0, read), size, TABLE_ENTRY_BYTES);
+  if (!trailer) return null;
+  const inTail = trailer.tableOffset >= size - tail.byteLength;
+  const table = inTail ? tail.subarray(trailer.tableOffset - (size - tail.byteLength), read - TRAILER_BYTES) : Buffer.allocUnsafe(trailer.tableLength);
+  if (!inTail && (await backend.readInto(key, trailer.tableOffset, table)) !== table.byteLength) return null;
+  const entries = tableEntries(table, trailer, TABLE_ENTRY_BYTES);
+  if (!entries) return null;
+  const records: RecoveredRecord[] = [];
+  for (const entry of entries) {
+    const last = records.at(-1);
+    const record = entryRecord(entry, last ? last.offset + RECORD_HEADER_BYTES + last.header.storedLength : 0, trailer.tableOffset);
+    if (!record) return null;
+    records.push(record);
+  }
+  return { records, tableOffset: trailer.tableOffset };
+}
 
 /**
- * The ids of every record header in a pack, without reading payloads, for gc's proof that a
- * pack holds nothing live. Damage does not hide what follows it: the walk resumes at the next
- * record magic, as recoverPack does. Bytes with no valid header hold no readable record.
+ * The ids of every record in a pack, without reading payloads, for gc's proof that a pack
+ * holds nothing live: from its table, or, where it has none (or a damaged one), by walking its
+ * headers. Damage does not hide what follows it: the walk resumes at the next record magic,
+ * as recoverPack does. Bytes with no valid header hold no readable record.
  */
-export async function recordIds(path: string): Promise<Buffer[]> {
-  const handle = await onPack(path, fs.open(path, 'r'));
-  try {
-    const { size } = await onPack(path, handle.stat());
+export function recordIds(backend: Backend, pack: string): Promise<Buffer[]> {
+  return onPack(packWhere(backend, pack), (async () => {
+    const size = await packSize(backend, pack);
+    const table = await readPackTable(backend, pack, size);
+    if (table) return table.records.map((r) => r.header.id);
     const ids: Buffer[] = [];
-    const header = Buffer.alloc(RECORD_HEADER_BYTES);
+    const reader = new PackWindow(backend, packKey(pack), size, RECORD_HEADER_BYTES);
     for (let offset = 0; offset < size; ) {
-      const { bytesRead } = await onPack(path, handle.read(header, 0, RECORD_HEADER_BYTES, offset));
-      const decoded = bytesRead === RECORD_HEADER_BYTES ? decodeRecordHeader(header) : null;
-      if (decoded && offset + RECORD_HEADER_BYTES + decoded.storedLength <= size) {
-        ids.push(decoded.id);
-        offset += RECORD_HEADER_BYTES + decoded.storedLength;
+      const header = decodeRecordHeader(await reader.at(offset, RECORD_HEADER_BYTES));
+      if (header && offset + RECORD_HEADER_BYTES + header.storedLength <= size) {
+        ids.push(header.id);
+        offset += RECORD_HEADER_BYTES + header.storedLength;
       } else {
-        offset = await onPack(path, nextMagic(handle, offset + 1, size));
+        offset = await reader.nextMagic(offset + 1);
       }
     }
     return ids;
-  } finally {
-    await handle.close();
-  }
+  })());
 }
 
-/** Offset of the next record magic at or after `from`, or `size` when there is none. */
-async function nextMagic(handle: fs.FileHandle, from: number, size: number): Promise<number> {
-  const magic = Buffer.alloc(4);
-  magic.writeUInt32BE(RECORD_MAGIC);
-  const window = Buffer.alloc(HEADER_WINDOW_BYTES + 3);
-  for (let at = from; at < size; at += HEADER_WINDOW_BYTES) {
-    const { bytesRead } = await handle.read(window, 0, window.byteLength, at);
-    const found = window.subarray(0, bytesRead).indexOf(magic);
-    if (found >= 0) return at + found;
+interface OpenPack {
+  name: string;
+  upload: Upload;
+  /** Its table so far, an entry per record appended. */
+  entries: Buffer[];
+}
+
+/** Ends a pack with its table and makes it durable; a pack that cannot be finished is given up (nothing references it yet). */
+async function finishPack(pack: OpenPack): Promise<void> {
+  try {
+    await pack.upload.append([encodeTable(pack.entries, pack.upload.size)]);
+    await pack.upload.finish();
+  } catch (err) {
+    await pack.upload.abort().catch(() => undefined);
+    throw err;
   }
-  return size;
 }
 
 /**
- * Appends records to size-capped pack files. Nothing written here is referenced until
- * `sync()` has made it durable and the caller commits index entries for it.
+ * Appends records to size-capped packs, each ending in its record table. Nothing written here
+ * is referenced until `sync()` has made it durable and the caller commits index entries for it.
  *
- * Records are copied into staging memory and written behind the caller (store/append-file.ts),
- * so the caller's next batch is computed while the disk takes this one. The first failure
- * fails every later call.
+ * Records are copied into staging memory and written behind the caller (the backend's upload),
+ * so the caller's next batch is computed while the disk takes this one; a full pack is finished
+ * behind the appends to the next one. The first failure fails every later call.
  */
 export class PackWriter {
-  private current: { name: string; file: AppendFile } | null = null;
-  /** Packs already full: their tails are written, their data not yet synced. */
-  private readonly unsynced: AppendFile[] = [];
+  private current: OpenPack | null = null;
+  /** Full packs being finished; sync() waits for them. */
+  private finishing: Promise<void>[] = [];
   private readonly written: string[] = [];
-  private stages: Stages | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private failure: Error | null = null;
 
   constructor(
-    private readonly dir: string,
+    private readonly backend: Backend,
     private readonly cap = DEFAULT_PACK_CAP,
+    /** Runs before the first pack is started: the store upgrades its format there, as packs with tables need. */
+    private readonly beforeFirstPack: () => Promise<void> = async () => undefined,
   ) {}
 
-  /** Appends whole records (headers and payloads) and says where they start; the records may change once this returns. */
+  /** Appends whole records (one per buffer, header and payload) and says where they start; the records may change once this returns. */
   async append(records: Buffer[]): Promise<{ pack: string; offset: number }> {
     const total = records.reduce((sum, r) => sum + r.byteLength, 0);
     return this.serially(async () => {
-      if (!this.current || (this.current.file.size > 0 && this.current.file.size + total > this.cap)) await this.rollOver();
-      const { name, file } = this.current!;
-      const offset = file.size;
-      await file.append(records);
+      if (!this.current || (this.current.upload.size > 0 && this.current.upload.size + total > this.cap)) await this.rollOver();
+      const { name, upload, entries } = this.current!;
+      const offset = upload.size;
+      await upload.append(records);
+      let at = offset;
+      for (const record of records) {
+        entries.push(encodeTableEntry(at, record.subarray(MAGIC.byteLength, RECORD_HEADER_BYTES)));
+        at += record.byteLength;
+      }
       return { pack: name, offset };
     });
   }
@@ -247,33 +363,37 @@ export class PackWriter {
 
   private async rollOver(): Promise<void> {
     if (this.current) {
-      await this.current.file.writeTail();
-      this.unsynced.push(this.current.file);
+      const finishing = finishPack(this.current);
+      // Awaited by sync(); until then its failure must not count as unhandled.
+      finishing.catch(() => undefined);
+      this.finishing.push(finishing);
+      this.current = null;
     }
+    if (this.written.length === 0) await this.beforeFirstPack();
     const name = newPackName();
     this.written.push(name);
-    this.current = { name, file: await AppendFile.create(join(this.dir, packFileName(name)), (this.stages ??= alignedStages())) };
+    this.current = { name, upload: await this.backend.upload(packKey(name)), entries: [] };
   }
 
-  /** Makes every pack written so far durable, and the directory that names them. */
+  /** Finishes every pack written so far: durable, each with its table; the next append starts a new pack. */
   async sync(): Promise<void> {
     await this.serially(async () => {
-      await this.current?.file.writeTail();
-      for (const file of this.unsynced) await file.datasync();
-      await this.current?.file.datasync();
-      if (this.current) await fsyncDir(this.dir);
-      for (const file of this.unsynced) await file.close();
-      this.unsynced.length = 0;
+      const finishing = [...this.finishing, ...(this.current ? [finishPack(this.current)] : [])];
+      this.current = null;
+      this.finishing = [];
+      const failed = (await Promise.allSettled(finishing)).find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
     });
   }
 
-  /** Closes every pack once earlier calls end; durable only what `sync()` made so. */
+  /** Gives up the pack being written once earlier calls end; durable only what `sync()` made so. */
   async close(): Promise<void> {
     await this.queue;
-    const files = [...this.unsynced, ...(this.current ? [this.current.file] : [])];
+    await Promise.allSettled(this.finishing);
+    const current = this.current;
     this.current = null;
-    this.unsynced.length = 0;
-    for (const file of files) await file.close().catch(() => undefined);
+    this.finishing = [];
+    await current?.upload.abort().catch(() => undefined);
   }
 }
 
@@ -281,63 +401,52 @@ function cannotRead(pack: string, err: unknown): string {
   return `pack ${pack}: cannot read (${errnoOf(err) ?? (err instanceof Error ? err.message : String(err))})`;
 }
 
-/** Why a chunk could not be read from `pack` (a name): only an absent pack file is "pack missing". */
+/** Why a chunk could not be read from `pack` (a name): only an absent pack is "pack missing". */
 export function packReadProblem(pack: string, err: unknown): string {
   return isAbsent(err) ? 'pack missing' : cannotRead(pack, err);
 }
 
 /** A pack that exists, or may, but could not be read: the command stops; it never takes it for a short or empty pack. */
-function packReadError(path: string, err: unknown): StoreReadError {
-  return storeReadError(`pack ${path}`, err, path);
+function packReadError(where: string, err: unknown): StoreReadError {
+  return storeReadError(`pack ${where}`, err, where);
 }
 
 /** Runs a pack I/O call; its failure becomes a packReadError naming the pack. */
-async function onPack<T>(path: string, io: Promise<T>): Promise<T> {
+async function onPack<T>(where: string, io: Promise<T>): Promise<T> {
   try {
     return await io;
   } catch (err) {
-    throw packReadError(path, err);
+    throw packReadError(where, err);
   }
 }
 
 /**
  * Cheap check without decoding: each record is in the pack, whole, with the expected id.
- * A pack that cannot be opened, or a record that cannot be read, is that record's problem,
- * named with the errno; only an absent pack is "pack missing".
+ * A pack that cannot be read, or a record that cannot, is that record's problem, named with
+ * the errno; only an absent pack is "pack missing".
  */
-export async function checkRecords(path: string, records: { offset: number; storedLength: number; id: Buffer }[]): Promise<(string | null)[]> {
-  const pack = basename(path, PACK_SUFFIX);
-  let handle: fs.FileHandle;
+export async function checkRecords(backend: Backend, pack: string, records: { offset: number; storedLength: number; id: Buffer }[]): Promise<(string | null)[]> {
   let size: number;
   try {
-    handle = await fs.open(path, 'r');
+    size = await packSize(backend, pack);
   } catch (err) {
     return records.map(() => packReadProblem(pack, err));
   }
-  try {
+  const header = Buffer.alloc(RECORD_HEADER_BYTES);
+  const problems: (string | null)[] = [];
+  for (const record of records) {
+    let bytesRead: number;
     try {
-      size = (await handle.stat()).size;
+      bytesRead = await backend.readInto(packKey(pack), record.offset, header);
     } catch (err) {
-      return records.map(() => packReadProblem(pack, err));
+      problems.push(packReadProblem(pack, err));
+      continue;
     }
-    const header = Buffer.alloc(RECORD_HEADER_BYTES);
-    const problems: (string | null)[] = [];
-    for (const record of records) {
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await handle.read(header, 0, RECORD_HEADER_BYTES, record.offset));
-      } catch (err) {
-        problems.push(packReadProblem(pack, err));
-        continue;
-      }
-      const decoded = bytesRead === RECORD_HEADER_BYTES ? decodeRecordHeader(header) : null;
-      const whole = record.offset + RECORD_HEADER_BYTES + record.storedLength <= size;
-      problems.push(!decoded || !decoded.id.equals(record.id) || decoded.storedLength !== record.storedLength ? 'header' : whole ? null : 'length');
-    }
-    return problems;
-  } finally {
-    await handle.close();
+    const decoded = bytesRead === RECORD_HEADER_BYTES ? decodeRecordHeader(header) : null;
+    const whole = record.offset + RECORD_HEADER_BYTES + record.storedLength <= size;
+    problems.push(!decoded || !decoded.id.equals(record.id) || decoded.storedLength !== record.storedLength ? 'header' : whole ? null : 'length');
   }
+  return problems;
 }
 
 const COPY_BATCH_BYTES = 8 * 1024 * 1024;
@@ -346,38 +455,34 @@ const COPY_BATCH_BYTES = 8 * 1024 * 1024;
  * Copies whole records (header and payload, byte for byte) from a pack into a writer, for
  * compaction. Records must be checked first (checkRecords); returns each one's new place.
  */
-export async function copyRecords(fromPath: string, records: { offset: number; storedLength: number }[], writer: PackWriter): Promise<{ pack: string; offset: number }[]> {
-  const handle = await onPack(fromPath, fs.open(fromPath, 'r'));
+export async function copyRecords(backend: Backend, from: string, records: { offset: number; storedLength: number }[], writer: PackWriter): Promise<{ pack: string; offset: number }[]> {
+  const where = packWhere(backend, from);
   const placed: { pack: string; offset: number }[] = [];
-  try {
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    const flush = async (): Promise<void> => {
-      if (batch.length === 0) return;
-      const { pack, offset } = await writer.append(batch);
-      let at = offset;
-      for (const record of batch) {
-        placed.push({ pack, offset: at });
-        at += record.byteLength;
-      }
-      batch = [];
-      batchBytes = 0;
-    };
-    for (const record of records) {
-      const bytes = Buffer.allocUnsafe(RECORD_HEADER_BYTES + record.storedLength);
-      const { bytesRead } = await onPack(fromPath, handle.read(bytes, 0, bytes.byteLength, record.offset));
-      if (bytesRead !== bytes.byteLength) {
-        throw storeReadError(`pack ${fromPath}`, Object.assign(new Error(`the record at ${record.offset} ends early`), { code: 'ESHORT' }), fromPath);
-      }
-      batch.push(bytes);
-      batchBytes += bytes.byteLength;
-      if (batchBytes >= COPY_BATCH_BYTES) await flush();
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const { pack, offset } = await writer.append(batch);
+    let at = offset;
+    for (const record of batch) {
+      placed.push({ pack, offset: at });
+      at += record.byteLength;
     }
-    await flush();
-    return placed;
-  } finally {
-    await handle.close();
+    batch = [];
+    batchBytes = 0;
+  };
+  for (const record of records) {
+    const bytes = Buffer.allocUnsafe(RECORD_HEADER_BYTES + record.storedLength);
+    const bytesRead = await onPack(where, backend.readInto(packKey(from), record.offset, bytes));
+    if (bytesRead !== bytes.byteLength) {
+      throw storeReadError(`pack ${where}`, Object.assign(new Error(`the record at ${record.offset} ends early`), { code: 'ESHORT' }), where);
+    }
+    batch.push(bytes);
+    batchBytes += bytes.byteLength;
+    if (batchBytes >= COPY_BATCH_BYTES) await flush();
   }
+  await flush();
+  return placed;
 }
 
 export interface RecoveredRecord {
@@ -393,31 +498,33 @@ export interface PackRecovery {
 }
 
 /**
- * Every record of a pack that decodes and matches its id, for rebuilding the index. A bad
- * record costs only itself: the scan resumes at the next record magic after it.
+ * Every record of a pack that decodes and matches its id, for rebuilding the index, read a
+ * window at a time. A bad record costs only itself: the scan resumes at the next record magic
+ * after it. A valid table ends the records; a damaged one is damage, as any bytes that are no record.
  */
-export async function recoverPack(path: string): Promise<PackRecovery> {
-  const bytes = await onPack(path, fs.readFile(path));
-  const magic = Buffer.alloc(4);
-  magic.writeUInt32BE(RECORD_MAGIC);
-  const records: RecoveredRecord[] = [];
-  const damaged: { offset: number; length: number }[] = [];
-  let offset = 0;
-  let badFrom = -1;
-  while (offset < bytes.byteLength) {
-    const header = decodeRecordHeader(bytes, offset);
-    const end = header ? offset + RECORD_HEADER_BYTES + header.storedLength : -1;
-    if (header && end <= bytes.byteLength && 'data' in decodeRecord(bytes.subarray(offset, end), header.id)) {
-      if (badFrom >= 0) damaged.push({ offset: badFrom, length: offset - badFrom });
-      badFrom = -1;
-      records.push({ offset, header });
-      offset = end;
-      continue;
+export function recoverPack(backend: Backend, pack: string): Promise<PackRecovery> {
+  return onPack(packWhere(backend, pack), (async () => {
+    const size = await packSize(backend, pack);
+    const table = await readPackTable(backend, pack, size);
+    const reader = new PackWindow(backend, packKey(pack), table?.tableOffset ?? size, RECOVER_WINDOW_BYTES);
+    const records: RecoveredRecord[] = [];
+    const damaged: { offset: number; length: number }[] = [];
+    let offset = 0;
+    let badFrom = -1;
+    while (offset < reader.end) {
+      const header = decodeRecordHeader(await reader.at(offset, RECORD_HEADER_BYTES));
+      const end = header ? offset + RECORD_HEADER_BYTES + header.storedLength : -1;
+      if (header && end <= reader.end && 'data' in decodeRecord(await reader.at(offset, end - offset), header.id)) {
+        if (badFrom >= 0) damaged.push({ offset: badFrom, length: offset - badFrom });
+        badFrom = -1;
+        records.push({ offset, header });
+        offset = end;
+        continue;
+      }
+      if (badFrom < 0) badFrom = offset;
+      offset = await reader.nextMagic(offset + 1);
     }
-    if (badFrom < 0) badFrom = offset;
-    const next = bytes.indexOf(magic, offset + 1);
-    offset = next < 0 ? bytes.byteLength : next;
-  }
-  if (badFrom >= 0) damaged.push({ offset: badFrom, length: bytes.byteLength - badFrom });
-  return { records, damaged, size: bytes.byteLength };
+    if (badFrom >= 0) damaged.push({ offset: badFrom, length: reader.end - badFrom });
+    return { records, damaged, size };
+  })());
 }

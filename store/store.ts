@@ -3,7 +3,6 @@
  * object, never through paths of its own; every object but the index (a host's own) lives
  * behind `backend`.
  */
-import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { StoreExistsError, InvalidInputError, StoreNotWritableError } from './errors.js';
 import { FORMAT_FILE, FORMAT_VERSION, encodeFormat, newFormat, readFormat, writeFormat, type StoreFormat } from './format.js';
@@ -11,10 +10,9 @@ import { DEFAULT_COMPRESSION, type Compression } from './compression.js';
 import { Catalog } from './catalog.js';
 import { ChunkIndex } from './index-db.js';
 import { MAP_SUFFIX, ChunkMapWriter, readChunkMap } from './chunk-map.js';
-import { PackWriter, packFileName, PACK_SUFFIX } from './pack.js';
+import { PackWriter, packKey, packOfKey } from './pack.js';
 import { acquireLock, describeLocks, listLocks, type HeldLock, type LockInfo } from './lock.js';
-import { fsyncDir } from './durable.js';
-import { errnoOf, isAbsent, storeReadError } from './errors.js';
+import { errnoOf, storeReadError } from './errors.js';
 import { objectName, type Backend, type ObjectInfo } from './backend/backend.js';
 import { FsBackend } from './backend/fs.js';
 import { syncIndex } from './index-cache.js';
@@ -74,12 +72,6 @@ export class Store {
     return this.backend.localDir;
   }
 
-  /** The local directory, for the pack methods until they move onto the backend. */
-  private get dir(): string {
-    if (this.backend.localDir === null) throw new InvalidInputError(`store ${this.location} is not a local directory`, { store: this.location });
-    return this.backend.localDir;
-  }
-
   get format(): StoreFormat {
     return this.current;
   }
@@ -131,29 +123,22 @@ export class Store {
     return new Store(backend, format, indexDirOf(backend, options));
   }
 
-  packPath(pack: string): string {
-    return join(this.dir, 'packs', packFileName(pack));
-  }
-
-  get packsDir(): string {
-    return join(this.dir, 'packs');
-  }
-
   /** Every pack with its size and mtime (when it was last written: gc recompresses packs by age). */
   async listPacks(): Promise<{ name: string; size: number; mtimeMs: number }[]> {
-    const files = (await fs.readdir(this.packsDir).catch((err: unknown) => {
-      throw storeReadError(this.packsDir, err);
-    })).filter((n) => n.endsWith(PACK_SUFFIX));
+    const objects = await this.backend.list('packs/').catch((err: unknown) => {
+      throw storeReadError(`${this.backend.location}/packs`, err);
+    });
     const packs = [];
-    for (const file of files) {
-      const stat = await statUnlessAbsent(join(this.packsDir, file));
-      if (stat) packs.push({ name: file.slice(0, -PACK_SUFFIX.length), size: stat.size, mtimeMs: stat.mtimeMs });
+    for (const { key, size, mtimeMs } of objects) {
+      const name = packOfKey(key);
+      if (name !== null) packs.push({ name, size, mtimeMs });
     }
     return packs;
   }
 
+  /** Packs it writes end in record tables: the first one upgrades the store to the format version that has them. */
   newPackWriter(cap?: number): PackWriter {
-    return new PackWriter(this.packsDir, cap);
+    return new PackWriter(this.backend, cap, () => this.allowVersion2Records());
   }
 
   createMapWriter(pointId: string, label: string, slots: number): Promise<ChunkMapWriter> {
@@ -193,10 +178,9 @@ export class Store {
     });
   }
 
-  /** Deletes packs for good: the unlinks survive power loss once this returns. */
+  /** Deletes packs for good: the deletions survive power loss once this returns. */
   async deletePacks(packs: string[]): Promise<void> {
-    for (const pack of packs) await fs.rm(this.packPath(pack), { force: true });
-    if (packs.length > 0) await fsyncDir(this.packsDir);
+    await this.backend.delete(packs.map(packKey));
   }
 
   /** Gives the reserved space back to the filesystem; false when there was none (or the store is not local). */
@@ -283,12 +267,3 @@ function isTmpKey(key: string): boolean {
   return key.endsWith(TMP_SUFFIX);
 }
 
-/** A stat (or lstat), or null when the file is absent (ENOENT); any other failure is an error naming it. */
-async function statUnlessAbsent(path: string, stat: (path: string) => Promise<import('node:fs').Stats> = fs.stat): Promise<import('node:fs').Stats | null> {
-  try {
-    return await stat(path);
-  } catch (err) {
-    if (isAbsent(err)) return null;
-    throw storeReadError(path, err);
-  }
-}

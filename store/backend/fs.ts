@@ -109,12 +109,14 @@ export class FsBackend implements Backend {
       let stats;
       try {
         stats = await fs.lstat(join(this.dir, key));
+        // A link to a file is that file: skipped, it would pass for absent (invariant 6).
+        if (stats.isSymbolicLink()) stats = await fs.stat(join(this.dir, key));
       } catch (err) {
         if (isAbsent(err)) continue;
         throw err;
       }
-      if (stats.isDirectory()) await this.walk(key + '/', prefix, found);
-      else if (stats.isFile() && key.startsWith(prefix)) found.push({ key, size: stats.size, mtimeMs: stats.mtimeMs });
+      if (stats.isDirectory() && !standsForObject(name)) await this.walk(key + '/', prefix, found);
+      else if (key.startsWith(prefix)) found.push({ key, size: stats.size, mtimeMs: stats.mtimeMs });
     }
   }
 
@@ -232,6 +234,16 @@ export class FsBackend implements Backend {
 function regularOrThrow(key: string, stats: Stats): Stats {
   if (!stats.isFile()) throw new NotAnObjectError(`${key} is ${kindOf(stats)}, not a regular file`, { key, kind: kindOf(stats) });
   return stats;
+}
+
+/**
+ * Whether a directory entry stands where an object would be though it is not a file. The store
+ * makes directories only for key prefixes, whose names have no suffix (packs, maps/<id>): a
+ * directory named like an object (`x.pack`), or anything else that is neither, is listed, so
+ * that reading it fails (EISDIR) instead of it passing for absent.
+ */
+function standsForObject(name: string): boolean {
+  return name.includes('.');
 }
 
 /** Temp files are dot-named beside their object and end in .tmp, as writeFileDurable's: listings show them, readers of objects skip dot-names, gc reclaims them. */

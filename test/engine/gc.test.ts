@@ -7,7 +7,7 @@ import { gc, previewGc } from '../../engine/gc.js';
 import { executePrune, planPrune } from '../../engine/prune.js';
 import { LiveSet } from '../../engine/live-set.js';
 import { ID_BYTES } from '../../store/chunk-id.js';
-import { RECORD_HEADER_BYTES, encodeRecordHeader, encodePayload } from '../../store/pack.js';
+import { PACK_OVERHEAD_BYTES, RECORD_HEADER_BYTES, encodeRecordHeader, encodePayload, recordFootprint } from '../../store/pack.js';
 import { chunkId, loadHasher } from '../../store/chunk-id.js';
 import { MiB, seededBytes, sha256File, tempDir, treeDigest, writeImage } from '../helpers/index.js';
 
@@ -74,9 +74,9 @@ t.test('after pruning the oldest versions gc frees exactly their own chunks and 
   const plan = await planPrune(store, { last: 2 });
   t.same(await executePrune(store, plan), [ids[1], ids[0]]);
   const preview = await previewGc(store);
-  const perVersion = 16 * (RECORD_HEADER_BYTES + CHUNK); // 1 MiB of random data, stored raw
+  const perVersion = 16 * recordFootprint(CHUNK); // 1 MiB of random data, stored raw, and its table entries
   t.equal(preview.deadChunks.length, 32, "versions 1 and 2 each had 16 chunks of their own");
-  t.equal(preview.bytesFreed, 2 * perVersion, "v2's pack whole, and v1's own MiB out of the first pack");
+  t.equal(preview.bytesFreed, 2 * perVersion + PACK_OVERHEAD_BYTES, "v2's pack whole (with its table's trailer), and v1's own MiB out of the first pack");
   t.same(
     preview.packs.map((p) => p.action).sort(),
     ['compact', 'delete', 'keep', 'keep'],
@@ -84,7 +84,7 @@ t.test('after pruning the oldest versions gc frees exactly their own chunks and 
   );
 
   const report = await gc(store);
-  t.match(report, { dryRun: false, chunksFreed: 32, bytesFreed: 2 * perVersion, packsDeleted: 1, packsRewritten: 1, restorePoints: 2, packsDamaged: [] });
+  t.match(report, { dryRun: false, chunksFreed: 32, bytesFreed: 2 * perVersion + PACK_OVERHEAD_BYTES, packsDeleted: 1, packsRewritten: 1, restorePoints: 2, packsDamaged: [] });
   t.equal(report.bytesRewritten, preview.bytesToRewrite);
   t.equal(before - (await packBytes(store)), report.bytesFreed, 'pack bytes on disk fell by exactly bytesFreed');
   t.ok(report.storeBytesAfter < report.storeBytesBefore);

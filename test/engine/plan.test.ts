@@ -178,7 +178,7 @@ t.test('a parent removed between reading its map and opening the index is refuse
   // Opening LevelDB rewrites its own log and manifest: compare what a backup would add.
   const written = (): Promise<string[]> => Promise.all(['catalog', 'maps', 'packs'].map((part) => treeDigest(join(store.location, part))));
   const before = await written();
-  const pool = new WorkerPool(store.packsDir, 1);
+  const pool = new WorkerPool(store.backend.spec, 1);
   t.teardown(() => pool.close());
   await t.rejects(backup(store, [{ label: 'sda', path: image, layout, parentMap }], { name: 'vm', time: parent.time, kind: 'cbt', parent, pool, compression: DEFAULT_COMPRESSION }), {
     code: 'CV_INVALID_INPUT',
@@ -191,7 +191,7 @@ t.test('a default parent removed and collected while the backup started is dropp
   const { dir, store, image, parent, parentMap } = await removedParent(t, 16, 9);
   // Collected too, before the backup opened the index: none of its ids may be reused.
   t.equal((await gc(store, { maxUnused: 0 })).chunksFreed, 16, "the parent's chunks are gone");
-  const pool = new WorkerPool(store.packsDir, 2);
+  const pool = new WorkerPool(store.backend.spec, 2);
   t.teardown(() => pool.close());
   const point = await backup(store, [{ label: 'sda', path: image, layout: wholeDisk(16 * CS, CS), parentMap }], { name: 'vm', time: parent.time, kind: 'full', parent, implicitParent: true, pool, compression: DEFAULT_COMPRESSION });
   t.equal(point.parent, null, 'recorded without a parent');

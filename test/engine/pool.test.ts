@@ -39,11 +39,11 @@ t.test('a pool closed at any moment while its threads load their native addons d
   // Threads load BLAKE3 and LZ4 as the pool starts; one terminated while an addon registered
   // aborted node, once in the suite (a small backup whose one task went to the other thread).
   for (let round = 0; round < 16; round++) {
-    const pool = new WorkerPool(tmpdir(), 2);
+    const pool = new WorkerPool({ kind: 'fs', dir: tmpdir() }, 2);
     await new Promise((resolve) => setTimeout(resolve, (round * 37) % 80));
     await pool.close();
   }
-  const pool = new WorkerPool(tmpdir(), 2);
+  const pool = new WorkerPool({ kind: 'fs', dir: tmpdir() }, 2);
   try {
     const result = await pool.verify({ op: 'verify', chunks: [] });
     t.same(result.problems, [], 'the pool still works after that');

@@ -32,7 +32,7 @@ async function fixture(t: Test) {
   const { id } = await cliJson<{ id: string }>(['backup', '--store', storeDir, image]);
   const store = await Store.open(storeDir);
   const point = (await store.catalog.list()).points[0];
-  const pool = new WorkerPool(store.packsDir, 2);
+  const pool = new WorkerPool(store.backend.spec, 2);
   t.teardown(() => pool.close());
   let decodes = 0;
   const decode = pool.decode.bind(pool);
@@ -93,7 +93,7 @@ t.test('zero chunks cost no decode; a chunk is decoded once however many want it
 
 t.test('buffers the cache lets go of are decoded into again, and what readers got stays intact', async (t) => {
   const f = await fixture(t);
-  const pool = new WorkerPool(f.store.packsDir, 2);
+  const pool = new WorkerPool(f.store.backend.spec, 2);
   t.teardown(() => pool.close());
   let recycled = 0;
   const decode = pool.decode.bind(pool);

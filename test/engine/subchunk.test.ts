@@ -183,7 +183,7 @@ t.test('discarded ranges in partly changed slots: zeros there, the parent around
   const parentMap = await store.readMap(parent.id, 'sda');
   const discarded = [{ offset: 2 * CS + 3 * B, length: 2 * B }];
   const layout = discardRanges({ ...wholeDisk(4 * CS, CS), changed: [{ offset: CS + 100, length: 500 }] }, discarded);
-  const pool = new WorkerPool(store.packsDir, 1);
+  const pool = new WorkerPool(store.backend.spec, 1);
   t.teardown(() => pool.close());
   const point = await backup(store, [{ label: 'sda', path: child, layout, parentMap }], { name: 'vm', time: new Date().toISOString(), kind: 'cbt', parent, pool, compression: DEFAULT_COMPRESSION });
   t.equal(point.stats.bytesRead, B, 'only the changed block; the discarded slot reads nothing');

@@ -2,7 +2,13 @@
 import { promises as fs } from 'node:fs';
 import { Store } from '../../store/store.js';
 import { ID_BYTES } from '../../store/chunk-id.js';
-import { RECORD_HEADER_BYTES, type ChunkLocation } from '../../store/pack.js';
+import { RECORD_HEADER_BYTES, packKey, type ChunkLocation } from '../../store/pack.js';
+import type { FsBackend } from '../../store/backend/fs.js';
+
+/** The file that holds a pack of a directory store, for tests that damage or age it on purpose. */
+export function packFile(store: Store, pack: string): string {
+  return (store.backend as FsBackend).pathOf(packKey(pack));
+}
 
 /** Where the chunk of a slot is stored; opens the index briefly. */
 export async function chunkLocation(storeDir: string, pointId: string, label: string, slot: number): Promise<ChunkLocation> {
@@ -21,7 +27,7 @@ export async function chunkLocation(storeDir: string, pointId: string, label: st
 export async function corruptChunk(storeDir: string, pointId: string, label: string, slot: number): Promise<ChunkLocation> {
   const location = await chunkLocation(storeDir, pointId, label, slot);
   const store = await Store.open(storeDir);
-  const handle = await fs.open(store.packPath(location.pack), 'r+');
+  const handle = await fs.open(packFile(store, location.pack), 'r+');
   try {
     const at = location.offset + RECORD_HEADER_BYTES + Math.floor(location.storedLength / 2);
     const byte = Buffer.alloc(1);

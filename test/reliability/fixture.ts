@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Store } from '../../store/store.js';
 import { ID_BYTES } from '../../store/chunk-id.js';
 import { cliJson, seededBytes, sha256File, tempDir, writeImage } from '../helpers/index.js';
+import { packFile } from '../helpers/corrupt.js';
 
 export const CS = 64 * 1024;
 export const T1 = '2026-11-01T00:00:00.000Z';
@@ -78,7 +79,7 @@ export async function packOf(store: string, point: string, label: string, slot: 
   try {
     const [location] = await index.getMany([Buffer.from(map.subarray(slot * ID_BYTES, (slot + 1) * ID_BYTES))]);
     if (!location) throw new Error(`slot ${slot} of ${point}/${label} has no chunk`);
-    return { ...location, path: opened.packPath(location.pack) };
+    return { ...location, path: packFile(opened, location.pack) };
   } finally {
     await index.close();
   }

@@ -17,7 +17,7 @@ const good = { format: 'chunkvault', version: 1, chunkSize: 1048576, created: '2
 
 t.test('fields: version a whole number from 1, only a larger one is newer; chunk size a power of two within the limits', async (t) => {
   const file = '/s/chunkvault.json';
-  t.same(decodeFormat(encodeFormat(newFormat(65536, new Date(0), DEFAULT_COMPRESSION)), '/s'), { format: 'chunkvault', version: 2, chunkSize: 65536, created: '1970-01-01T00:00:00.000Z', compression: { codec: 'lz4', level: 0 }, recompress: null });
+  t.same(decodeFormat(encodeFormat(newFormat(65536, new Date(0), DEFAULT_COMPRESSION)), '/s'), { format: 'chunkvault', version: 3, chunkSize: 65536, created: '1970-01-01T00:00:00.000Z', compression: { codec: 'lz4', level: 0 }, recompress: null });
   const cases: [string, unknown, string, string][] = [
     ['version -1', { ...good, version: -1 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version -1 (a version is a whole number, 1 or more); ${HINT}`],
     ['version 0', { ...good, version: 0 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version 0 (a version is a whole number, 1 or more); ${HINT}`],
@@ -25,7 +25,7 @@ t.test('fields: version a whole number from 1, only a larger one is newer; chunk
     ['version 1.5', { ...good, version: 1.5 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version 1.5 (a version is a whole number, 1 or more); ${HINT}`],
     ['version "1"', { ...good, version: '1' }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version "1" (a version is a whole number, 1 or more); ${HINT}`],
     ['no version', { ...good, version: undefined }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version nothing (a version is a whole number, 1 or more); ${HINT}`],
-    ['version 3', { ...good, version: 3 }, 'CV_UNSUPPORTED_FORMAT', `${file}: store format version 3 is newer than this chunkvault supports (2); upgrade chunkvault`],
+    ['version 4', { ...good, version: 4 }, 'CV_UNSUPPORTED_FORMAT', `${file}: store format version 4 is newer than this chunkvault supports (3); upgrade chunkvault`],
     ['chunk size 100000', { ...good, chunkSize: 100000 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid chunk size 100000 (expected a power of two from 65536 to 8388608 bytes); ${HINT}`],
     ['chunk size 32768', { ...good, chunkSize: 32768 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid chunk size 32768 (expected a power of two from 65536 to 8388608 bytes); ${HINT}`],
     ['chunk size 16M', { ...good, chunkSize: 16777216 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid chunk size 16777216 (expected a power of two from 65536 to 8388608 bytes); ${HINT}`],

@@ -1,6 +1,7 @@
 /**
  * A format version 1 store written by the previous release (test/fixtures/store-v1) is read by
- * today's code as it is; only a zstd backup upgrades it to version 2, and everything still restores.
+ * today's code as it is; a backup, which writes a pack with a record table (version 3), upgrades it,
+ * and everything still restores; its packs without tables are walked as they are.
  */
 import t, { type Test } from 'tap';
 import { promises as fs } from 'node:fs';
@@ -64,21 +65,22 @@ t.test('the version 1 store is listed, verified and restored as it is', async (t
   t.same(await formatFile(store), V1_FORMAT, 'reading changes nothing in the format file');
 });
 
-t.test('an LZ4 backup leaves the store at version 1', async (t) => {
+t.test('an LZ4 backup upgrades the store to version 3: its new pack has a table, the old ones are read as they are', async (t) => {
   const { dir, store, images } = await v1Store(t);
-  const before = await fs.readFile(join(store, 'chunkvault.json'));
   const image = await newImage(dir, 61);
   const { id } = await cliJson<{ id: string }>(['backup', '--store', store, '--name', 'vm2', '--compression', 'lz4', image]);
-  t.same(await fs.readFile(join(store, 'chunkvault.json')), before, 'the format file is byte for byte as it was');
+  t.same(await formatFile(store), { ...V1_FORMAT, version: 3 }, 'version 3, every other field kept: an older chunkvault refuses the store rather than take the table for damage');
   t.match(await cliJson<StoreStats>(['stats', '--store', store]), { codecs: { lz4: { chunks: 3 + 3 }, zstd: { chunks: 0 } } });
+  t.match(await cliJson(['repair', '--store', store]), { packsScanned: 3, chunksFound: 7 + 4, damagedRanges: [] }, 'packs with and without a table: no damage');
+  t.match(await cliJson(['verify', '--store', store, '--read-data']), { clean: true, restorePoints: 3, damaged: [] });
   await restoresAll(t, dir, store, { ...images, [id]: image });
 });
 
-t.test('a zstd backup upgrades the store to version 2 and everything still restores', async (t) => {
+t.test('a zstd backup upgrades the store to version 3 and everything still restores', async (t) => {
   const { dir, store, images } = await v1Store(t);
   const image = await newImage(dir, 62);
   const { id } = await cliJson<{ id: string }>(['backup', '--store', store, '--name', 'vm2', '--compression', 'zstd:3', image]);
-  t.same(await formatFile(store), { ...V1_FORMAT, version: 2 }, 'version 2, every other field kept');
+  t.same(await formatFile(store), { ...V1_FORMAT, version: 3 }, 'version 3, every other field kept');
   t.match(await cliJson<StoreStats>(['stats', '--store', store]), { codecs: { raw: { chunks: 4 + 1 }, lz4: { chunks: 3 }, zstd: { chunks: 3 } } });
   // The second backup's image with text over its remaining hole (slot 2).
   const incremental = join(dir, 'incremental.img');

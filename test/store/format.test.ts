@@ -22,8 +22,8 @@ t.test('chunk sizes: powers of two from 64K to 8M, in bytes or with suffixes', a
 t.test('format file: newer or unknown formats are refused', async (t) => {
   const good = decodeFormat(encodeFormat(newFormat(1048576, new Date(0), DEFAULT_COMPRESSION)), '/s');
   t.equal(good.chunkSize, 1048576);
-  t.equal(good.version, 2);
-  t.throws(() => decodeFormat(JSON.stringify({ format: 'chunkvault', version: 3, chunkSize: 1048576 }), '/s'), { code: 'CV_UNSUPPORTED_FORMAT' });
+  t.equal(good.version, 3);
+  t.throws(() => decodeFormat(JSON.stringify({ format: 'chunkvault', version: 4, chunkSize: 1048576 }), '/s'), { code: 'CV_UNSUPPORTED_FORMAT' });
   t.throws(() => decodeFormat(JSON.stringify({ format: 'borg', version: 1, chunkSize: 1048576 }), '/s'), { code: 'CV_UNSUPPORTED_FORMAT' });
   t.throws(() => decodeFormat('{not json', '/s'), { code: 'CV_NOT_A_STORE' });
 });

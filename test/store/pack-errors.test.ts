@@ -7,7 +7,8 @@ import t, { type Test } from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { StoreReadError } from '../../store/errors.js';
-import { checkRecords, copyRecords, recordIds, recoverPack, PackWriter } from '../../store/pack.js';
+import { checkRecords, copyRecords, recordIds, recoverPack, packKey, PackWriter } from '../../store/pack.js';
+import { FsBackend } from '../../store/backend/fs.js';
 import { chunkId, loadHasher } from '../../store/chunk-id.js';
 import { requireCapability, seededBytes, tempDir } from '../helpers/index.js';
 import { canServeFuse, eioFile } from '../helpers/one-file-fs.js';
@@ -15,32 +16,42 @@ import { canServeFuse, eioFile } from '../helpers/one-file-fs.js';
 await loadHasher();
 const record = { offset: 0, storedLength: 1000, id: chunkId(seededBytes(1, 1000)) };
 
-async function refusedEverywhere(t: Test, dir: string, path: string, errno: string): Promise<void> {
-  const name = path.split('/').pop()!.replace(/\.pack$/, '');
-  t.same(await checkRecords(path, [record, { ...record, offset: 5000 }]), [`pack ${name}: cannot read (${errno})`, `pack ${name}: cannot read (${errno})`]);
+const NAME = '0123abcd0123abcd';
+
+async function refusedEverywhere(t: Test, backend: FsBackend, dir: string, errno: string): Promise<void> {
+  const path = backend.pathOf(packKey(NAME));
+  t.same(await checkRecords(backend, NAME, [record, { ...record, offset: 5000 }]), [`pack ${NAME}: cannot read (${errno})`, `pack ${NAME}: cannot read (${errno})`]);
   const error = { constructor: StoreReadError, code: 'CV_STORE_READ', message: `cannot read pack ${path} (${errno}); stopped, nothing was changed`, data: { object: path, code: errno } };
-  await t.rejects(recordIds(path), error, 'recordIds');
-  await t.rejects(recoverPack(path), error, 'recoverPack');
-  const writer = new PackWriter(join(dir, 'out'));
+  await t.rejects(recordIds(backend, NAME), error, 'recordIds');
+  await t.rejects(recoverPack(backend, NAME), error, 'recoverPack');
+  const out = new FsBackend(join(dir, 'out'));
+  const writer = new PackWriter(out);
   await fs.mkdir(join(dir, 'out'), { recursive: true });
-  await t.rejects(copyRecords(path, [record], writer), error, 'copyRecords');
+  await t.rejects(copyRecords(backend, NAME, [record], writer), error, 'copyRecords');
   await writer.close();
   t.same(await fs.readdir(join(dir, 'out')), [], 'nothing was copied');
 }
 
+/** A store directory with its packs directory. */
+async function packsIn(dir: string): Promise<FsBackend> {
+  const backend = new FsBackend(join(dir, 'store'));
+  await fs.mkdir(join(backend.dir, 'packs'), { recursive: true });
+  return backend;
+}
+
 t.test('an absent pack is missing; one that is a directory is EISDIR, named', async (t) => {
   const dir = await tempDir(t);
-  t.same(await checkRecords(join(dir, 'gone.pack'), [record]), ['pack missing']);
-  await t.rejects(recoverPack(join(dir, 'gone.pack')), { code: 'CV_STORE_READ', message: `cannot read pack ${join(dir, 'gone.pack')} (ENOENT); stopped, nothing was changed` }, 'a listed pack that vanished is not an empty one');
-  const path = join(dir, '0123abcd0123abcd.pack');
-  await fs.mkdir(path);
-  await refusedEverywhere(t, dir, path, 'EISDIR');
+  const backend = await packsIn(dir);
+  t.same(await checkRecords(backend, 'gone', [record]), ['pack missing']);
+  await t.rejects(recoverPack(backend, 'gone'), { code: 'CV_STORE_READ', message: `cannot read pack ${backend.pathOf(packKey('gone'))} (ENOENT); stopped, nothing was changed` }, 'a listed pack that vanished is not an empty one');
+  await fs.mkdir(backend.pathOf(packKey(NAME)));
+  await refusedEverywhere(t, backend, dir, 'EISDIR');
 });
 
 t.test('a pack whose reads fail with EIO', async (t) => {
   if (!requireCapability(t, canServeFuse(), 'needs root, /dev/fuse and fusermount')) return;
   const dir = await tempDir(t);
-  const path = join(dir, '0123abcd0123abcd.pack');
-  await fs.symlink(await eioFile(t, join(dir, 'mnt'), 1 << 20), path);
-  await refusedEverywhere(t, dir, path, 'EIO');
+  const backend = await packsIn(dir);
+  await fs.symlink(await eioFile(t, join(dir, 'mnt'), 1 << 20), backend.pathOf(packKey(NAME)));
+  await refusedEverywhere(t, backend, dir, 'EIO');
 });
