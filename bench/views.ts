@@ -5,7 +5,9 @@
  * - sparseConvert: `qemu-img convert -O raw` of the sparse disk's .qcow2 view against the same
  *   convert of its raw .img view (libfuse2 has no SEEK_HOLE, so qemu reads every zero of the
  *   raw view; the qcow2 view tells it where the holes are); goal: >= 20x. Beside them, the
- *   convert of the dense disk's .img: what converting just the data volume costs.
+ *   convert of the dense disk's .img: what converting just the data volume costs. Each convert
+ *   also counts the CPU seconds of qemu-img and of the mount serving it: on a shared machine
+ *   their ratio moves less with others' load than the ratio of wall times.
  * - viewReads: `dd bs=1M` of the dense disk's .img, .vhd and .qcow2 views, each round starting
  *   with another, medians of the rounds; goal: each view within 10% of the raw view's throughput.
  * Only ratios measured in this one run are meant to be compared: the machine is shared.
@@ -15,7 +17,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext } from './context.js';
 import { sparseSpec } from './incremental.js';
-import { measureCommand, readWarm } from './measure.js';
+import { measureCommand, processUsage, readWarm } from './measure.js';
 import { withMount } from './mount.js';
 import { hasCommand } from './peers.js';
 import { median } from './report.js';
@@ -55,46 +57,66 @@ async function prepare(context: BenchContext): Promise<Prepared> {
   };
 }
 
-async function withPrepared<T>(context: BenchContext, use: (prepared: Prepared, mountpoint: string) => Promise<T>): Promise<T> {
+async function withPrepared<T>(context: BenchContext, use: (prepared: Prepared, mountpoint: string, server: number) => Promise<T>): Promise<T> {
   const prepared = await prepare(context);
   try {
-    return await withMount(prepared.store, prepared.mountpoint, '', [], (mountpoint) => use(prepared, mountpoint));
+    return await withMount(prepared.store, prepared.mountpoint, '', [], (mountpoint, server) => use(prepared, mountpoint, server));
   } finally {
     await fs.rm(prepared.store, { recursive: true, force: true });
   }
 }
 
-async function convert(context: BenchContext, file: string, format: string, out: string): Promise<number> {
+interface Convert {
+  seconds: number;
+  /** qemu-img's own, and what the mount process spent serving its reads. */
+  cpuSeconds: number;
+  /** Cores the whole machine kept busy meanwhile: others' load shows as more than this convert's CPU. */
+  machineBusyCores: number;
+}
+
+async function convert(context: BenchContext, file: string, format: string, out: string, server: number): Promise<Convert> {
   context.log(`views: qemu-img convert -f ${format} ${file}`);
+  const before = processUsage(server).cpuSeconds;
   const run = await measureCommand('qemu-img', ['convert', '-f', format, '-O', 'raw', file, out]);
-  return run.wallSeconds;
+  return { seconds: run.wallSeconds, cpuSeconds: run.cpuSeconds + processUsage(server).cpuSeconds - before, machineBusyCores: run.machineBusyCores };
+}
+
+/** Medians of each figure over the converts. */
+function medians(runs: Convert[]): Convert {
+  return { seconds: median(runs.map((r) => r.seconds)), cpuSeconds: median(runs.map((r) => r.cpuSeconds)), machineBusyCores: median(runs.map((r) => r.machineBusyCores)) };
 }
 
 export async function sparseConvert(context: BenchContext): Promise<Record<string, unknown>> {
   if (!hasCommand('qemu-img')) return { skipped: 'qemu-img is not installed (apt-get install qemu-utils)' };
-  return withPrepared(context, async ({ store, sparse, dense }, mountpoint) => {
+  return withPrepared(context, async ({ store, sparse, dense: denseDisk }, mountpoint, server) => {
     const out = join(context.workDir, 'views-converted.raw');
     // Both converts read the same chunks from a warm page cache, the first one included.
     readWarm(store);
     try {
       const view = (suffix: string): string => join(mountpoint, sparse.id, `disk.${suffix}`);
-      const qcow2Seconds = median(await repeat(context.rounds, () => convert(context, view('qcow2'), 'qcow2', out)));
+      const qcow2 = medians(await repeat(context.rounds, () => convert(context, view('qcow2'), 'qcow2', out, server)));
       const identical = spawnSync('cmp', ['-s', out, sparse.base]).status === 0;
-      const rawSeconds = await convert(context, view('img'), 'raw', out);
-      const denseSeconds = median(await repeat(context.rounds, () => convert(context, join(mountpoint, dense.id, 'disk.img'), 'raw', out)));
-      const speedup = rawSeconds / qcow2Seconds;
+      const raw = await convert(context, view('img'), 'raw', out, server);
+      const denseData = medians(await repeat(context.rounds, () => convert(context, join(mountpoint, denseDisk.id, 'disk.img'), 'raw', out, server)));
+      const speedup = raw.seconds / qcow2.seconds;
       return {
         logicalBytes: sparse.bytes,
         dataBytes: sparse.dataBytes,
-        qcow2Seconds,
-        rawSeconds,
+        qcow2Seconds: qcow2.seconds,
+        rawSeconds: raw.seconds,
         // "The time of its data": the same convert of a dense disk of the sparse one's data volume.
-        denseDataSeconds: denseSeconds,
-        qcow2VsDenseData: qcow2Seconds / denseSeconds,
+        denseDataSeconds: denseData.seconds,
+        qcow2VsDenseData: qcow2.seconds / denseData.seconds,
         speedupQcow2VsRaw: speedup,
         goalAtLeast20x: speedup >= 20,
         convertedIdentical: identical,
-        notes: [`qcow2 and dense: medians of ${context.rounds} converts; raw: one convert (it reads the whole logical size)`],
+        cpuSeconds: { qcow2: qcow2.cpuSeconds, raw: raw.cpuSeconds, denseData: denseData.cpuSeconds },
+        cpuRatioRawVsQcow2: raw.cpuSeconds / qcow2.cpuSeconds,
+        machineBusyCores: { qcow2: qcow2.machineBusyCores, raw: raw.machineBusyCores, denseData: denseData.machineBusyCores },
+        notes: [
+          `qcow2 and dense: medians of ${context.rounds} converts; raw: one convert (it reads the whole logical size)`,
+          'cpuSeconds: qemu-img and the mount process together, per convert',
+        ],
       };
     } finally {
       await fs.rm(out, { force: true });

@@ -28,6 +28,12 @@ interface LocatedChunk {
   ref: ChunkRef;
 }
 
+/** Slots [first, first + count) of a disk. */
+export interface SlotRange {
+  first: number;
+  count: number;
+}
+
 /** A chunk the index knows, or why it cannot be read at all. */
 type SlotChunk = LocatedChunk | { missing: string };
 
@@ -217,10 +223,21 @@ export class DiskReader {
 
   /** Starts decoding the chunks of slots [first, first + count) that are neither cached nor under way. */
   prefetch(first: number, count: number): void {
+    this.prefetchRanges([{ first, count }]);
+  }
+
+  /**
+   * The same for several slot ranges in one request, so their chunks share decode tasks of the
+   * fetcher's task size however scattered they are: read ahead in a qcow2 view of a sparse
+   * disk is one range per chunk, and a task per chunk cost the mount a pool round trip each.
+   */
+  prefetchRanges(ranges: SlotRange[]): void {
     const wanted: { chunk: LocatedChunk }[] = [];
-    for (let slot = first; slot < Math.min(first + count, this.slots.length); slot++) {
-      const chunk = this.slots[slot];
-      if (chunk && 'ref' in chunk && !this.fetcher.isUnderWay(chunk)) wanted.push({ chunk });
+    for (const { first, count } of ranges) {
+      for (let slot = first; slot < Math.min(first + count, this.slots.length); slot++) {
+        const chunk = this.slots[slot];
+        if (chunk && 'ref' in chunk && !this.fetcher.isUnderWay(chunk)) wanted.push({ chunk });
+      }
     }
     if (wanted.length > 0) this.fetcher.request(wanted);
   }

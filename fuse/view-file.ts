@@ -6,7 +6,7 @@
 import type { Store } from '../store/store.js';
 import type { RestorePoint } from '../store/catalog.js';
 import { openLayout, type ViewLayout } from '../engine/views/index.js';
-import type { DiskReader } from '../engine/reader.js';
+import type { DiskReader, SlotRange } from '../engine/reader.js';
 import { ReadAhead, type ImageFiles, type OpenFile } from './image-file.js';
 import type { ViewNode } from './view-tree.js';
 
@@ -43,11 +43,13 @@ class OpenView implements OpenFile {
 
   /** The disk chunks behind chunk-sized units [first, first + count) of the view: the holes a qcow2 skips are not among them. */
   private prefetch(reader: DiskReader, first: number, count: number): void {
+    const ranges: SlotRange[] = [];
     for (const piece of this.layout.pieces(first * reader.chunkSize, count * reader.chunkSize)) {
       if (piece.kind !== 'disk') continue;
       const slot = reader.slotOf(piece.at);
-      reader.prefetch(slot, reader.slotOf(piece.at + piece.length - 1) - slot + 1);
+      ranges.push({ first: slot, count: reader.slotOf(piece.at + piece.length - 1) - slot + 1 });
     }
+    reader.prefetchRanges(ranges);
   }
 }
 

@@ -91,6 +91,17 @@ t.test('zero chunks cost no decode; a chunk is decoded once however many want it
   t.equal(f.decodes(), before, 'what was read ahead is not decoded again');
 });
 
+t.test('read-ahead of scattered slots is one pool task, and what it read ahead is not decoded again', async (t) => {
+  const f = await fixture(t);
+  const reader = await DiskReader.open(f.store, f.point, 'disk', f.fetcher);
+  // As a qcow2 view of a sparse disk asks: one range per chunk, zero slots between them.
+  const ranges = [0, 2, 4, 9, 16, 19, 26].map((first) => ({ first, count: 1 }));
+  reader.prefetchRanges([...ranges, { first: 10, count: 6 }]);
+  t.equal(f.decodes(), 1, 'seven chunks in seven ranges, and six zero slots: one task');
+  for (const { first } of ranges) t.same(await readRange(reader, first * CHUNK, CHUNK), f.source.subarray(first * CHUNK, (first + 1) * CHUNK), `slot ${first}`);
+  t.equal(f.decodes(), 1, 'every read was served from the read-ahead');
+});
+
 t.test('buffers the cache lets go of are decoded into again, and what readers got stays intact', async (t) => {
   const f = await fixture(t);
   const pool = new WorkerPool(f.store.backend.spec, 2);
