@@ -18,15 +18,26 @@ const TASK_BYTES = 8 * 1024 * 1024;
 /** The lock's command: `restore <id>`. */
 export const RESTORE_COMMAND = 'restore';
 
-/** Runs `use` with a worker pool, under the store's lock naming the restore point read. */
-export async function underRestoreLock<T>(store: Store, point: RestorePoint, threads: number | undefined, use: (pool: WorkerPool) => Promise<T>): Promise<T> {
-  // The id in the lock tells prune which restore point is being read (prune.ts refuseWhileRestored).
-  const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`);
+/**
+ * Runs `use` with a worker pool started first thing: its threads load their code (tens of ms
+ * each) while this one checks the input, takes the lock and reads the maps, instead of after.
+ */
+export async function withPool<T>(store: Store, threads: number | undefined, use: (pool: WorkerPool) => Promise<T>): Promise<T> {
   const pool = new WorkerPool(store.backend.spec, threads);
   try {
     return await use(pool);
   } finally {
     await pool.close();
+  }
+}
+
+/** Runs `use` under the store's lock naming the restore point read. */
+export async function underRestoreLock<T>(store: Store, point: RestorePoint, use: () => Promise<T>): Promise<T> {
+  // The id in the lock tells prune which restore point is being read (prune.ts refuseWhileRestored).
+  const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`);
+  try {
+    return await use();
+  } finally {
     await lock.release();
   }
 }

@@ -15,10 +15,10 @@ export { RESTORE_COMMAND } from './restore-steps.js';
 import { openTarget, type Target } from './target.js';
 import { performance } from 'node:perf_hooks';
 import { resolveRef } from './refs.js';
-import { pipeline } from './pool.js';
+import { pipeline, type WorkerPool } from './pool.js';
 import { locateChunks, uniqueIds } from './locate.js';
 import type { ChunkRef, RestoreSlot } from './tasks.js';
-import { readListedMap, resolveRefs, slotAt, slotTasks, syncFile, underRestoreLock, targetFailed } from './restore-steps.js';
+import { readListedMap, resolveRefs, slotAt, slotTasks, syncFile, underRestoreLock, targetFailed, withPool } from './restore-steps.js';
 import { checkIncremental, patchDisk, requireRestoredTarget, type Incremental } from './rollback.js';
 
 /** Restored disks are private unless asked otherwise (design invariant 7). */
@@ -109,20 +109,22 @@ function restoreSlots(map: Buffer, size: number, chunkSize: number, refs: Map<st
 
 export async function restore(store: Store, ref: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
   const started = performance.now();
-  const { points, damaged } = await store.catalog.list();
-  const point = resolveRef(points, ref, damaged);
-  const disk = pickDisk(point, options.disk);
-  const incremental = await checkIncremental(options, points, damaged, point, disk);
-  const targetPath = resolve(target);
-  const out = await openTarget(store, targetPath, disk.size);
-  try {
-    if (out.isDevice && options.mode !== undefined) throw new InvalidInputError(`--mode is for a file target; ${targetPath} is a block device (its mode is left alone); nothing was written`, { target: targetPath });
-    if (incremental) requireRestoredTarget(out, targetPath, disk.size, incremental);
-    const written = incremental ? await patchDisk(store, point, disk, out, incremental, options) : await writeDisk(store, point, disk, out, options);
-    return { id: point.id, disk: disk.label, target: targetPath, size: disk.size, ...modeOf(incremental), ...written, seconds: (performance.now() - started) / 1000 };
-  } finally {
-    await out.release();
-  }
+  return withPool(store, options.threads, async (pool) => {
+    const { points, damaged } = await store.catalog.list();
+    const point = resolveRef(points, ref, damaged);
+    const disk = pickDisk(point, options.disk);
+    const incremental = await checkIncremental(options, points, damaged, point, disk);
+    const targetPath = resolve(target);
+    const out = await openTarget(store, targetPath, disk.size);
+    try {
+      if (out.isDevice && options.mode !== undefined) throw new InvalidInputError(`--mode is for a file target; ${targetPath} is a block device (its mode is left alone); nothing was written`, { target: targetPath });
+      if (incremental) requireRestoredTarget(out, targetPath, disk.size, incremental);
+      const written = incremental ? await patchDisk(store, pool, point, disk, out, incremental, options) : await writeDisk(store, pool, point, disk, out, options);
+      return { id: point.id, disk: disk.label, target: targetPath, size: disk.size, ...modeOf(incremental), ...written, seconds: (performance.now() - started) / 1000 };
+    } finally {
+      await out.release();
+    }
+  });
 }
 
 function modeOf(incremental: Incremental | null): Pick<RestoreSummary, 'mode' | 'onto'> {
@@ -131,9 +133,9 @@ function modeOf(incremental: Incremental | null): Pick<RestoreSummary, 'mode' | 
 }
 
 /** The restore proper, under the store's lock, onto a target already checked. */
-async function writeDisk(store: Store, point: RestorePoint, disk: DiskEntry, out: Target, options: RestoreOptions): Promise<Written> {
+async function writeDisk(store: Store, pool: WorkerPool, point: RestorePoint, disk: DiskEntry, out: Target, options: RestoreOptions): Promise<Written> {
   const partial = options.partial === true;
-  return underRestoreLock(store, point, options.threads, async (pool) => {
+  return underRestoreLock(store, point, async () => {
     const map = await readListedMap(store, point, disk.label);
     const ids = uniqueIds(map);
     const refs = resolveRefs(point, disk, map, ids, await locateChunks(store, ids), partial);

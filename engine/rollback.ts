@@ -124,8 +124,8 @@ async function zeroSlots(pool: WorkerPool, path: string, slots: RestoreSlot[], c
 }
 
 /** The incremental restore proper, under the store's lock, onto a target already checked. */
-export async function patchDisk(store: Store, point: RestorePoint, disk: DiskEntry, out: Target, incremental: Incremental, options: RestoreOptions): Promise<Written> {
-  return underRestoreLock(store, point, options.threads, async (pool) => {
+export async function patchDisk(store: Store, pool: WorkerPool, point: RestorePoint, disk: DiskEntry, out: Target, incremental: Incremental, options: RestoreOptions): Promise<Written> {
+  return underRestoreLock(store, point, async () => {
     const map = await readListedMap(store, point, disk.label);
     const chosen =
       incremental.kind === 'onto'

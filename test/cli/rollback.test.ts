@@ -9,6 +9,9 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { dataRanges } from '../../engine/holes.js';
 import { CRASH_ENV } from '../../engine/crash.js';
+import { startFaultyFs } from '../../bench/faulty-fs.js';
+import { canMount } from '../fuse/mounting.js';
+import { storeState } from '../helpers/faulty.js';
 import { MiB, cli, cliJson, hasCommand, isRoot, mounted, requireCapability, seededBytes, sha256File, sha256Head, tempDir, treeDigest, writeImage } from '../helpers/index.js';
 
 /** 25 slots of 1 MiB, the last one 12345 bytes: random, text, two zero slots, random. */
@@ -163,6 +166,51 @@ t.test('kill -9 in the middle of --onto or --compare: a rerun converges to the d
     await restoreJson(store, [ids.other, target, ...mode]);
     t.equal(await sha256File(target), await sha256File(images.other), `${mode[0]}: the rerun restores the disk`);
   }
+});
+
+/** Bytes of `path` in the page cache (fincore). */
+function cachedBytes(path: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+}
+
+t.test('--compare reads the target around the page cache: only its partial last slot is read through it', async (t) => {
+  if (!requireCapability(t, hasCommand('fincore') && hasCommand('dd'), 'needs fincore and dd (util-linux, coreutils)')) return;
+  const { dir, store, ids } = await fixture(t);
+  const target = join(dir, 'replica.img');
+  await restoreJson(store, [ids.a, target]);
+  execFileSync('dd', [`if=${target}`, 'iflag=nocache', 'count=0', 'status=none']);
+  t.equal(cachedBytes(target), 0, 'the target starts out of the page cache');
+  t.match(await restoreJson(store, [ids.a, target, '--compare']), { bytesRead: SIZE, slotsWritten: 0 });
+  t.equal(cachedBytes(target), 16384, "the last slot's 12345 bytes, 4 pages: the 24 whole slots were read direct");
+});
+
+t.test('--compare reads many slots at once: one read failing (EIO) stops it with exit 2 naming the target, nothing written', async (t) => {
+  if (!canMount(t)) return;
+  const { dir, store, images, ids } = await fixture(t);
+  const backing = join(dir, 'backing');
+  const served = join(dir, 'served');
+  await Promise.all([fs.mkdir(backing), fs.mkdir(served)]);
+  await restoreJson(store, [ids.a, join(backing, 'replica.img')]);
+  const faulty = await startFaultyFs(backing, served, join(dir, 'rules.json'));
+  try {
+    const target = join(served, 'replica.img');
+    // A target holding a: comparing with a writes nothing, so only the failed read can change anything.
+    t.match(await restoreJson(store, [ids.a, target, '--compare']), { bytesRead: SIZE, bytesWritten: 0, slotsWritten: 0 }, 'through the passthrough, faults off');
+    await faulty.setRules([{ path: '^/replica\\.img$', ops: ['read'], errno: 'EIO', count: 1 }]);
+    // storeState, not treeDigest: the index was opened (LevelDB rewrites its files on every open) before the read failed.
+    const storeBefore = await storeState(store);
+    const failed = await cli(['restore', '--store', store, ids.a, target, '--compare']);
+    t.equal(failed.code, 2, `exit 2 (${failed.stderr.trim()})`);
+    t.match(failed.stderr, new RegExp(`^chunkvault: target ${target}: reading or writing failed \\(EIO[^\n]*\\); the restore is incomplete\n$`), 'one line naming the target and the errno');
+    t.same(faulty.injected, [`read /replica.img EIO`], 'the fault was met once');
+    t.equal(await sha256File(join(backing, 'replica.img')), await sha256File(images.a), 'the target is unchanged');
+    t.equal(await storeState(store), storeBefore, 'the store is unchanged');
+    await faulty.setRules([]);
+    t.match(await restoreJson(store, [ids.b, target, '--compare']), { bytesRead: SIZE, slotsWritten: 4 }, 'faults off: the rerun writes the four slots b differs in');
+  } finally {
+    await faulty.stop();
+  }
+  t.equal(await sha256File(join(backing, 'replica.img')), await sha256File(images.b), 'the target is b');
 });
 
 t.test('a loop device: --onto writes zeros where a slot became zero, --compare converges, a larger device is fine', async (t) => {
