@@ -108,3 +108,11 @@ export class IndexIncompleteError extends ChunkvaultError {
   override readonly code = 'CV_INDEX_INCOMPLETE';
   override readonly exitCode = 1;
 }
+
+/**
+ * Recovery sessions (engine/session*.ts): no session at a DIR, one there already, one serving
+ * still, a TARGET another session writes. The session's own files are left as they were.
+ */
+export class SessionError extends ChunkvaultError {
+  override readonly code = 'CV_SESSION';
+}

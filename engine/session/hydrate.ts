@@ -1,0 +1,84 @@
+/**
+ * Hydration: copies the restore point's blocks the TARGET lacks into it, in disk order, one
+ * chunk's worth at a time. Guest I/O goes first: a step starts only while no guest read or
+ * write is under way, and `--max-rate` paces the steps (engine/throttle.ts). The bitmap is
+ * saved every SYNC_BYTES, so a kill -9 costs at most that much copying again on --resume.
+ */
+import { performance } from 'node:perf_hooks';
+import { setImmediate as yieldToIo } from 'node:timers/promises';
+import { Throttle, type ThrottleLimits } from '../throttle.js';
+import type { CowDisk } from './cow-disk.js';
+
+const SYNC_BYTES = 64 * 1024 * 1024;
+
+export interface HydrationProgress {
+  /** Bytes of disk this run copied (or found zero) into TARGET. */
+  bytesHydrated: number;
+  /** Bytes of disk TARGET holds now, written by the guest or hydrated, in any run. */
+  bytesPresent: number;
+  size: number;
+  seconds: number;
+  complete: boolean;
+}
+
+export interface HydrationOptions {
+  limits: ThrottleLimits | null;
+  /** TARGET reads zero wherever nothing was written (a file the session created): zero blocks need no write. */
+  skipZeros: boolean;
+  /** Bytes per step: the store's chunk size, so a step decodes one chunk. */
+  stepBytes: number;
+  onProgress(progress: HydrationProgress): void;
+}
+
+export class Hydration {
+  private stopping = false;
+  private bytesHydrated = 0;
+  private readonly started = performance.now();
+  readonly finished: Promise<HydrationProgress>;
+
+  constructor(
+    private readonly disk: CowDisk,
+    private readonly options: HydrationOptions,
+  ) {
+    this.finished = this.run();
+  }
+
+  /** Stops after the step under way and saves what was copied. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.finished.catch(() => undefined);
+  }
+
+  progress(): HydrationProgress {
+    const { disk } = this;
+    const present = Math.min(disk.size, disk.present.count * disk.blockSize);
+    return { bytesHydrated: this.bytesHydrated, bytesPresent: present, size: disk.size, seconds: (performance.now() - this.started) / 1000, complete: disk.present.complete };
+  }
+
+  private async run(): Promise<HydrationProgress> {
+    const { disk } = this;
+    const throttle = this.options.limits ? new Throttle(this.options.limits) : null;
+    const stepBlocks = Math.max(1, Math.ceil(this.options.stepBytes / disk.blockSize));
+    let unsaved = 0;
+    for (let first = 0; first < disk.blocks && !this.stopping; first += stepBlocks) {
+      const last = Math.min(disk.blocks, first + stepBlocks) - 1;
+      if (disk.present.hasAll(first, last)) continue;
+      await throttle?.admit(disk.bytesOf(first, last));
+      // Requests the kernel has queued are dispatched before the next step is looked at.
+      await yieldToIo();
+      await disk.guestIdle();
+      const copied = await disk.hydrate(first, last, this.options.skipZeros);
+      this.bytesHydrated += copied;
+      unsaved += copied;
+      if (unsaved >= SYNC_BYTES) {
+        await disk.sync();
+        unsaved = 0;
+      }
+      this.options.onProgress(this.progress());
+    }
+    await disk.sync();
+    const done = this.progress();
+    this.options.onProgress(done);
+    return done;
+  }
+}
