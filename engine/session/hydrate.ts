@@ -2,7 +2,8 @@
  * Hydration: copies the restore point's blocks the TARGET lacks into it, in disk order, one
  * chunk's worth at a time. Guest I/O goes first: a step starts only while no guest read or
  * write is under way, and `--max-rate` paces the steps (engine/throttle.ts). The bitmap is
- * saved every SYNC_BYTES, so a kill -9 costs at most that much copying again on --resume.
+ * saved every SYNC_BYTES or SYNC_MS, whichever comes first, so a kill -9 costs at most that
+ * much copying again on --resume.
  */
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToIo } from 'node:timers/promises';
@@ -10,6 +11,7 @@ import { Throttle, type ThrottleLimits } from '../throttle.js';
 import type { CowDisk } from './cow-disk.js';
 
 const SYNC_BYTES = 64 * 1024 * 1024;
+const SYNC_MS = 1000;
 
 export interface HydrationProgress {
   /** Bytes of disk this run copied (or found zero) into TARGET. */
@@ -60,6 +62,7 @@ export class Hydration {
     const throttle = this.options.limits ? new Throttle(this.options.limits) : null;
     const stepBlocks = Math.max(1, Math.ceil(this.options.stepBytes / disk.blockSize));
     let unsaved = 0;
+    let savedAt = performance.now();
     for (let first = 0; first < disk.blocks && !this.stopping; first += stepBlocks) {
       const last = Math.min(disk.blocks, first + stepBlocks) - 1;
       if (disk.present.hasAll(first, last)) continue;
@@ -70,9 +73,10 @@ export class Hydration {
       const copied = await disk.hydrate(first, last, this.options.skipZeros);
       this.bytesHydrated += copied;
       unsaved += copied;
-      if (unsaved >= SYNC_BYTES) {
+      if (unsaved >= SYNC_BYTES || performance.now() - savedAt >= SYNC_MS) {
         await disk.sync();
         unsaved = 0;
+        savedAt = performance.now();
       }
       this.options.onProgress(this.progress());
     }
