@@ -59,7 +59,7 @@ const FILES_TIMEOUT_MS = 60_000;
  */
 const MOUNT_OPTIONS = ['ro', 'direct_io'];
 
-function readAheadChunks(cacheBytes: number, chunkSize: number): number {
+export function readAheadChunks(cacheBytes: number, chunkSize: number): number {
   return Math.max(1, Math.floor(Math.min(MAX_READ_AHEAD_BYTES, cacheBytes / 4) / chunkSize));
 }
 

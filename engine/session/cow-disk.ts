@@ -13,7 +13,12 @@ import { BlockLocks } from './block-locks.js';
 
 /** What the restore point's disk offers (DiskReader). */
 export interface BaseDisk {
+  readonly chunkSize: number;
   read(into: Buffer, length: number, offset: number): Promise<number>;
+  /** The bytes are all in zero slots (no chunk to read). */
+  isZero(offset: number, length: number): boolean;
+  /** Starts decoding the chunks of slots [first, first + count) into the cache. */
+  prefetch(first: number, count: number): void;
 }
 
 export interface SavedBitmap {
@@ -65,6 +70,14 @@ export class CowDisk {
     return this.asGuest(() => this.writeRange(data, length, offset));
   }
 
+  /** Starts decoding the restore point's chunks under blocks [first, last], for a hydration about to copy them. */
+  prefetch(first: number, last: number): void {
+    const chunk = this.base.chunkSize;
+    const firstSlot = Math.floor((first * this.blockSize) / chunk);
+    const end = Math.ceil(Math.min(this.size, (last + 1) * this.blockSize) / chunk);
+    this.base.prefetch(firstSlot, end - firstSlot);
+  }
+
   /** Resolves once no guest read or write is under way: hydration goes only then. */
   guestIdle(): Promise<void> {
     if (this.guestOps === 0) return Promise.resolve();
@@ -83,7 +96,8 @@ export class CowDisk {
 
   /**
    * Copies the restore point's bytes of blocks [first, last] that the content file lacks into
-   * it; `skipZeros`: the content file reads zero where nothing was written (a new sparse file).
+   * it; `skipZeros`: the content file reads zero where nothing was written (a new sparse file),
+   * so zero slots are only marked. A chunk that decodes to zeros is written: only the map says "zero".
    * Returns the bytes of disk made present.
    */
   hydrate(first: number, last: number, skipZeros: boolean): Promise<number> {
@@ -91,11 +105,16 @@ export class CowDisk {
       let copied = 0;
       for (const [from, to] of this.missingRuns(first, last)) {
         const offset = from * this.blockSize;
-        const bytes = Buffer.allocUnsafe(this.bytesOf(from, to));
-        await this.base.read(bytes, bytes.length, offset);
-        if (!(skipZeros && isAllZero(bytes))) await writeFully(this.files.content, bytes, offset);
+        const length = this.bytesOf(from, to);
+        if (this.base.isZero(offset, length)) {
+          if (!skipZeros) await writeFully(this.files.content, zeros(length), offset);
+        } else {
+          const bytes = Buffer.allocUnsafe(length);
+          await this.base.read(bytes, length, offset);
+          await writeFully(this.files.content, bytes, offset);
+        }
         this.present.setRange(from, to);
-        copied += bytes.length;
+        copied += length;
       }
       return copied;
     });
@@ -218,12 +237,10 @@ async function readFully(file: FileHandle, into: Buffer, position: number): Prom
   into.fill(0, done);
 }
 
-const ZERO_PAGE = Buffer.alloc(4096);
+let zeroBuffer = Buffer.alloc(0);
 
-function isAllZero(bytes: Buffer): boolean {
-  for (let i = 0; i < bytes.length; i += ZERO_PAGE.length) {
-    const piece = bytes.subarray(i, i + ZERO_PAGE.length);
-    if (!piece.equals(ZERO_PAGE.subarray(0, piece.length))) return false;
-  }
-  return true;
+/** `length` zero bytes, from one buffer kept for that: writing zeros costs no allocation or fill. */
+function zeros(length: number): Buffer {
+  if (zeroBuffer.length < length) zeroBuffer = Buffer.alloc(length);
+  return zeroBuffer.subarray(0, length);
 }

@@ -29,6 +29,11 @@ export interface HydrationOptions {
   skipZeros: boolean;
   /** Bytes per step: the store's chunk size, so a step decodes one chunk. */
   stepBytes: number;
+  /**
+   * Steps decoded ahead of the one copied, so that the pool's workers decode in parallel;
+   * bounded by the chunk cache, which must hold them until they are copied.
+   */
+  aheadSteps: number;
   onProgress(progress: HydrationProgress): void;
 }
 
@@ -66,6 +71,8 @@ export class Hydration {
     for (let first = 0; first < disk.blocks && !this.stopping; first += stepBlocks) {
       const last = Math.min(disk.blocks, first + stepBlocks) - 1;
       if (disk.present.hasAll(first, last)) continue;
+      // Chunks cached or under way already are skipped: each step adds the one at the window's end.
+      disk.prefetch(first, Math.min(disk.blocks, first + (this.options.aheadSteps + 1) * stepBlocks) - 1);
       await throttle?.admit(disk.bytesOf(first, last));
       // Requests the kernel has queued are dispatched before the next step is looked at.
       await yieldToIo();
