@@ -92,7 +92,7 @@ t.test('targets: the store, too small, a mounted filesystem', async (t) => {
   await refused(t, s, ['--store', store, id, mnt, '--to', busy], /^chunkvault: target .* is in use \(mounted, or held by device-mapper, md or another program\)/, 'TARGET a mounted filesystem');
 });
 
-t.test('a second session on one DIR or one TARGET', async (t) => {
+t.test('a second session on one DIR or one TARGET; backup runs, prune and gc refuse, while a session serves', async (t) => {
   if (!canMount(t)) return;
   const s = await setup(t);
   const { store, id, mnt } = s;
@@ -103,6 +103,20 @@ t.test('a second session on one DIR or one TARGET', async (t) => {
   await fs.mkdir(other);
   await refused(t, s, ['--store', store, id, other, '--to', target], /^chunkvault: target .*target\.img is the target of the recovery session on .*\/mnt; choose another target/, 'a second session on TARGET');
   await refused(t, s, ['--resume', mnt], /^chunkvault: the recovery session on .*\/mnt is being served \(pid \d+ on .*\); --stop it first$/, '--resume of a served session');
+
+  // A backup runs while the session serves; prune and gc leave the session's restore point alone.
+  const newer = join(s.dir, 'newer', 'disk.img');
+  await fs.mkdir(dirname(newer));
+  await mixedImage(newer, 2);
+  await cliJson(['backup', '--store', store, newer]);
+  const holder = `'recover ${id} ${mnt}' \\(pid \\d+ on `;
+  const prune = await s.sessions.run(['prune', '--store', store, '--keep-last', '1']);
+  t.equal(prune.code, 3, 'prune refused');
+  t.match(prune.stderr, new RegExp(`^chunkvault: prune would remove a restore point that ${holder}.*\\) is reading; nothing was removed`));
+  const gc = await s.sessions.run(['gc', '--store', store]);
+  t.equal(gc.code, 3, 'gc refused');
+  t.match(gc.stderr, new RegExp(`^chunkvault: gc cannot run while ${holder}.*\\) may read packs it would delete`));
+
   t.equal((await s.sessions.run(['recover', '--discard', mnt])).code, 0);
   await running.exited;
   t.same(await fs.readdir(mnt), [], '--discard unmounted');
