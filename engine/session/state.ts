@@ -120,8 +120,14 @@ async function readRecord(state: string): Promise<SessionRecord> {
   } catch (err) {
     throw storeReadError(path, err);
   }
-  const record = JSON.parse(text) as SessionRecord;
-  if (record.format !== FORMAT || record.version !== VERSION) throw new SessionError(`${path} is not a version ${VERSION} recovery session`, { path });
+  const damaged = (): SessionError => new SessionError(`${path} is not a version ${VERSION} recovery session (damaged, or from another version); nothing was changed`, { path });
+  let record: SessionRecord;
+  try {
+    record = JSON.parse(text) as SessionRecord;
+  } catch {
+    throw damaged();
+  }
+  if (record?.format !== FORMAT || record.version !== VERSION) throw damaged();
   return record;
 }
 
