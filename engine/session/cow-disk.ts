@@ -70,6 +70,11 @@ export class CowDisk {
     return this.asGuest(() => this.writeRange(data, length, offset));
   }
 
+  /** The restore point has only zero slots under blocks [first, last]. */
+  baseIsZero(first: number, last: number): boolean {
+    return this.base.isZero(first * this.blockSize, this.bytesOf(first, last));
+  }
+
   /** Starts decoding the restore point's chunks under blocks [first, last], for a hydration about to copy them. */
   prefetch(first: number, last: number): void {
     const chunk = this.base.chunkSize;

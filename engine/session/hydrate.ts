@@ -71,12 +71,15 @@ export class Hydration {
     for (let first = 0; first < disk.blocks && !this.stopping; first += stepBlocks) {
       const last = Math.min(disk.blocks, first + stepBlocks) - 1;
       if (disk.present.hasAll(first, last)) continue;
-      // Chunks cached or under way already are skipped: each step adds the one at the window's end.
-      disk.prefetch(first, Math.min(disk.blocks, first + (this.options.aheadSteps + 1) * stepBlocks) - 1);
-      await throttle?.admit(disk.bytesOf(first, last));
-      // Requests the kernel has queued are dispatched before the next step is looked at.
-      await yieldToIo();
-      await disk.guestIdle();
+      // Zero slots onto a file that reads zero are only marked: no I/O to pace or to yield for.
+      if (!(this.options.skipZeros && disk.baseIsZero(first, last))) {
+        // Chunks cached or under way already are skipped: each step adds the one at the window's end.
+        disk.prefetch(first, Math.min(disk.blocks, first + (this.options.aheadSteps + 1) * stepBlocks) - 1);
+        await throttle?.admit(disk.bytesOf(first, last));
+        // Requests the kernel has queued are dispatched before the next step is looked at.
+        await yieldToIo();
+        await disk.guestIdle();
+      }
       const copied = await disk.hydrate(first, last, this.options.skipZeros);
       this.bytesHydrated += copied;
       unsaved += copied;
