@@ -68,6 +68,8 @@ export class Hydration {
     const stepBlocks = Math.max(1, Math.ceil(this.options.stepBytes / disk.blockSize));
     let unsaved = 0;
     let savedAt = performance.now();
+    // One save at a time runs beside the copying: it covers what was copied before it began.
+    let saving: Promise<void> | null = null;
     for (let first = 0; first < disk.blocks && !this.stopping; first += stepBlocks) {
       const last = Math.min(disk.blocks, first + stepBlocks) - 1;
       if (disk.present.hasAll(first, last)) continue;
@@ -83,13 +85,17 @@ export class Hydration {
       const copied = await disk.hydrate(first, last, this.options.skipZeros);
       this.bytesHydrated += copied;
       unsaved += copied;
-      if (unsaved >= SYNC_BYTES || performance.now() - savedAt >= SYNC_MS) {
-        await disk.sync();
+      if (!saving && (unsaved >= SYNC_BYTES || performance.now() - savedAt >= SYNC_MS)) {
         unsaved = 0;
         savedAt = performance.now();
+        saving = disk.sync();
+        // A failed save is kept: it stops hydration where it is awaited (below, or at the end).
+        saving.then(() => (saving = null), () => undefined);
       }
+      if (saving && unsaved >= SYNC_BYTES) await saving;
       this.options.onProgress(this.progress());
     }
+    await saving;
     await disk.sync();
     const done = this.progress();
     this.options.onProgress(done);
