@@ -22,8 +22,9 @@ import { register as repair } from './commands/repair.js';
 import { register as config } from './commands/config.js';
 import { register as ls } from './commands/ls.js';
 import { register as files } from './commands/files.js';
+import { register as recover } from './commands/recover.js';
 
-const COMMANDS = [init, config, backup, list, ls, restore, verify, stats, mount, umount, prune, hold, release, gc, extents, bench, repair, files];
+const COMMANDS = [init, config, backup, list, ls, restore, verify, stats, mount, umount, prune, hold, release, gc, extents, bench, repair, files, recover];
 
 function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(import.meta.url), 'package.json'), 'utf8')) as { version: string }).version;

@@ -39,7 +39,7 @@ import { RecordOutcome, type RecompressResult } from './tasks.js';
 
 export const DEFAULT_MAX_UNUSED_PERCENT = 10;
 /** Commands that read packs without holding the index, which gc must not pull packs from under. */
-const PACK_READERS = ['mount', 'restore', 'verify', 'ls'];
+const PACK_READERS = ['mount', 'restore', 'verify', 'ls', 'recover'];
 /** Temp files younger than this may belong to a write in progress (a hold, say). */
 const TMP_GRACE_MS = 60_000;
 /** Live bytes copied per compaction group: bounds the extra space compaction needs. */

@@ -33,6 +33,8 @@ export { listContents, type PointContents, type DiskContents, type PartitionCont
 export { probeFilesystem, identifyFilesystem, type FilesystemInfo, type FilesystemProbe } from './filesystems.js';
 export { readPartitionTable, type Partition, type PartitionTable } from './partitions.js';
 export type { RestorePoint, DamagedEntry } from '../store/catalog.js';
+export { listSessions, describeSession, sessionAt, SESSION_BLOCK_BYTES, type SessionListing, type SessionRecord, type SessionRequest } from './session/session.js';
+export type { HydrationProgress } from './session/hydrate.js';
 export * from './errors.js';
 
 export async function initStore(dir: string, chunkSize?: string, compression?: string): Promise<Store> {

@@ -9,6 +9,7 @@ import type { RestorePoint } from '../store/catalog.js';
 import { describeLocks } from '../store/lock.js';
 import { StoreBusyError, UnknownRefError } from './errors.js';
 import { RESTORE_COMMAND } from './restore.js';
+import { RECOVER_COMMAND } from './session/state.js';
 import { crashPoint } from './crash.js';
 import { makeRoomIfFull } from './space.js';
 import { checkName } from './names.js';
@@ -39,11 +40,11 @@ export async function planPrune(store: Store, policy: RetentionPolicy, options: 
   return { points: decisions, kept: decisions.length - removed, removed };
 }
 
-/** A restore reads a point's map once, as it starts; removing the point under it must wait. */
+/** A restore or a recovery session reads a point's map once, as it starts; removing the point under it must wait. */
 async function refuseWhileRestored(store: Store, ids: Set<string>): Promise<void> {
   const readers = (await store.locks()).filter((l) => {
     const [command, id] = l.command.split(' ');
-    return command === RESTORE_COMMAND && ids.has(id);
+    return (command === RESTORE_COMMAND || command === RECOVER_COMMAND) && ids.has(id);
   });
   if (readers.length === 0) return;
   const holder = describeLocks(readers);

@@ -221,6 +221,12 @@ export class DiskReader {
     });
   }
 
+  /** True when disk bytes [offset, offset + length) are all in zero slots: they read zero without any I/O. */
+  isZero(offset: number, length: number): boolean {
+    for (let slot = this.slotOf(offset); slot <= this.slotOf(offset + length - 1); slot++) if (this.slots[slot] !== null) return false;
+    return true;
+  }
+
   /** Starts decoding the chunks of slots [first, first + count) that are neither cached nor under way. */
   prefetch(first: number, count: number): void {
     this.prefetchRanges([{ first, count }]);

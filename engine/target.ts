@@ -56,7 +56,7 @@ async function reachedPath(path: string): Promise<string> {
   return join(parent, basename(path));
 }
 
-function isWithin(path: string, dir: string): boolean {
+export function isWithin(path: string, dir: string): boolean {
   return path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 }
 

@@ -58,6 +58,8 @@ interface FuseModule {
   EBADF: number;
   EINVAL: number;
   ENOTDIR: number;
+  EPERM: number;
+  ENOSPC: number;
 }
 
 const require = createRequire(import.meta.url);

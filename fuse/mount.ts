@@ -39,11 +39,11 @@ export interface MountSession {
 }
 
 /** A backup holds the index for its whole run: an open waits briefly, then fails with EBUSY naming it. */
-const INDEX_WAIT_MS = 3000;
+export const INDEX_WAIT_MS = 3000;
 /** fuse-native's unmount runs fusermount and may never call back: the mount stops waiting after this. */
 const UNMOUNT_WAIT_MS = 5000;
 /** How often the catalog is checked for new and pruned restore points, and the mount for being there. */
-const POLL_MS = 1000;
+export const POLL_MS = 1000;
 /** Read-ahead per sequential reader, at most a quarter of the cache so it is not evicted unread. */
 const MAX_READ_AHEAD_BYTES = 32 * 1024 * 1024;
 /** How long a reader behind files/ may take to start or answer. */
@@ -59,16 +59,16 @@ const FILES_TIMEOUT_MS = 60_000;
  */
 const MOUNT_OPTIONS = ['ro', 'direct_io'];
 
-function readAheadChunks(cacheBytes: number, chunkSize: number): number {
+export function readAheadChunks(cacheBytes: number, chunkSize: number): number {
   return Math.max(1, Math.floor(Math.min(MAX_READ_AHEAD_BYTES, cacheBytes / 4) / chunkSize));
 }
 
-function mountFuse(fuse: FuseMount): Promise<void> {
+export function mountFuse(fuse: FuseMount): Promise<void> {
   return new Promise((done, fail) => fuse.mount((err) => (err ? fail(err) : done())));
 }
 
 /** Resolves with fuse-native's answer, or with a timeout error: never waits forever. */
-function unmountFuse(fuse: FuseMount): Promise<Error | null> {
+export function unmountFuse(fuse: FuseMount): Promise<Error | null> {
   return new Promise((done) => {
     const timer = setTimeout(() => done(new Error(`no answer from fuse-native within ${UNMOUNT_WAIT_MS} ms`)), UNMOUNT_WAIT_MS);
     fuse.unmount((err) => {
@@ -83,7 +83,7 @@ function unmountFuse(fuse: FuseMount): Promise<Error | null> {
  * one while a lookup of it under the path reaches this process. Neither the path in mountinfo
  * nor the device tells: a filesystem mounted there since may even get the freed device number.
  */
-class MountProbe implements Probe {
+export class MountProbe implements Probe {
   readonly path = `/.chunkvault-probe-${randomBytes(8).toString('hex')}`;
   private answers = 0;
 
@@ -169,7 +169,7 @@ async function filesView(tree: LiveTree, ops: FuseOperations, mountpoint: string
 }
 
 /** Unmounts on SIGINT or SIGTERM; resolves once unmounted by any means. */
-export async function serveUntilSignalled(session: MountSession): Promise<void> {
+export async function serveUntilSignalled(session: Pick<MountSession, 'closed' | 'unmount'>): Promise<void> {
   const stop = (): void => void session.unmount();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

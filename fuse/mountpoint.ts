@@ -30,13 +30,22 @@ async function isStale(path: string): Promise<boolean> {
   }
 }
 
+/** Detaches a FUSE mount on `path` whose process is gone (ENOTCONN); returns what is mounted there otherwise. */
+async function clearStale(path: string): Promise<MountEntry | undefined> {
+  const mounted = await mountAt(path);
+  if (!mounted || !(await isStale(path))) return mounted;
+  await fusermount(['-uz', path]);
+  return undefined;
+}
+
+export async function clearStaleMount(path: string): Promise<void> {
+  await clearStale(path);
+}
+
 /** An existing, empty directory that nothing is mounted on; a stale FUSE mount is cleared first. */
 export async function prepareMountpoint(path: string): Promise<void> {
-  const mounted = await mountAt(path);
-  if (mounted && !(await isStale(path))) {
-    throw new MountpointError(`${path} is busy: a ${mounted.fstype} filesystem is mounted there (unmount it first)`, { mountpoint: path });
-  }
-  if (mounted) await fusermount(['-uz', path]);
+  const mounted = await clearStale(path);
+  if (mounted) throw new MountpointError(`${path} is busy: a ${mounted.fstype} filesystem is mounted there (unmount it first)`, { mountpoint: path });
   const stats = await fs.stat(path).catch((err: NodeJS.ErrnoException) => {
     throw new MountpointError(`mountpoint ${path}: ${err.code === 'ENOENT' ? 'does not exist' : err.code}`, { mountpoint: path });
   });

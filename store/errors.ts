@@ -143,3 +143,11 @@ export class BackendUnreachableError extends ChunkvaultError {
 export class BackendError extends ChunkvaultError {
   override readonly code = 'CV_BACKEND';
 }
+
+/**
+ * Recovery sessions (engine/session*.ts): no session at a DIR, one there already, one serving
+ * still, a TARGET another session writes. The session's own files are left as they were.
+ */
+export class SessionError extends ChunkvaultError {
+  override readonly code = 'CV_SESSION';
+}
