@@ -94,6 +94,8 @@ export class StoreReadError extends ChunkvaultError {
 
 /** The errno of a failed system call, when it has one. */
 export function errnoOf(err: unknown): string | undefined {
+  // Reading what is not a file fails with this errno; messages name it as they name any other.
+  if (err instanceof NotAnObjectError) return err.data.errno as string;
   return (err as NodeJS.ErrnoException | null)?.code;
 }
 

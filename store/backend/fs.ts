@@ -232,7 +232,7 @@ export class FsBackend implements Backend {
 
 /** Something else under an object's name (a directory, a FIFO) is neither the object nor its absence. */
 function regularOrThrow(key: string, stats: Stats): Stats {
-  if (!stats.isFile()) throw new NotAnObjectError(`${key} is ${kindOf(stats)}, not a regular file`, { key, kind: kindOf(stats) });
+  if (!stats.isFile()) throw new NotAnObjectError(`${key} is ${kindOf(stats)}, not a regular file`, { key, kind: kindOf(stats), errno: stats.isDirectory() ? 'EISDIR' : 'EINVAL' });
   return stats;
 }
 
