@@ -20,8 +20,8 @@ export const RESTORE_COMMAND = 'restore';
 
 /** Runs `use` with a worker pool, under the store's lock naming the restore point read. */
 export async function underRestoreLock<T>(store: Store, point: RestorePoint, threads: number | undefined, use: (pool: WorkerPool) => Promise<T>): Promise<T> {
-  // The id in the lock tells prune which restore point is being read (prune.ts refuseWhileRestored).
-  const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`);
+  // Pinned before its map is read: prune keeps it, gc keeps its chunks where they are.
+  const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`, { pins: [point.id] });
   const pool = new WorkerPool(store.backend.spec, threads);
   try {
     return await use(pool);
