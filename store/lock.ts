@@ -87,13 +87,19 @@ export async function acquireLock(backend: Backend, command: string, options: Lo
     const holders = others.filter((l) => conflicts(info, l, options.tolerates));
     if (holders.length > 0) {
       const holder = describeLocks(holders);
-      throw new StoreBusyError(`${info.kind === 'exclusive' ? command : `'${command.split(' ')[0]}'`} cannot run while ${holder} is running; run it when that has finished`, { holder });
+      throw new StoreBusyError(busyMessage(info, holder), { holder });
     }
   } catch (err) {
     await backend.delete([key]);
     throw err;
   }
   return new Lease(backend, key, info, options.onLeaseLost ?? exitOnLeaseLost);
+}
+
+function busyMessage(mine: LockInfo, holder: string): string {
+  const name = mine.command.split(' ')[0];
+  if (mine.kind === 'exclusive') return `${name} cannot run while ${holder} may use chunks it would delete; run ${name} when that has finished`;
+  return `'${name}' cannot run while ${holder} holds the store exclusively; run '${name}' when that has finished`;
 }
 
 function conflicts(mine: LockInfo, other: LockInfo, tolerates: LockOptions['tolerates']): boolean {
