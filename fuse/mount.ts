@@ -113,7 +113,7 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
     onLeaseLost: (err) => {
       log(err.message);
       process.exitCode = err instanceof ChunkvaultError ? err.exitCode : 2;
-      void stop();
+      stop().catch((closeErr: Error) => log(`unmount: ${closeErr.message}`));
     },
   });
   const pool = new WorkerPool(store.backend.spec);

@@ -120,6 +120,7 @@ class Lease implements HeldLock {
   /** Writes of the lock object, one at a time: a pin and a renewal never interleave. */
   private writing: Promise<void> = Promise.resolve();
   private released = false;
+  private lost = false;
 
   constructor(
     private readonly backend: Backend,
@@ -140,7 +141,11 @@ class Lease implements HeldLock {
     this.released = true;
     clearInterval(this.timer);
     await this.writing.catch(() => undefined);
-    await this.backend.delete([this.key]);
+    // A lost lock is no longer this command's to rely on (another may have removed it as stale):
+    // removing what is left of it is a courtesy whose failure changes nothing.
+    await this.backend.delete([this.key]).catch((err: unknown) => {
+      if (!this.lost) throw err;
+    });
   }
 
   /** A failed renewal is logged and tried again at the next tick, until LEASE has passed without one. */
@@ -156,6 +161,7 @@ class Lease implements HeldLock {
         return;
       }
       clearInterval(this.timer);
+      this.lost = true;
       this.onLost(new LeaseLostError(`'${this.info.command}' stopped: its lock ${name} could not be renewed for ${leaseMs() / 1000} s (${reason}), and gc may no longer keep what it uses`, { lock: name }, err));
     }
   }
