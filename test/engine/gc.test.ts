@@ -163,6 +163,19 @@ t.test('gc refuses while a backup runs, and a backup while gc does; a dry run ma
   await Promise.all(readers.map((r) => r.release()));
 });
 
+t.test('gc keeps what a live lock pins where it is: no pack of a pinned point is rewritten', async (t) => {
+  const { dir, store, images, ids } = await copyOfBase(t);
+  await executePrune(store, await planPrune(store, { last: 3 }));
+  const rewritable = (await gc(store, { maxUnused: 0, dryRun: true })).packsRewritten;
+  t.ok(rewritable > 0, `without pins, ${rewritable} packs would be compacted`);
+  const listed = (await store.catalog.list()).points.map((p) => p.id);
+  const reader = await store.lock('mount', { pins: listed });
+  t.match(await gc(store, { maxUnused: 0 }), { chunksFreed: 16, packsRewritten: 0 }, 'dead chunks go; the records a reader located stay put');
+  await reader.release();
+  t.match(await gc(store, { maxUnused: 0 }), { chunksFreed: 0, packsRewritten: rewritable }, 'unpinned, the packs are compacted');
+  await restoresIdentically(t, store, dir, ids[ids.length - 1], images[images.length - 1]);
+});
+
 t.test('gc stops, deleting nothing, when a listed restore point has no readable map', async (t) => {
   const { store, ids } = await copyOfBase(t);
   await executePrune(store, await planPrune(store, { last: 3 }));
