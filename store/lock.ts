@@ -193,7 +193,10 @@ function isStale(lock: LockInfo): boolean {
 
 const isKind = (kind: unknown): kind is LockKind => kind === 'shared' || kind === 'exclusive';
 
-/** A lock object of any version: one written before kinds and pins is a shared lock of its command pinning nothing. */
+/**
+ * A lock object of any version: one written before kinds, pins and leases is a shared lock of
+ * its command pinning nothing, last renewed when it started.
+ */
 function parseLock(text: string): LockInfo | null {
   const raw = JSON.parse(text) as Partial<Record<keyof LockInfo, unknown>>;
   if (!Number.isSafeInteger(raw.pid) || typeof raw.host !== 'string' || typeof raw.command !== 'string') return null;
