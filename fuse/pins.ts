@@ -25,8 +25,12 @@ export class OpenPins {
     const gone: string[] = [];
     for (const id of ids) {
       const left = (this.counts.get(id) ?? 1) - 1;
-      if (left > 0) this.counts.set(id, left);
-      else gone.push(id), this.counts.delete(id);
+      if (left > 0) {
+        this.counts.set(id, left);
+      } else {
+        this.counts.delete(id);
+        gone.push(id);
+      }
     }
     if (gone.length === 0) return;
     gone.forEach(this.onUnpinned);
