@@ -3,9 +3,9 @@
  * maps, never from packs), sweep index entries nobody references, delete packs that hold
  * nothing live, and rewrite packs whose unused share is above a threshold.
  *
- * gc holds the index from marking to the end, so no backup can add or deduplicate against
- * a chunk meanwhile, and it refuses to start while a mount, restore or verify may read
- * packs. Every step leaves a store where all restore points restore (kill -9 anywhere):
+ * gc holds the index from marking to the end and an exclusive lock that no backup runs beside
+ * (on any host), so no backup can add or deduplicate against a chunk meanwhile. Readers
+ * (mount, restore, verify, ls) run beside it: what they pin stays, and so do the packs it is in. Every step leaves a store where all restore points restore (kill -9 anywhere):
  *   1. dead index entries are deleted (one synced batch) before any pack goes, so a later
  *      backup can never deduplicate against a chunk whose pack is gone;
  *   2. wholly dead packs are deleted, freeing space before anything is rewritten;
@@ -25,8 +25,8 @@ import { checkRecords, copyRecords, decodeRecordHeader, locationOf, recordFootpr
 import type { Backend } from '../store/backend/backend.js';
 import type { RecompressPolicy } from '../store/format.js';
 import { formatCompression, type Compression } from '../store/compression.js';
-import { describeLocks } from '../store/lock.js';
-import { DamagedDataError, InvalidInputError, StoreBusyError, StoreReadError, isAbsent, storeReadError } from './errors.js';
+import type { LockInfo } from '../store/lock.js';
+import { DamagedDataError, InvalidInputError, StoreReadError, isAbsent, storeReadError } from './errors.js';
 import { readMapOrDamage } from './locate.js';
 import { LiveSet } from './live-set.js';
 import { crashPoint } from './crash.js';
@@ -38,8 +38,11 @@ import { WorkerPool, pipeline } from './pool.js';
 import { RecordOutcome, type RecompressResult } from './tasks.js';
 
 export const DEFAULT_MAX_UNUSED_PERCENT = 10;
-/** Commands that read packs without holding the index, which gc must not pull packs from under. */
-const PACK_READERS = ['mount', 'restore', 'verify', 'ls', 'recover'];
+/**
+ * The one shared lock gc cannot run beside: a backup dedups against chunks gc could be
+ * deleting and writes packs that no index segment names yet. Readers say what they need in pins.
+ */
+const EXCLUDES_GC = 'backup';
 /** Temp files younger than this may belong to a write in progress (a hold, say). */
 const TMP_GRACE_MS = 60_000;
 /** Live bytes copied per compaction group: bounds the extra space compaction needs. */
@@ -193,10 +196,19 @@ function stopped(err: unknown): unknown {
   return new DamagedDataError(`${err.message}; gc cannot tell which chunks it needs and deleted nothing`, err.data);
 }
 
-/** Every chunk referenced by a catalog entry's maps, also of entries too damaged to parse. */
-async function markLive(store: Store): Promise<{ live: LiveSet; restorePoints: number; catalogIds: Set<string> }> {
+/**
+ * Every chunk referenced by a catalog entry's maps, also of entries too damaged to parse, and by
+ * the maps of every point a live lock pins (`pinned`: those alone, whose packs stay as they are).
+ * The catalog is read first, then the pins: a reader pins first, then checks the catalog, so a
+ * point either was still listed when gc read the catalog, or gone for good (removal is final)
+ * when the reader checked it, and that reader never reads it. Either way gc keeps what is read.
+ */
+async function markLive(store: Store): Promise<{ live: LiveSet; pinned: LiveSet; restorePoints: number; catalogIds: Set<string>; pinnedIds: Set<string> }> {
   const { points, damaged } = await store.catalog.list();
+  const pinnedIds = new Set((await store.locks()).flatMap((l) => l.pins).filter(isRestorePointId));
   const live = new LiveSet();
+  const pinned = new LiveSet();
+  const catalogIds = new Set([...points.map((p) => p.id), ...damaged]);
   try {
     const neighbours = new Map<string, Buffer>();
     for (const point of points) {
@@ -204,27 +216,35 @@ async function markLive(store: Store): Promise<{ live: LiveSet; restorePoints: n
         const map = await readMapOrDamage(store, point, disk.label);
         const key = `${point.name}/${disk.label}`;
         live.addMap(map, neighbours.get(key) ?? null);
+        if (pinnedIds.has(point.id)) pinned.addMap(map);
         neighbours.set(key, map);
       }
     }
-    // An entry that cannot be trusted keeps every id its maps hold, whatever their length.
-    for (const id of damaged.filter(isRestorePointId)) for (const label of await store.listMapLabels(id)) live.addMap(await store.readMap(id, label));
+    // An entry that cannot be trusted keeps every id its maps hold, whatever their length;
+    // so does a pinned point pruned meanwhile (its maps stay until its pin goes).
+    for (const id of [...damaged.filter(isRestorePointId), ...[...pinnedIds].filter((id) => !catalogIds.has(id))]) {
+      for (const label of await store.listMapLabels(id)) {
+        const map = await store.readMap(id, label);
+        live.addMap(map);
+        if (pinnedIds.has(id)) pinned.addMap(map);
+      }
+    }
   } catch (err) {
     throw stopped(err);
   }
-  return { live, restorePoints: points.length, catalogIds: new Set([...points.map((p) => p.id), ...damaged]) };
+  return { live, pinned, restorePoints: points.length, catalogIds, pinnedIds };
 }
 
 /**
  * Maps directories of killed backups: no catalog entry (absent for certain, ENOENT), and older
  * than every running backup, which writes its maps before its catalog entry.
  */
-async function orphanMaps(store: Store, catalogIds: Set<string>): Promise<string[]> {
+async function orphanMaps(store: Store, keptIds: Set<string>): Promise<string[]> {
   const backups = (await store.locks()).filter((l) => l.command.split(' ')[0] === 'backup').map((l) => Date.parse(l.started));
   const oldestBackup = Math.min(Infinity, ...backups.map((t) => (Number.isNaN(t) ? -Infinity : t)));
   const orphans: string[] = [];
   for (const { id, mtimeMs } of await store.listMapDirs()) {
-    if (catalogIds.has(id) || mtimeMs >= oldestBackup) continue;
+    if (keptIds.has(id) || mtimeMs >= oldestBackup) continue;
     if (await store.catalog.isAbsent(id)) orphans.push(id);
   }
   return orphans;
@@ -250,23 +270,26 @@ const rewrites = (action: PackAction): boolean => action === 'compact' || action
 export async function planGc(store: Store, index: ChunkIndex, options: GcOptions = {}): Promise<GcPlan> {
   const maxUnused = checkMaxUnused(options.maxUnused ?? DEFAULT_MAX_UNUSED_PERCENT);
   const started = performance.now();
-  const { live, restorePoints, catalogIds } = await markLive(store);
+  const { live, pinned, restorePoints, catalogIds, pinnedIds } = await markLive(store);
   const markSeconds = (performance.now() - started) / 1000;
   const recompress = options.recompress ?? null;
   const now = Date.now();
   const coldBefore = recompress ? now - recompress.olderThanSeconds * 1000 : null;
   const usage = new Map<string, Usage>((await store.listPacks()).map((p) => [p.name, { size: p.size, mtimeMs: p.mtimeMs, liveBytes: 0, untried: 0 }]));
   const deadChunks = new IdList();
+  /** A reader resolved the locations of what it pins once: those records must not move. */
+  const pinnedPacks = new Set<string>();
   for await (const [id, location] of index.entries()) {
     if (!live.has(id)) deadChunks.push(id);
     else {
       const pack = usage.get(location.pack);
       if (!pack) continue;
+      if (pinned.has(id)) pinnedPacks.add(location.pack);
       pack.liveBytes += recordFootprint(location.storedLength);
       if (location.codec !== Codec.Zstd && !location.settled) pack.untried++;
     }
   }
-  const packs = Array.from(usage, ([pack, u]) => ({ pack, ...u, action: packAction(u, maxUnused, coldBefore) })).sort((a, b) => a.pack.localeCompare(b.pack));
+  const packs = Array.from(usage, ([pack, u]) => ({ pack, ...u, action: pinnedPacks.has(pack) ? 'keep' : packAction(u, maxUnused, coldBefore) }) as PackUsage).sort((a, b) => a.pack.localeCompare(b.pack));
   const touched = packs.filter((p) => p.action !== 'keep').map((p) => p.pack);
   await proveIndexed(store, index, live, touched, new Set(usage.keys()));
   return {
@@ -277,7 +300,7 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
     liveChunks: live.size,
     deadChunks,
     packs,
-    orphanMaps: await orphanMaps(store, catalogIds),
+    orphanMaps: await orphanMaps(store, new Set([...catalogIds, ...pinnedIds])),
     tmpFiles: (await store.tmpFiles()).filter((f) => now - f.mtimeMs > TMP_GRACE_MS).map((f) => f.key),
     bytesFreed: packs.reduce((sum, p) => sum + (p.action === 'delete' ? p.size : rewrites(p.action) ? unusedBytes(p) : 0), 0),
     bytesToRewrite: packs.reduce((sum, p) => sum + (rewrites(p.action) ? p.liveBytes : 0), 0),
@@ -498,13 +521,6 @@ export async function executeGc(store: Store, index: ChunkIndex, plan: GcPlan, o
   return compaction;
 }
 
-async function refuseWhilePacksAreRead(store: Store): Promise<void> {
-  const readers = (await store.locks()).filter((l) => PACK_READERS.includes(l.command.split(' ')[0]));
-  if (readers.length === 0) return;
-  const holder = describeLocks(readers);
-  throw new StoreBusyError(`gc cannot run while ${holder} may read packs it would delete; run gc when that has finished`, { holder });
-}
-
 /** What a plan would recompress, before it is carried out: the records are tried only then. */
 function plannedTally(plan: GcPlan): RecompressTally {
   const packs = plan.packs.filter((p) => p.action === 'recompress');
@@ -524,19 +540,20 @@ async function packBytes(store: Store): Promise<number> {
   return (await store.listPacks()).reduce((sum, p) => sum + p.size, 0);
 }
 
+function runsBesideGc(lock: LockInfo): boolean {
+  return lock.command.split(' ')[0] !== EXCLUDES_GC;
+}
+
 /** gc from start to end: holds the index throughout, so nothing changes between plan and execution. */
 export async function gc(store: Store, options: GcOptions = {}): Promise<GcReport> {
   const started = performance.now();
   checkMaxUnused(options.maxUnused ?? DEFAULT_MAX_UNUSED_PERCENT);
   if (!options.dryRun) await makeRoomIfFull(store);
-  const lock = await store.lock(options.dryRun ? 'gc --dry-run' : 'gc');
+  // Before waiting for the index: a backup may hold it a long time, no use waiting to refuse.
+  const lock = options.dryRun ? await store.lock('gc --dry-run') : await store.lock('gc', { kind: 'exclusive', tolerates: runsBesideGc });
   try {
-    // Checked before waiting for the index (a reader may hold it for a moment: no use waiting to
-    // refuse) and again once gc holds it (a reader may have started meanwhile).
-    if (!options.dryRun) await refuseWhilePacksAreRead(store);
     const index = await store.openIndex(options.waitMs ?? 10_000);
     try {
-      if (!options.dryRun) await refuseWhilePacksAreRead(store);
       const storeBytesBefore = await store.diskUsage();
       const packBytesBefore = await packBytes(store);
       const plan = await planGc(store, index, { ...options, recompress: options.recompress === undefined ? (store.format.recompress ?? null) : options.recompress });

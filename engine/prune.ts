@@ -6,10 +6,8 @@
  */
 import type { Store } from '../store/store.js';
 import type { RestorePoint } from '../store/catalog.js';
-import { describeLocks } from '../store/lock.js';
-import { StoreBusyError, UnknownRefError } from './errors.js';
-import { RESTORE_COMMAND } from './restore.js';
-import { RECOVER_COMMAND } from './session/state.js';
+import type { LockInfo } from '../store/lock.js';
+import { UnknownRefError } from './errors.js';
 import { crashPoint } from './crash.js';
 import { makeRoomIfFull } from './space.js';
 import { checkName } from './names.js';
@@ -32,28 +30,39 @@ export async function planPrune(store: Store, policy: RetentionPolicy, options: 
   const { points } = await store.catalog.list();
   const chosen = options.name === undefined ? points : points.filter((p) => p.name === options.name);
   if (options.name !== undefined && chosen.length === 0) throw new UnknownRefError(`no restore points named '${options.name}'`, { name: options.name });
-  const decisions = applyRetention(
-    chosen.map((p) => ({ id: p.id, name: p.name, time: p.time, held: p.hold !== null })),
-    policy,
+  const decisions = keepPinned(
+    applyRetention(
+      chosen.map((p) => ({ id: p.id, name: p.name, time: p.time, held: p.hold !== null })),
+      policy,
+    ),
+    await pinsOf(store),
   );
   const removed = decisions.filter((d) => d.action === 'remove').length;
   return { points: decisions, kept: decisions.length - removed, removed };
 }
 
-/** A restore or a recovery session reads a point's map once, as it starts; removing the point under it must wait. */
-async function refuseWhileRestored(store: Store, ids: Set<string>): Promise<void> {
-  const readers = (await store.locks()).filter((l) => {
-    const [command, id] = l.command.split(' ');
-    return (command === RESTORE_COMMAND || command === RECOVER_COMMAND) && ids.has(id);
+/** Who pins each restore point: the first live lock that does. */
+async function pinsOf(store: Store): Promise<Map<string, LockInfo>> {
+  const pins = new Map<string, LockInfo>();
+  for (const lock of await store.locks()) for (const id of lock.pins) if (!pins.has(id)) pins.set(id, lock);
+  return pins;
+}
+
+/** A point a running command reads is kept, whatever the policy says. */
+function keepPinned(decisions: RetentionDecision[], pins: Map<string, LockInfo>): RetentionDecision[] {
+  return decisions.map((d) => {
+    const holder = pins.get(d.id);
+    if (!holder) return d;
+    return { ...d, action: 'keep', reasons: [...d.reasons, `pinned by '${holder.command.split(' ')[0]}' (pid ${holder.pid} on ${holder.host})`] };
   });
-  if (readers.length === 0) return;
-  const holder = describeLocks(readers);
-  throw new StoreBusyError(`prune would remove a restore point that ${holder} is reading; nothing was removed; run prune when that has finished`, { holder });
 }
 
 /**
- * Removes the plan's restore points. A point held since the plan was made is kept: the
- * catalog is read again before removing. Returns the ids removed.
+ * Removes the plan's restore points. A point held or pinned since the plan was made is kept: the
+ * catalog and the locks are read again before removing. A reader pins before it checks the
+ * catalog, so one that pinned a point while its entry went finds it gone, or finds its maps
+ * still there: they are removed only when no pin was there after the entry went (gc takes
+ * the maps of an entry it finds neither listed nor pinned). Returns the ids removed.
  */
 export async function executePrune(store: Store, plan: PrunePlan): Promise<string[]> {
   await makeRoomIfFull(store);
@@ -63,12 +72,12 @@ export async function executePrune(store: Store, plan: PrunePlan): Promise<strin
     const doomed = plan.points
       .map((d) => (d.action === 'remove' ? current.get(d.id) : undefined))
       .filter((p): p is RestorePoint => p !== undefined && p.hold === null);
-    await refuseWhileRestored(store, new Set(doomed.map((p) => p.id)));
+    const pinnedBefore = await pinsOf(store);
     const removed: string[] = [];
-    for (const point of doomed) {
+    for (const point of doomed.filter((p) => !pinnedBefore.has(p.id))) {
       await store.catalog.remove(point.id);
       crashPoint('prune-after-catalog');
-      await store.removeMaps(point.id);
+      if (!(await pinsOf(store)).has(point.id)) await store.removeMaps(point.id);
       removed.push(point.id);
     }
     return removed;

@@ -33,8 +33,8 @@ export async function withPool<T>(store: Store, threads: number | undefined, use
 
 /** Runs `use` under the store's lock naming the restore point read. */
 export async function underRestoreLock<T>(store: Store, point: RestorePoint, use: () => Promise<T>): Promise<T> {
-  // The id in the lock tells prune which restore point is being read (prune.ts refuseWhileRestored).
-  const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`);
+  // Pinned before its map is read: prune keeps it, gc keeps its chunks where they are.
+  const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`, { pins: [point.id] });
   try {
     return await use();
   } finally {

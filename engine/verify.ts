@@ -136,7 +136,7 @@ function damagedRanges(disk: DiskMap, chunkSize: number, problems: Map<string, s
 export async function verify(store: Store, ref: string | undefined, options: VerifyOptions = {}): Promise<VerifyReport> {
   const { points: all, damaged: damagedCatalog, problems: catalogProblems } = await store.catalog.list();
   const points = ref === undefined ? all : [resolveRef(all, ref, damagedCatalog)];
-  const lock = await store.lock(options.readData ? 'verify --read-data' : 'verify');
+  const lock = await store.lock(options.readData ? 'verify --read-data' : 'verify', { pins: points.map((p) => p.id) });
   try {
     const maps = await loadMaps(store, points);
     const ids = new Map<string, Buffer>();

@@ -135,6 +135,11 @@ export class ImageFiles {
     for (const key of this.readers.keys()) if (!live.has(key.split('/')[0])) this.readers.delete(key);
   }
 
+  /** Drops the point's readers: the chunk locations they resolved hold only while it is pinned. */
+  forget(pointId: string): void {
+    for (const key of this.readers.keys()) if (key.split('/')[0] === pointId) this.readers.delete(key);
+  }
+
   /** The disk's reader, shared by every file served from it (image, partitions, views) and the reading of its partition table. */
   readerOf(point: RestorePoint, label: string): Promise<DiskReader> {
     const key = `${point.id}/${label}`;

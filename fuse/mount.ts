@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Store } from '../store/store.js';
-import { InvalidInputError } from '../engine/errors.js';
+import { ChunkvaultError, InvalidInputError } from '../engine/errors.js';
 import { WorkerPool } from '../engine/pool.js';
 import { ChunkFetcher } from '../engine/reader.js';
 import { LruChunkCache } from './chunk-cache.js';
@@ -16,6 +16,7 @@ import { createFuse, type FuseMount, type FuseOperations } from './fuse-native.j
 import { FilesView } from './files-view.js';
 import { ImageFiles } from './image-file.js';
 import { operations, type Probe } from './operations.js';
+import { OpenPins } from './pins.js';
 import { SUBTYPE, prepareMountpoint } from './mountpoint.js';
 import { LiveTree } from './tree.js';
 import { ViewFiles } from './view-file.js';
@@ -107,7 +108,14 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
   const path = resolve(mountpoint);
   await prepareMountpoint(path);
   const log = options.log ?? ((line: string) => process.stderr.write(`chunkvault: ${line}\n`));
-  const lock = await store.lock('mount');
+  let stop: () => Promise<void> = async () => undefined;
+  const lock = await store.lock('mount', {
+    onLeaseLost: (err) => {
+      log(err.message);
+      process.exitCode = err instanceof ChunkvaultError ? err.exitCode : 2;
+      stop().catch((closeErr: Error) => log(`unmount: ${closeErr.message}`));
+    },
+  });
   const pool = new WorkerPool(store.backend.spec);
   const fetcher = new ChunkFetcher(pool, new LruChunkCache(options.cacheBytes));
   const images = new ImageFiles(store, fetcher, { readAheadChunks: readAheadChunks(options.cacheBytes, store.chunkSize), indexWaitMs: INDEX_WAIT_MS });
@@ -117,7 +125,7 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
     (points) => (images.keepOnly(points), views.keepOnly(points)),
   );
   const probe = new MountProbe(path);
-  const ops = operations(tree, images, views, log, probe);
+  const ops = operations(tree, images, views, log, probe, new OpenPins(lock, (id) => images.forget(id)));
   const view = options.filesIdleMs === undefined ? null : await filesView(tree, ops, path, options.filesIdleMs, log);
   const fuse = createFuse(path, view ? view.operations(ops) : ops, { timeout: false, allowOther: options.allowOther, fsname: 'chunkvault', subtype: SUBTYPE }, MOUNT_OPTIONS);
 
@@ -151,6 +159,7 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
     })();
     return closing;
   };
+  stop = close;
   const poll = setInterval(() => {
     probe
       .isOurs()

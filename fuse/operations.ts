@@ -7,6 +7,7 @@ import { PartitionFiles } from './partitions.js';
 import { pointsOf, type ViewFiles } from './view-file.js';
 import type { ViewNode } from './view-tree.js';
 import type { RestorePoint } from '../store/catalog.js';
+import type { OpenPins } from './pins.js';
 
 const ST_RDONLY = 1;
 
@@ -34,8 +35,10 @@ export interface Probe {
   answered(): void;
 }
 
-export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles, log: (line: string) => void, probe: Probe): FuseOperations {
+export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles, log: (line: string) => void, probe: Probe, pins: OpenPins): FuseOperations {
   const reported = new Set<string>();
+  /** The restore points each open handle pinned. */
+  const pinnedBy = new Map<number, string[]>();
   // Kernel retries repeat a failing request: each problem is logged once.
   const report = (message: string): void => {
     if (reported.has(message)) return;
@@ -81,7 +84,19 @@ export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles,
       node.kind === 'image'
         ? { open: () => images.open(node), points: [node.point], path: `/${node.point.id}/${node.partition ? partitionFileName(node.label, node.partition.number) : node.label + IMAGE_SUFFIX}` }
         : { open: () => views.open(node), points: pointsOf(node), path: node.path };
-    return { handle: stillListed(file.points).then(file.open), points: file.points, path: file.path };
+    // Pinned first, then checked in the catalog (gc reads them the other way round: see gc.ts markLive).
+    const ids = file.points.map((p) => p.id);
+    const handle = pins.add(ids).then(async () => {
+      try {
+        const fd = await stillListed(file.points).then(file.open);
+        pinnedBy.set(fd, ids);
+        return fd;
+      } catch (err) {
+        await pins.remove(ids).catch((pinErr: Error) => report(`unpinning: ${pinErr.message}`));
+        throw err;
+      }
+    });
+    return { handle, points: file.points, path: file.path };
   };
 
   /** A name the tree lacks may be a partition file of a table not read yet; any other name costs no table read. */
@@ -155,7 +170,12 @@ export function operations(tree: LiveTree, images: ImageFiles, views: ViewFiles,
 
     release(_path, fd, cb) {
       images.release(fd);
-      cb(0);
+      const ids = pinnedBy.get(fd) ?? [];
+      pinnedBy.delete(fd);
+      pins.remove(ids).then(
+        () => cb(0),
+        (err: Error) => (report(`unpinning: ${err.message}`), cb(0)),
+      );
     },
 
     statfs(_path, cb) {

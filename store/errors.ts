@@ -54,6 +54,10 @@ export class StoreBusyError extends ChunkvaultError {
   override readonly code = 'CV_STORE_BUSY';
   override readonly exitCode = 3;
 }
+/** A long command whose lock could not be renewed for its lease: stopped rather than run unprotected from gc. */
+export class LeaseLostError extends ChunkvaultError {
+  override readonly code = 'CV_LEASE_LOST';
+}
 /** A chunk whose bytes are missing or do not match their id: never served as data. */
 export class DamagedDataError extends ChunkvaultError {
   override readonly code = 'CV_DAMAGED';

@@ -1,24 +1,54 @@
 /**
- * Who is using the store: one small object per running command (pid, host, command, start),
- * `locks/<pid>-<random>.json`.
- * Not a mutex (LevelDB's own lock is that); it names the holder in busy messages and lets
- * gc see readers (mount, restore) that must not lose packs under them.
+ * Who is using the store, and for what: one small object per running command,
+ * `locks/<pid>-<random>.json`, saying its kind (shared or exclusive), the command, its holder,
+ * and the restore points it pins (reads right now).
+ * Not a mutex for the index (LevelDB's own lock is that): it names holders in busy messages,
+ * keeps gc and backups apart, and tells gc which restore points readers still need.
+ * Protocol (restic's): create your own lock object, THEN list the others; on a conflict,
+ * remove your own and stop. Either of two racing lockers sees the other that way.
+ * Leases: a held lock's `refreshed` is renewed every LEASE/5; one not renewed for LEASE is
+ * stale (its holder is gone or cut off) and ignored, and its holder stops itself by then.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { storeReadError } from './errors.js';
+import { LeaseLostError, StoreBusyError, storeReadError } from './errors.js';
 import { objectName, type Backend } from './backend/backend.js';
 
+export type LockKind = 'shared' | 'exclusive';
+
 export interface LockInfo {
+  kind: LockKind;
+  command: string;
   pid: number;
   host: string;
-  command: string;
   started: string;
+  refreshed: string;
+  /** Restore point ids the holder reads now: gc keeps what they reference. */
+  pins: string[];
 }
 
 export interface HeldLock {
   info: LockInfo;
+  /** Replaces the pins; resolves once the lock object says so (pin before reading). */
+  pin(ids: string[]): Promise<void>;
   release(): Promise<void>;
+}
+
+export interface LockOptions {
+  kind?: LockKind;
+  pins?: string[];
+  /** Shared locks of others that an exclusive lock may run beside (gc beside readers that pin). */
+  tolerates?: (other: LockInfo) => boolean;
+  /** Called once the lease could not be renewed for LEASE: the command must stop. Default: exit. */
+  onLeaseLost?: (err: Error) => void;
+}
+
+const DEFAULT_LEASE_SECONDS = 600;
+
+/** LEASE in ms: CHUNKVAULT_LEASE_SECONDS (for tests), else ten minutes. */
+export function leaseMs(): number {
+  const seconds = Number(process.env.CHUNKVAULT_LEASE_SECONDS);
+  return (Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_LEASE_SECONDS) * 1000;
 }
 
 function isAlive(pid: number): boolean {
@@ -39,23 +69,148 @@ const PREFIX = 'locks/';
  */
 const PARTIAL_LOCK = /^(\d+)-[0-9a-f]+\.json\.(.+)\.tmp$/;
 
-export async function acquireLock(backend: Backend, command: string): Promise<HeldLock> {
-  const info: LockInfo = { pid: process.pid, host: hostname(), command, started: new Date().toISOString() };
-  const data = Buffer.from(JSON.stringify(info) + '\n');
+const encode = (info: LockInfo): Buffer => Buffer.from(JSON.stringify(info) + '\n');
+
+/**
+ * Creates this command's lock object, then looks at the others: a shared lock gives way to an
+ * exclusive one, an exclusive lock to every other lock it does not tolerate.
+ */
+export async function acquireLock(backend: Backend, command: string, options: LockOptions = {}): Promise<HeldLock> {
+  const now = new Date().toISOString();
+  const info: LockInfo = { kind: options.kind ?? 'shared', command, pid: process.pid, host: hostname(), started: now, refreshed: now, pins: options.pins ?? [] };
   let key: string;
   // Whole or absent, and never another's: a random name already taken is drawn again.
   do key = `${PREFIX}${process.pid}-${randomBytes(3).toString('hex')}.json`;
-  while (!(await backend.create(key, data)));
-  return { info, release: () => backend.delete([key]) };
+  while (!(await backend.create(key, encode(info))));
+  try {
+    const others = (await liveLocks(backend, info.kind === 'exclusive')).filter(([k]) => k !== key).map(([, l]) => l);
+    const holders = others.filter((l) => conflicts(info, l, options.tolerates));
+    if (holders.length > 0) {
+      const holder = describeLocks(holders);
+      throw new StoreBusyError(busyMessage(info, holder), { holder });
+    }
+  } catch (err) {
+    await backend.delete([key]);
+    throw err;
+  }
+  return new Lease(backend, key, info, options.onLeaseLost ?? exitOnLeaseLost);
+}
+
+function busyMessage(mine: LockInfo, holder: string): string {
+  const name = mine.command.split(' ')[0];
+  if (mine.kind === 'exclusive') return `${name} cannot run while ${holder} may use chunks it would delete; run ${name} when that has finished`;
+  return `'${name}' cannot run while ${holder} holds the store exclusively; run '${name}' when that has finished`;
+}
+
+function conflicts(mine: LockInfo, other: LockInfo, tolerates: LockOptions['tolerates']): boolean {
+  if (mine.kind === 'shared') return other.kind === 'exclusive';
+  return other.kind === 'exclusive' || !(tolerates?.(other) ?? false);
+}
+
+/** A command that lost its lease stops at once: it no longer keeps gc away from what it uses. */
+function exitOnLeaseLost(err: Error): void {
+  process.stderr.write(`chunkvault: ${err.message}\n`);
+  process.exit(err instanceof LeaseLostError ? err.exitCode : 2);
+}
+
+/** A held lock whose `refreshed` a timer renews every LEASE/5, off the event loop's critical path. */
+class Lease implements HeldLock {
+  private readonly timer: NodeJS.Timeout;
+  private lastRenewed = Date.now();
+  /** Writes of the lock object, one at a time: a pin and a renewal never interleave. */
+  private writing: Promise<void> = Promise.resolve();
+  private released = false;
+  private lost = false;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly key: string,
+    readonly info: LockInfo,
+    private readonly onLost: (err: Error) => void,
+  ) {
+    this.timer = setInterval(() => void this.renew(), leaseMs() / 5);
+    this.timer.unref();
+  }
+
+  pin(ids: string[]): Promise<void> {
+    this.info.pins = [...new Set(ids)];
+    return this.write();
+  }
+
+  async release(): Promise<void> {
+    this.released = true;
+    clearInterval(this.timer);
+    await this.writing.catch(() => undefined);
+    // A lost lock is no longer this command's to rely on (another may have removed it as stale):
+    // removing what is left of it is a courtesy whose failure changes nothing.
+    await this.backend.delete([this.key]).catch((err: unknown) => {
+      if (!this.lost) throw err;
+    });
+  }
+
+  /** A failed renewal is logged and tried again at the next tick, until LEASE has passed without one. */
+  private async renew(): Promise<void> {
+    try {
+      await this.write();
+    } catch (err) {
+      if (this.released) return;
+      const name = objectName(this.backend, this.key);
+      const reason = err instanceof Error ? err.message : String(err);
+      if (Date.now() - this.lastRenewed < leaseMs()) {
+        process.stderr.write(`chunkvault: could not renew lock ${name} (${reason}); retrying\n`);
+        return;
+      }
+      clearInterval(this.timer);
+      this.lost = true;
+      this.onLost(new LeaseLostError(`'${this.info.command}' stopped: its lock ${name} could not be renewed for ${leaseMs() / 1000} s (${reason}), and gc may no longer keep what it uses`, { lock: name }, err));
+    }
+  }
+
+  private write(): Promise<void> {
+    const written = this.writing.catch(() => undefined).then(async () => {
+      if (this.released) return;
+      // Gone means another process found it stale and removed it: writing it again would hide that.
+      if ((await this.backend.get(this.key)) === null) throw new Error('the lock object was removed');
+      const now = new Date();
+      this.info.refreshed = now.toISOString();
+      await this.backend.put(this.key, encode(this.info));
+      this.lastRenewed = now.getTime();
+    });
+    this.writing = written;
+    return written;
+  }
 }
 
 function diedHere(pid: number, host: string): boolean {
   return host === hostname() && !isAlive(pid);
 }
 
+/** Not renewed for LEASE. A lock that never said when it was renewed (before leases) is not known to be stale. */
+function isStale(lock: LockInfo): boolean {
+  const refreshed = Date.parse(lock.refreshed);
+  return !Number.isNaN(refreshed) && Date.now() - refreshed > leaseMs();
+}
+
+const isKind = (kind: unknown): kind is LockKind => kind === 'shared' || kind === 'exclusive';
+
 /**
- * A lock that is there must be read: gc decides from these whether a mount may be reading the
- * packs it would delete, so an unreadable one stops the caller instead of passing for no lock.
+ * A lock object of any version: one written before kinds, pins and leases is a shared lock of
+ * its command pinning nothing, last renewed when it started.
+ */
+function parseLock(text: string): LockInfo | null {
+  const raw = JSON.parse(text) as Partial<Record<keyof LockInfo, unknown>>;
+  if (!Number.isSafeInteger(raw.pid) || typeof raw.host !== 'string' || typeof raw.command !== 'string') return null;
+  const kind = raw.kind ?? 'shared';
+  const started = typeof raw.started === 'string' ? raw.started : '';
+  const refreshed = raw.refreshed ?? started;
+  const pins = raw.pins ?? [];
+  if (!isKind(kind) || typeof refreshed !== 'string' || !Array.isArray(pins) || !pins.every((p) => typeof p === 'string')) return null;
+  return { kind, command: raw.command, pid: raw.pid as number, host: raw.host, started, refreshed, pins: pins as string[] };
+}
+
+/**
+ * A lock that is there must be read: gc decides from these what readers still need, so an
+ * unreadable one stops the caller instead of passing for no lock.
  */
 async function readLock(backend: Backend, key: string): Promise<LockInfo | null> {
   const name = objectName(backend, key);
@@ -64,32 +219,39 @@ async function readLock(backend: Backend, key: string): Promise<LockInfo | null>
   });
   if (!bytes) return null; // released meanwhile
   try {
-    const info = JSON.parse(bytes.toString('utf8')) as LockInfo;
-    if (Number.isSafeInteger(info.pid) && typeof info.host === 'string' && typeof info.command === 'string') return info;
+    const info = parseLock(bytes.toString('utf8'));
+    if (info) return info;
   } catch {
     // reported below
   }
   throw storeReadError(name, new Error('not a lock file: remove it if no chunkvault command is running'));
 }
 
-/** Live locks; locks of processes that died on this host are removed on the way. */
-export async function listLocks(backend: Backend): Promise<LockInfo[]> {
+/**
+ * Live locks by key. Locks of processes that died on this host are removed on the way; stale
+ * ones (lease run out) are left out, and removed too when `removeStale` (gc).
+ */
+async function liveLocks(backend: Backend, removeStale: boolean): Promise<[string, LockInfo][]> {
   const names = (await backend.list(PREFIX).catch((err: unknown) => {
     throw storeReadError(objectName(backend, PREFIX), err);
   })).map((o) => o.key.slice(PREFIX.length)).filter((n) => !n.includes('/'));
-  const live: LockInfo[] = [];
+  const live: [string, LockInfo][] = [];
   const partials = names.map((n) => PARTIAL_LOCK.exec(n)).filter((m): m is RegExpExecArray => m !== null);
   await backend.delete(partials.filter((m) => diedHere(Number(m[1]), m[2])).map((m) => PREFIX + m[0]));
   for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.'))) {
-    const info = await readLock(backend, PREFIX + name);
+    const key = PREFIX + name;
+    const info = await readLock(backend, key);
     if (!info) continue;
-    if (diedHere(info.pid, info.host)) {
-      await backend.delete([PREFIX + name]);
-      continue;
-    }
-    live.push(info);
+    const stale = isStale(info);
+    if (diedHere(info.pid, info.host) || (stale && removeStale)) await backend.delete([key]);
+    else if (!stale) live.push([key, info]);
   }
   return live;
+}
+
+/** Live locks; locks of processes that died on this host are removed on the way. */
+export async function listLocks(backend: Backend): Promise<LockInfo[]> {
+  return (await liveLocks(backend, false)).map(([, info]) => info);
 }
 
 function isOwn(lock: LockInfo): boolean {

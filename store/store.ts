@@ -11,7 +11,7 @@ import { Catalog } from './catalog.js';
 import { ChunkIndex } from './index-db.js';
 import { MAP_SUFFIX, ChunkMapWriter, readChunkMap } from './chunk-map.js';
 import { PackWriter, packKey, packOfKey } from './pack.js';
-import { acquireLock, describeLocks, listLocks, type HeldLock, type LockInfo } from './lock.js';
+import { acquireLock, describeLocks, listLocks, type HeldLock, type LockInfo, type LockOptions } from './lock.js';
 import { errnoOf, storeReadError } from './errors.js';
 import { objectName, type Backend, type ObjectInfo } from './backend/backend.js';
 import { FsBackend } from './backend/fs.js';
@@ -245,8 +245,8 @@ export class Store {
   }
 
   /** Every command that changes or reads packs registers first: the first write, so the place to say the store refuses writes. */
-  lock(command: string): Promise<HeldLock> {
-    return acquireLock(this.backend, command).catch((err: NodeJS.ErrnoException) => {
+  lock(command: string, options: LockOptions = {}): Promise<HeldLock> {
+    return acquireLock(this.backend, command, options).catch((err: NodeJS.ErrnoException) => {
       if (!['EACCES', 'EPERM', 'EROFS'].includes(err.code ?? '')) throw err;
       throw new StoreNotWritableError(`store ${this.location} is not writable (${err.code}); '${command}' needs to write to it: run it as the store's owner`, { store: this.location, code: err.code });
     });

@@ -31,7 +31,8 @@ export function register(program: Command): void {
       printLines([`mounted at ${mountpoint}`]);
       await serveUntilSignalled(session);
       // After an unmount from another shell fuse-native keeps a native handle referenced
-      // that would hold the process forever: everything is released, so leave.
-      process.exit(0);
+      // that would hold the process forever: everything is released, so leave (with the exit
+      // code of a mount that stopped itself: a lease it could not renew).
+      process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
     });
 }

@@ -138,17 +138,17 @@ t.test('gc --dry-run reports what gc would do and changes nothing', async (t) =>
   t.match(human.stdout, /dry run: nothing changed/);
 });
 
-t.test('gc refuses with a clear message while a restore may read packs', async (t) => {
+t.test('gc refuses with a clear message while a backup runs', async (t) => {
   const { store } = await copyOfBase(t);
   await cliJson(['prune', '--store', store, '--keep-last', '1'], ENV);
-  const reader = await (await Store.open(store)).lock('restore');
+  const reader = await (await Store.open(store)).lock('backup');
   const before = await contentDigest(store);
   const refused = await cli(['gc', '--store', store]);
   await reader.release();
   t.equal(refused.code, 3);
-  t.match(refused.stderr, new RegExp(`^chunkvault: gc cannot run while 'restore' \\(pid ${process.pid} on .*\\) may read packs it would delete; run gc when that has finished\\n$`));
+  t.match(refused.stderr, new RegExp(`^chunkvault: gc cannot run while 'backup' \\(pid ${process.pid} on .*\\) may use chunks it would delete; run gc when that has finished\\n$`));
   t.equal(await contentDigest(store), before);
-  t.equal((await cli(['gc', '--store', store])).code, 0, 'once the restore is gone gc runs');
+  t.equal((await cli(['gc', '--store', store])).code, 0, 'once the backup is gone gc runs');
 });
 
 t.test('bad input is refused with a message and exit 2, the store untouched', async (t) => {

@@ -143,18 +143,37 @@ t.test('leftovers of killed backups are reclaimed: unindexed packs, orphan maps,
   await restoresIdentically(t, store, dir, ids[0], images[0]);
 });
 
-t.test('gc refuses while a restore, mount or verify may read packs; a dry run may go ahead', async (t) => {
+t.test('gc refuses while a backup runs, and a backup while gc does; a dry run may go ahead; readers do not stop gc', async (t) => {
   const { store } = await copyOfBase(t);
   await executePrune(store, await planPrune(store, { last: 3 }));
-  for (const command of ['restore', 'mount', 'verify --read-data']) {
-    const reader = await store.lock(command);
-    const digest = await contentDigest(store);
-    await t.rejects(gc(store), { code: 'CV_STORE_BUSY', message: new RegExp(`gc cannot run while '${command}' \\(pid ${process.pid}`) }, command);
-    t.equal(await contentDigest(store), digest, `nothing deleted while '${command}' runs`);
-    t.match(await gc(store, { dryRun: true }), { chunksFreed: 16 });
-    await reader.release();
-  }
-  t.match(await gc(store), { chunksFreed: 16 }, 'once the readers are gone gc runs');
+  const backup = await store.lock('backup');
+  const digest = await contentDigest(store);
+  await t.rejects(gc(store), { code: 'CV_STORE_BUSY', message: new RegExp(`^gc cannot run while 'backup' \\(pid ${process.pid} on [^)]*\\) may use chunks it would delete; run gc when that has finished$`) });
+  t.equal(await contentDigest(store), digest, 'nothing deleted while a backup runs');
+  t.match(await gc(store, { dryRun: true }), { chunksFreed: 16 });
+  t.same((await store.locks()).map((l) => l.command), ['backup'], 'gc removed its own lock as it stopped');
+  await backup.release();
+
+  const exclusive = await store.lock('gc', { kind: 'exclusive' });
+  await t.rejects(store.lock('backup'), { code: 'CV_STORE_BUSY', message: new RegExp(`^'backup' cannot run while 'gc' \\(pid ${process.pid} on [^)]*\\) holds the store exclusively; run 'backup' when that has finished$`) });
+  await exclusive.release();
+
+  const readers = await Promise.all(['restore', 'mount', 'verify --read-data'].map((command) => store.lock(command)));
+  t.match(await gc(store), { chunksFreed: 16 }, 'readers that pin nothing keep nothing');
+  await Promise.all(readers.map((r) => r.release()));
+});
+
+t.test('gc keeps what a live lock pins where it is: no pack of a pinned point is rewritten', async (t) => {
+  const { dir, store, images, ids } = await copyOfBase(t);
+  await executePrune(store, await planPrune(store, { last: 3 }));
+  const rewritable = (await gc(store, { maxUnused: 0, dryRun: true })).packsRewritten;
+  t.ok(rewritable > 0, `without pins, ${rewritable} packs would be compacted`);
+  const listed = (await store.catalog.list()).points.map((p) => p.id);
+  const reader = await store.lock('mount', { pins: listed });
+  t.match(await gc(store, { maxUnused: 0 }), { chunksFreed: 16, packsRewritten: 0 }, 'dead chunks go; the records a reader located stay put');
+  await reader.release();
+  t.match(await gc(store, { maxUnused: 0 }), { chunksFreed: 0, packsRewritten: rewritable }, 'unpinned, the packs are compacted');
+  await restoresIdentically(t, store, dir, ids[ids.length - 1], images[images.length - 1]);
 });
 
 t.test('gc stops, deleting nothing, when a listed restore point has no readable map', async (t) => {

@@ -109,7 +109,7 @@ t.test('an open while a backup holds the index fails with EBUSY after a brief wa
 
 t.test("busy messages leave out the caller's own locks beside others'", async (t) => {
   const since = '2026-11-20T23:00:00.000Z';
-  const lock = (pid: number, command: string, host = hostname()): LockInfo => ({ pid, host, command, started: since });
+  const lock = (pid: number, command: string, host = hostname()): LockInfo => ({ kind: 'shared', pid, host, command, started: since, refreshed: since, pins: [] });
   const own = lock(process.pid, 'mount');
   t.equal(describeLocks([own, lock(1, 'backup')]), `'backup' (pid 1 on ${hostname()}, since ${since})`);
   t.equal(describeLocks([own, lock(process.pid, 'backup', 'other.example')]), `'backup' (pid ${process.pid} on other.example, since ${since})`, 'the same pid on another host is another process');

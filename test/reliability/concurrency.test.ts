@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI, MiB, cli, cliJson, mixedImage, sha256File, tempDir, writeImage, restoresIdentically } from '../helpers/index.js';
+import { CLI, MiB, cli, cliJson, mixedImage, sha256File, tempDir, treeDigest, writeImage, restoresIdentically } from '../helpers/index.js';
 import { canMount, startMount } from '../fuse/mounting.js';
 
 const run = promisify(execFile);
@@ -86,7 +86,7 @@ t.test('a backup while 8 readers read the mount: every reader gets the right byt
   t.equal(await mount.exited, 0);
 });
 
-t.test('prune and gc while a restore runs refuse, naming it; the restore completes byte-identical; then they run', async (t) => {
+t.test('prune and gc while a restore runs keep the point it pins; the restore completes byte-identical; then they free it', async (t) => {
   const dir = await tempDir(t);
   const store = join(dir, 'store');
   await cliJson(['init', '--store', store, '--chunk-size', '64K']);
@@ -106,12 +106,11 @@ t.test('prune and gc while a restore runs refuse, naming it; the restore complet
   t.teardown(() => restore.child.kill('SIGKILL'));
   t.equal(lock?.command, `restore ${oldId}`, 'the restore registered which restore point it reads');
 
-  const prune = await cli(['prune', '--store', store, '--keep-last', '1']);
-  t.equal(prune.code, 3, 'prune refuses');
-  t.match(prune.stderr, new RegExp(`^chunkvault: prune would remove a restore point that 'restore ${oldId}' \\(pid ${restore.child.pid} on .*\\) is reading; nothing was removed; run prune when that has finished\\n$`));
-  const gc = await cli(['gc', '--store', store]);
-  t.equal(gc.code, 3, 'gc refuses');
-  t.match(gc.stderr, new RegExp(`^chunkvault: gc cannot run while 'restore ${oldId}' \\(pid ${restore.child.pid} .*\\) may read packs it would delete`));
+  const prune = await cliJson<{ removed: number; points: { id: string; action: string; reasons: string[] }[] }>(['prune', '--store', store, '--keep-last', '1', '--json']);
+  t.equal(prune.removed, 0, 'prune removes nothing');
+  const kept = prune.points.find((p) => p.id === oldId);
+  t.same({ action: kept?.action, reasons: kept?.reasons }, { action: 'keep', reasons: [`pinned by 'restore' (pid ${restore.child.pid} on ${hostname()})`] }, 'the point the restore reads is kept, saying why');
+  t.match(await cliJson(['gc', '--store', store]), { chunksFreed: 0, packsDeleted: 0 }, 'gc runs beside the restore, and frees nothing it needs');
   t.equal((await cliJson<unknown[]>(['list', '--store', store])).length, 2, 'nothing was removed');
 
   restore.child.kill('SIGCONT');
@@ -137,9 +136,16 @@ t.test('locks of dead processes are cleared by whoever looks; a live lock of ano
   await t.rejects(fs.access(stale), 'and its lock is gone');
 
   const foreign = join(store, 'locks', '4242-other1.json');
-  await fs.writeFile(foreign, JSON.stringify({ pid: 4242, host: 'elsewhere', command: 'mount', started: '2026-01-01T00:00:00.000Z' }));
+  const started = '2026-01-01T00:00:00.000Z';
+  const backupElsewhere = (refreshed: string): string => JSON.stringify({ kind: 'shared', command: 'backup', pid: 4242, host: 'elsewhere', started, refreshed, pins: [] });
+  await fs.writeFile(foreign, backupElsewhere(new Date().toISOString()));
+  const before = await treeDigest(store);
   const refused = await cli(['gc', '--store', store]);
-  t.equal(refused.code, 3, 'a lock of another host cannot be checked, so it counts');
-  t.match(refused.stderr, /^chunkvault: gc cannot run while 'mount' \(pid 4242 on elsewhere, since 2026-01-01T00:00:00.000Z\) may read packs/);
-  await fs.rm(foreign);
+  t.equal(refused.code, 3, 'a renewed lock of another host cannot be checked, so it counts');
+  t.equal(refused.stderr, `chunkvault: gc cannot run while 'backup' (pid 4242 on elsewhere, since ${started}) may use chunks it would delete; run gc when that has finished\n`);
+  t.equal(await treeDigest(store), before, 'gc changed nothing, its own lock gone');
+
+  await fs.writeFile(foreign, backupElsewhere(new Date(Date.now() - 601_000).toISOString()));
+  t.match(await cliJson(['gc', '--store', store]), { packsDeleted: 0 }, 'a lock not renewed for the lease (10 min) is stale: gc runs');
+  await t.rejects(fs.access(foreign), 'and removes it');
 });

@@ -115,12 +115,13 @@ t.test('EIO reading one map: gc deletes nothing, verify reports that disk damage
   await allRestoreIdentically(t, s, s.points.slice(2));
 });
 
-/** A live process (`sleep`) with a mount's lock in the store: gc must leave the packs alone for it. */
-async function liveMountLock(t: Test, s: FaultyStore): Promise<string> {
+/** A live process (`sleep`) with a backup's lock in the store: gc must not run beside it. */
+async function liveBackupLock(t: Test, s: FaultyStore): Promise<string> {
   const sleeper = spawn('sleep', ['600'], { stdio: 'ignore' });
   t.teardown(() => sleeper.kill());
   const name = `${sleeper.pid}-0a0b0c.json`;
-  const info = { pid: sleeper.pid, host: hostname(), command: `mount ${join(s.dir, 'mnt')}`, started: new Date().toISOString() };
+  const now = new Date().toISOString();
+  const info = { kind: 'shared', command: 'backup', pid: sleeper.pid, host: hostname(), started: now, refreshed: now, pins: [] };
   await fs.writeFile(join(s.backing, 'locks', name), JSON.stringify(info) + '\n', { mode: 0o600 });
   return join('locks', name);
 }
@@ -129,13 +130,13 @@ for (const [errno, ops] of [
   ['EIO', ['read']],
   ['EACCES', ['open']],
 ] as const) {
-  t.test(`${errno} reading a live mount's lock file: gc refuses and compacts nothing`, async (t) => {
+  t.test(`${errno} reading a live backup's lock file: gc refuses and compacts nothing`, async (t) => {
     if (!canMount(t)) return;
     const s = await faultyStore(t, { backups: 4 });
     const pruned = await cli(['prune', '--store', s.store, '--name', NAME, '--keep-last', '2']);
     t.equal(pruned.code, 0, `prune without faults exits 0 ${pruned.stderr}`);
-    const lock = await liveMountLock(t, s);
-    // The control: with the lock readable, gc sees the mount and says the store is busy.
+    const lock = await liveBackupLock(t, s);
+    // The control: with the lock readable, gc sees the backup and says the store is busy.
     const before = await storeState(s.backing);
     const busy = await cli(['gc', '--store', s.store]);
     t.equal(busy.code, 3, `with the lock readable gc is refused as busy (${busy.stderr.trim()})`);
