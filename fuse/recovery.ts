@@ -7,7 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Store } from '../store/store.js';
-import { InvalidInputError, SessionError } from '../engine/errors.js';
+import { ChunkvaultError, InvalidInputError, SessionError } from '../engine/errors.js';
 import { WorkerPool } from '../engine/pool.js';
 import { ChunkFetcher } from '../engine/reader.js';
 import { throttleLimits, type ThrottleLimits } from '../engine/throttle.js';
@@ -86,7 +86,17 @@ export async function resumeRecovery(store: Store, record: SessionRecord, option
 async function serve(store: Store, record: SessionRecord, options: ServeOptions): Promise<ServingSession> {
   const log = options.log ?? ((line: string) => process.stderr.write(`chunkvault: ${line}\n`));
   const limits = limitsFor(record.target !== null, options.maxRateMBps);
-  const lock = await store.lock(sessionLockCommand(record));
+  let close: () => Promise<void> = async () => undefined;
+  // The pin keeps prune and gc off the session's restore point; a lease that cannot be renewed
+  // no longer does, so the session stops (its delta is kept: --resume) as a mount does.
+  const lock = await store.lock(sessionLockCommand(record), {
+    pins: [record.point],
+    onLeaseLost: (err) => {
+      log(err.message);
+      process.exitCode = err instanceof ChunkvaultError ? err.exitCode : 2;
+      close().catch((closeErr: Error) => log(`unmount: ${closeErr.message}`));
+    },
+  });
   const pool = new WorkerPool(store.backend.spec);
   const releaseStore = async (): Promise<void> => {
     await pool.close();
@@ -124,7 +134,7 @@ async function serve(store: Store, record: SessionRecord, options: ServeOptions)
   let closing: Promise<void> | null = null;
   let markClosed: () => void = () => undefined;
   const closed = new Promise<void>((done) => (markClosed = done));
-  const close = (): Promise<void> => {
+  close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(poll);
       await hydration?.stop();
