@@ -22,7 +22,7 @@ export const RESTORE_COMMAND = 'restore';
 export async function underRestoreLock<T>(store: Store, point: RestorePoint, threads: number | undefined, use: (pool: WorkerPool) => Promise<T>): Promise<T> {
   // The id in the lock tells prune which restore point is being read (prune.ts refuseWhileRestored).
   const lock = await store.lock(`${RESTORE_COMMAND} ${point.id}`);
-  const pool = new WorkerPool(store.backend.spec, threads);
+  const pool = new WorkerPool(store.backend, threads);
   try {
     return await use(pool);
   } finally {

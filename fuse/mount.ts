@@ -108,7 +108,7 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
   await prepareMountpoint(path);
   const log = options.log ?? ((line: string) => process.stderr.write(`chunkvault: ${line}\n`));
   const lock = await store.lock('mount');
-  const pool = new WorkerPool(store.backend.spec);
+  const pool = new WorkerPool(store.backend);
   const fetcher = new ChunkFetcher(pool, new LruChunkCache(options.cacheBytes));
   const images = new ImageFiles(store, fetcher, { readAheadChunks: readAheadChunks(options.cacheBytes, store.chunkSize), indexWaitMs: INDEX_WAIT_MS });
   const views = new ViewFiles(store, images);

@@ -3,7 +3,7 @@ import { gc, parseMaxUnused, recompressOrder, DEFAULT_MAX_UNUSED_PERCENT, DEFAUL
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
-import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
 
 interface GcFlags extends StoreOptions {
   maxUnused?: number;
@@ -53,7 +53,7 @@ export function register(program: Command): void {
       const bar = progress('gc: rewriting');
       const report = await gc(store, { maxUnused: options.maxUnused, dryRun: options.dryRun, recompress, onProgress: (d, t) => bar.update(d, t) });
       bar.done();
-      if (options.json) printJson(report);
+      if (options.json) printJson({ ...report, ...backendReport(store) });
       else printLines(describe(report));
       if (report.packsDamaged.length > 0) process.exitCode = 1;
     });

@@ -48,6 +48,10 @@ export class S3Backend implements Backend {
     return this.client.stats();
   }
 
+  addStats(stats: S3Stats): void {
+    this.client.addStats(stats);
+  }
+
   private objectKey(key: string): string {
     if (key === '' || key.startsWith('/') || key.endsWith('/') || key.split('/').some((part) => part === '.' || part === '..' || part === '')) {
       throw new InvalidInputError(`not an object key: '${key}'`, { key });
