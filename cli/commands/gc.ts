@@ -31,7 +31,7 @@ function describe(r: GcReport): string[] {
     `packs              ${r.packsDeleted} ${would}deleted, ${r.packsRewritten} ${would}rewritten (${formatBytes(r.bytesRewritten)} of live data copied)`,
     ...(r.recompression ? describeRecompression(r.recompression, r.dryRun) : []),
     `space freed        ${formatBytes(r.bytesFreed)} of pack data${r.dryRun ? ' (would be, before recompression)' : ''}`,
-    `leftovers          ${r.orphanMapsRemoved} orphan map directories, ${r.tmpFilesRemoved} temp files ${would}removed`,
+    `leftovers          ${r.orphanMapsRemoved} orphan map directories, ${r.tmpFilesRemoved} temp files, ${r.staleUploadsAborted} stale uploads, ${r.stagedFilesRemoved} staged files ${would}removed`,
     `store size         ${formatBytes(r.storeBytesBefore)} -> ${formatBytes(r.storeBytesAfter)}${r.dryRun ? ' (estimated)' : ''}`,
   ];
   if (r.compactionStopped) lines.push(`compaction stopped early: ${r.compactionStopped}; free space and run gc again`);

@@ -84,6 +84,15 @@ export interface Backend {
   /** A local file to write freely that becomes `key` on commit (see Staged). */
   stage(key: string): Promise<Staged>;
 
+  /**
+   * Writes that were started and never finished, by killed or failed processes, that are older than
+   * `olderThanMs`: multipart uploads the server keeps (and bills) until aborted, files staged on this
+   * host. Backends whose leftovers are ordinary objects (fs: temp files, see Store.tmpFiles) have none.
+   */
+  staleWrites?(olderThanMs: number): Promise<StaleWrite[]>;
+  /** Aborts or removes them; ones already gone are fine. */
+  removeStaleWrites?(writes: StaleWrite[]): Promise<void>;
+
   /** Requests and bytes so far, where the backend counts them (s3); worker threads' are added with addStats. */
   stats?(): BackendStats;
   /** Adds what another thread's copy of this backend counted. */
@@ -93,6 +102,15 @@ export interface Backend {
   readonly spec: BackendSpec;
   /** Ends connections and the like; the backend is not used afterwards. */
   close(): Promise<void>;
+}
+
+export interface StaleWrite {
+  kind: 'upload' | 'staged';
+  /** The object key an upload was for, or the staged file's path. */
+  key: string;
+  /** The multipart upload's id ('' for a staged file). */
+  id: string;
+  startedMs: number;
 }
 
 export interface BackendStats {

@@ -127,7 +127,7 @@ export class S3Client {
       const code = (failure as NodeJS.ErrnoException).code ?? String(failure);
       const what = code === 'CV_S3_TIMEOUT' ? `no answer within ${this.options.timeoutMs} ms` : code;
       return new BackendUnreachableError(
-        `${this.location}: cannot reach ${this.options.endpoint} (${what}, ${attempts} attempts); check the endpoint (--endpoint, AWS_ENDPOINT_URL_S3) and that the server runs`,
+        `${this.location}: cannot reach ${this.options.endpoint} (${what}, ${attempts} attempts); check the endpoint (--s3-endpoint, AWS_ENDPOINT_URL_S3) and that the server runs`,
         { location: this.location, endpoint: this.options.endpoint, key: req.key, code, attempts },
         failure,
       );

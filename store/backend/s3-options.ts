@@ -5,6 +5,7 @@
  * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, ~/.aws/credentials
  * and ~/.aws/config or AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE).
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,7 +162,8 @@ export function resolveS3Options(input: S3Input, env: NodeJS.ProcessEnv = proces
     region,
     pathStyle,
     credentials: credentialsFrom(input, env, profile, profileName),
-    stageDir: input.stageDir ?? tmpdir(),
+    // One directory per store: gc removes what a killed process of this host staged for it, and nothing of another store's.
+    stageDir: input.stageDir ?? join(tmpdir(), `chunkvault-stage-${createHash('sha256').update(s3LocationText({ bucket, prefix })).digest('hex').slice(0, 16)}`),
     partSize: input.partSize ?? 8 * 1024 * 1024,
     maxAttempts: input.maxAttempts ?? 5,
     retryDelayMs: input.retryDelayMs ?? 100,
