@@ -21,7 +21,7 @@ export function withStore(command: Command): Command {
 
 export function storeDir(options: StoreOptions): string {
   const dir = options.store ?? process.env.CHUNKVAULT_STORE;
-  if (!dir) throw new InvalidInputError('no store given: pass --store DIR (or s3://BUCKET/PREFIX) or set CHUNKVAULT_STORE', {});
+  if (!dir) throw new InvalidInputError('no store given: pass --store DIR or set CHUNKVAULT_STORE (a directory or s3://BUCKET/PREFIX)', {});
   return dir;
 }
 
