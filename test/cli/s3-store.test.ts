@@ -5,13 +5,14 @@
  * fresh prefix per subtest.
  */
 import t, { type Test } from 'tap';
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { BackupReport } from '../../engine/index.js';
 import type { BackendStats, ObjectInfo } from '../../store/backend/backend.js';
 import { S3Backend } from '../../store/backend/s3.js';
 import { resolveS3Options } from '../../store/backend/s3-options.js';
-import { MiB, cli, cliJson, mixedImage, requireCapability, seededBytes, sha256File, sha256Head, tempDir } from '../helpers/index.js';
+import { MiB, cli, cliJson, ext4Image, hasCommand, mixedImage, requireCapability, seededBytes, sha256File, sha256Head, tempDir } from '../helpers/index.js';
 import { hasRgw, startRgw } from '../helpers/rgw.js';
 import { createBucket } from '../store/backend/s3-bucket.js';
 import { canMount, startMount } from '../fuse/mounting.js';
@@ -41,7 +42,7 @@ if (requireCapability(t, hasRgw(), 'needs radosgw, radosgw-admin, ceph-mon, ceph
     t.equal(await sha256File(out), imageSha, what);
   };
 
-  t.test('every command on s3: init, backup (full, CBT, extents), list, restore (--onto, --compare), verify, stats, hold, prune, gc, repair, ls, mount', async (t) => {
+  t.test('every command on s3: init, backup (full, CBT, extents), list, restore (--onto, --compare), verify, stats, ls, hold, prune, gc, repair of an empty cache', async (t) => {
     const store = freshStore();
     const s = ['--store', store];
     const init = await cliJson<{ store: string; backend: BackendStats }>(['init', ...s]);
@@ -125,6 +126,27 @@ if (requireCapability(t, hasRgw(), 'needs radosgw, radosgw-admin, ceph-mon, ceph
     await startMount(t, store, mountpoint, ['--cache-dir', join(await tempDir(t), 'host3')]);
     t.equal(await sha256File(join(mountpoint, id, 'disk.img')), imageSha, 'a third host mounts it: the disk file reads identical');
     await cli(['umount', mountpoint]);
+  });
+
+  t.test('files on s3: lists and extracts the files of an ext4 disk image, identical', async (t) => {
+    if (!canMount(t)) return;
+    if (!requireCapability(t, hasCommand('fuse2fs') && hasCommand('mkfs.ext4'), 'needs fuse2fs and e2fsprogs')) return;
+    const work = await tempDir(t);
+    const tree = join(work, 'tree');
+    await fs.mkdir(join(tree, 'etc'), { recursive: true });
+    const hosts = seededBytes(3, 100_000);
+    await fs.writeFile(join(tree, 'etc', 'hosts'), hosts);
+    const disk = join(work, 'root.img');
+    ext4Image(disk, 16, tree);
+    const store = freshStore();
+    await cliJson(['init', '--store', store]);
+    const { id } = await cliJson<BackupReport>(['backup', '--store', store, disk]);
+    const listing = await cliJson<{ filesystem: string; entries: { name: string }[] }>(['files', '--store', store, id, '/etc']);
+    t.equal(listing.filesystem, 'ext4');
+    t.same(listing.entries.map((e) => e.name), ['hosts']);
+    const out = join(work, 'out');
+    await cliJson(['files', '--store', store, id, '--get', '/etc/hosts', '--to', out]);
+    t.equal(await sha256File(join(out, 'hosts')), createHash('sha256').update(hosts).digest('hex'), 'the extracted file is identical');
   });
 
   t.test('--cache-dir defaults to one directory per store id under XDG_CACHE_HOME', async (t) => {
