@@ -1,7 +1,8 @@
 #!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node
 // The chunkvault command (package.json "bin"). Before it runs any code, node reads and parses
 // every certificate in NODE_EXTRA_CA_CERTS: ~50 ms per command on a machine that points it at
-// the system bundle. chunkvault makes no TLS connections, so node starts without it.
+// the system bundle. Only an https S3 endpoint makes TLS connections, and it trusts the CAs of
+// AWS_CA_BUNDLE as the AWS CLI does (store/backend/s3-options.ts), so node starts without it.
 // The CLI is a CommonJS bundle (see package.json "build"), required rather than imported.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';

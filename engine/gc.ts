@@ -22,7 +22,7 @@ import type { ChunkIndex } from '../store/index-db.js';
 import { consolidateSegments, writeSegment } from '../store/index-cache.js';
 import { ID_BYTES } from '../store/chunk-id.js';
 import { checkRecords, copyRecords, decodeRecordHeader, locationOf, recordFootprint, Codec, PACK_OVERHEAD_BYTES, RECORD_HEADER_BYTES, type ChunkLocation, type PackWriter } from '../store/pack.js';
-import type { Backend } from '../store/backend/backend.js';
+import type { Backend, StaleWrite } from '../store/backend/backend.js';
 import type { RecompressPolicy } from '../store/format.js';
 import { formatCompression, type Compression } from '../store/compression.js';
 import type { LockInfo } from '../store/lock.js';
@@ -45,6 +45,8 @@ export const DEFAULT_MAX_UNUSED_PERCENT = 10;
 const EXCLUDES_GC = 'backup';
 /** Temp files younger than this may belong to a write in progress (a hold, say). */
 const TMP_GRACE_MS = 60_000;
+/** Multipart uploads and staged files younger than this may belong to a write in progress on another host. */
+export const STALE_WRITE_MARGIN_MS = 60 * 60 * 1000;
 /** Live bytes copied per compaction group: bounds the extra space compaction needs. */
 const GROUP_BYTES = 256 * 1024 * 1024;
 /** The reserve is set aside again only where it leaves room for this many more of its size. */
@@ -91,6 +93,8 @@ export interface GcPlan {
   /** Maps directories without a catalog entry: leftovers of killed backups. */
   orphanMaps: string[];
   tmpFiles: string[];
+  /** Unfinished uploads and staged files of killed processes (object stores). */
+  staleWrites: StaleWrite[];
   /** Pack bytes gc frees: dead packs whole, compacted packs less their live records. */
   bytesFreed: number;
   /** Live bytes of the packs to compact or recompress. */
@@ -138,6 +142,9 @@ export interface GcReport {
   recompression: RecompressionReport | null;
   orphanMapsRemoved: number;
   tmpFilesRemoved: number;
+  /** Multipart uploads aborted and staged files removed (see staleWrites). */
+  staleUploadsAborted: number;
+  stagedFilesRemoved: number;
   storeBytesBefore: number;
   storeBytesAfter: number;
   seconds: number;
@@ -235,13 +242,26 @@ async function markLive(store: Store): Promise<{ live: LiveSet; pinned: LiveSet;
   return { live, pinned, restorePoints: points.length, catalogIds, pinnedIds };
 }
 
+/** When the oldest running backup started (Infinity: none; -Infinity: one whose start is unreadable). */
+async function oldestRunningBackup(store: Store): Promise<number> {
+  const backups = (await store.locks()).filter((l) => l.command.split(' ')[0] === 'backup').map((l) => Date.parse(l.started));
+  return Math.min(Infinity, ...backups.map((t) => (Number.isNaN(t) ? -Infinity : t)));
+}
+
+/**
+ * Unfinished multipart uploads and staged files of killed processes: older than the margin and
+ * than every running backup (a backup with few new chunks keeps a pack's upload open for long).
+ */
+async function staleWrites(store: Store, oldestBackup: number): Promise<StaleWrite[]> {
+  if (store.backend.staleWrites === undefined) return [];
+  return (await store.backend.staleWrites(STALE_WRITE_MARGIN_MS)).filter((w) => w.startedMs < oldestBackup);
+}
+
 /**
  * Maps directories of killed backups: no catalog entry (absent for certain, ENOENT), and older
  * than every running backup, which writes its maps before its catalog entry.
  */
-async function orphanMaps(store: Store, keptIds: Set<string>): Promise<string[]> {
-  const backups = (await store.locks()).filter((l) => l.command.split(' ')[0] === 'backup').map((l) => Date.parse(l.started));
-  const oldestBackup = Math.min(Infinity, ...backups.map((t) => (Number.isNaN(t) ? -Infinity : t)));
+async function orphanMaps(store: Store, keptIds: Set<string>, oldestBackup: number): Promise<string[]> {
   const orphans: string[] = [];
   for (const { id, mtimeMs } of await store.listMapDirs()) {
     if (keptIds.has(id) || mtimeMs >= oldestBackup) continue;
@@ -274,6 +294,7 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
   const markSeconds = (performance.now() - started) / 1000;
   const recompress = options.recompress ?? null;
   const now = Date.now();
+  const oldestBackup = await oldestRunningBackup(store);
   const coldBefore = recompress ? now - recompress.olderThanSeconds * 1000 : null;
   const usage = new Map<string, Usage>((await store.listPacks()).map((p) => [p.name, { size: p.size, mtimeMs: p.mtimeMs, liveBytes: 0, untried: 0 }]));
   const deadChunks = new IdList();
@@ -300,7 +321,8 @@ export async function planGc(store: Store, index: ChunkIndex, options: GcOptions
     liveChunks: live.size,
     deadChunks,
     packs,
-    orphanMaps: await orphanMaps(store, new Set([...catalogIds, ...pinnedIds])),
+    orphanMaps: await orphanMaps(store, new Set([...catalogIds, ...pinnedIds]), oldestBackup),
+    staleWrites: await staleWrites(store, oldestBackup),
     tmpFiles: (await store.tmpFiles()).filter((f) => now - f.mtimeMs > TMP_GRACE_MS).map((f) => f.key),
     bytesFreed: packs.reduce((sum, p) => sum + (p.action === 'delete' ? p.size : rewrites(p.action) ? unusedBytes(p) : 0), 0),
     bytesToRewrite: packs.reduce((sum, p) => sum + (rewrites(p.action) ? p.liveBytes : 0), 0),
@@ -387,7 +409,7 @@ class Recompressor {
   /** The store is upgraded first: settled flags and zstd records need format version 2. */
   static async start(store: Store, compression: Compression): Promise<Recompressor> {
     await store.allowVersion2Records();
-    return new Recompressor(new WorkerPool(store.backend.spec), compression);
+    return new Recompressor(new WorkerPool(store.backend), compression);
   }
 
   /**
@@ -504,6 +526,7 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
 export async function executeGc(store: Store, index: ChunkIndex, plan: GcPlan, onProgress?: GcOptions['onProgress']): Promise<Compaction> {
   for (const id of plan.orphanMaps) await store.removeMaps(id);
   await store.removeTmpFiles(plan.tmpFiles);
+  await store.backend.removeStaleWrites?.(plan.staleWrites);
   await index.deleteMany(plan.deadChunks);
   crashPoint('gc-after-sweep');
   const dead = plan.packs.filter((p) => p.action === 'delete').map((p) => p.pack);
@@ -574,6 +597,8 @@ export async function gc(store: Store, options: GcOptions = {}): Promise<GcRepor
         recompression: plan.recompress && recompressionReport(plan.recompress, plannedTally(plan)),
         orphanMapsRemoved: plan.orphanMaps.length,
         tmpFilesRemoved: plan.tmpFiles.length,
+        staleUploadsAborted: plan.staleWrites.filter((w) => w.kind === 'upload').length,
+        stagedFilesRemoved: plan.staleWrites.filter((w) => w.kind === 'staged').length,
         storeBytesBefore,
         storeBytesAfter: storeBytesBefore - plan.bytesFreed,
         seconds: 0,

@@ -3,6 +3,7 @@
  * Validates user input before anything is written; internals trust their arguments.
  */
 import { Store } from '../store/store.js';
+import { backendAt, type S3Access } from '../store/backend/open.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
 import { DEFAULT_COMPRESSION, parseCompression } from '../store/compression.js';
 import type { BackupKind, BackupStats, DamagedEntry, RestorePoint } from '../store/catalog.js';
@@ -37,13 +38,20 @@ export { listSessions, describeSession, sessionAt, SESSION_BLOCK_BYTES, type Ses
 export type { HydrationProgress } from './session/hydrate.js';
 export * from './errors.js';
 
-export async function initStore(dir: string, chunkSize?: string, compression?: string): Promise<Store> {
-  const size = chunkSize === undefined ? DEFAULT_CHUNK_SIZE : parseChunkSize(chunkSize);
-  return Store.init(dir, size, compression === undefined ? DEFAULT_COMPRESSION : parseCompression(compression, '--compression'));
+/** How to reach a store: its S3 endpoint and region (when it is s3://), and this host's cache directory for its index. */
+export interface StoreAccess extends S3Access {
+  cacheDir?: string;
 }
 
-export function openStore(dir: string): Promise<Store> {
-  return Store.open(dir);
+/** `location` is a directory or `s3://BUCKET/PREFIX`. */
+export async function initStore(location: string, chunkSize?: string, compression?: string, access: StoreAccess = {}): Promise<Store> {
+  const size = chunkSize === undefined ? DEFAULT_CHUNK_SIZE : parseChunkSize(chunkSize);
+  const codec = compression === undefined ? DEFAULT_COMPRESSION : parseCompression(compression, '--compression');
+  return Store.init(backendAt(location, access), size, codec, { cacheDir: access.cacheDir });
+}
+
+export function openStore(location: string, access: StoreAccess = {}): Promise<Store> {
+  return Store.open(backendAt(location, access), { cacheDir: access.cacheDir });
 }
 
 export interface BackupRequest extends LayoutOptions {
@@ -95,7 +103,7 @@ export function backupReport(point: RestorePoint, warnings: string[]): BackupRep
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {
   const time = request.time === undefined ? new Date().toISOString() : parseTime(request.time);
   // Workers take ~50 ms to load their native modules: let that overlap the planning below.
-  const pool = new WorkerPool(store.backend.spec, request.threads);
+  const pool = new WorkerPool(store.backend, request.threads);
   try {
     const sources = await openSources(request.sources);
     const name = checkName(request.name ?? sources[0].label);

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { packageRoot } from './package-root.js';
-import type { BackendSpec } from '../store/backend/backend.js';
+import type { Backend, BackendSpec, BackendStats } from '../store/backend/backend.js';
 import type {
   BackupResult,
   BackupTask,
@@ -36,11 +36,14 @@ export class WorkerPool {
   /** One load task per thread, sent as the pool starts; see the constructor. */
   private readonly loaded: Promise<unknown>;
 
-  constructor(
-    /** The store's backend, which each thread opens for itself to read packs. */
-    private readonly backend: BackendSpec,
-    readonly threads = defaultThreads(),
-  ) {
+  /** How each thread opens the store's backend for itself to read packs. */
+  private readonly backend: BackendSpec;
+  /** Where the threads' requests are counted, when the pool was given the backend itself. */
+  private readonly counted: Backend | null;
+
+  constructor(backend: Backend | BackendSpec, readonly threads = defaultThreads()) {
+    this.backend = 'spec' in backend ? backend.spec : backend;
+    this.counted = 'spec' in backend ? backend : null;
     this.piscina = new Piscina({
       filename: workerPath(),
       minThreads: threads,
@@ -65,8 +68,10 @@ export class WorkerPool {
     return this.threads * 2;
   }
 
-  private run<R>(task: Task, transferList?: ArrayBuffer[]): Promise<R> {
-    return this.piscina.run({ task, backend: this.backend }, { transferList }) as Promise<R>;
+  private async run<R>(task: Task, transferList?: ArrayBuffer[]): Promise<R> {
+    const { result, stats } = (await this.piscina.run({ task, backend: this.backend }, { transferList })) as { result: R; stats: BackendStats | null };
+    if (stats !== null) this.counted?.addStats?.(stats);
+    return result;
   }
 
   backup(task: BackupTask): Promise<BackupResult> {

@@ -12,7 +12,7 @@ import { MAX_CHUNK_SIZE } from '../store/format.js';
 import { alignedBuffer, isBlockAligned, refusedDirect } from '../store/direct-io.js';
 import { Codec, decodeRecord, decodeRecordHeader, encodeRecordHeader, packKey, packReadProblem, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
 import { openBackend } from '../store/backend/open.js';
-import type { Backend, BackendSpec } from '../store/backend/backend.js';
+import { statsSince, type Backend, type BackendSpec, type BackendStats } from '../store/backend/backend.js';
 import {
   RecordOutcome,
   SlotOutcome,
@@ -60,12 +60,18 @@ async function withFile<T>(path: string, flags: string, use: (fd: number) => T |
   }
 }
 
+/** What this thread's backend had counted when it last reported. */
+let reported: BackendStats | null = null;
+
 /** This thread's backend, opened on its first task: every task of a pool reads the same store. */
 let opened: { spec: string; backend: Backend } | null = null;
 
 function backendOf(spec: BackendSpec): Backend {
   const key = JSON.stringify(spec);
-  if (opened?.spec !== key) opened = { spec: key, backend: openBackend(spec) };
+  if (opened?.spec !== key) {
+    opened = { spec: key, backend: openBackend(spec) };
+    reported = null;
+  }
   return opened.backend;
 }
 
@@ -94,9 +100,12 @@ const piscinaCommon = join(dirname(requireHere.resolve('piscina')), 'common.js')
 if (!(piscinaCommon in requireHere.cache)) throw new Error(`${piscinaCommon} is not the module piscina's worker loaded: results could not be transferred`);
 const { markMovable } = requireHere(piscinaCommon) as { markMovable: (value: object) => void };
 
+const TRANSFERABLE = Symbol.for('Piscina.transferable');
+const VALUE_OF = Symbol.for('Piscina.valueOf');
+
 /** Hands `value` back with `buffers` transferred, not copied (piscina's public symbols say which). */
 function transfer(value: object, buffers: ArrayBuffer[]): unknown {
-  const movable = { [Symbol.for('Piscina.transferable')]: buffers, [Symbol.for('Piscina.valueOf')]: value };
+  const movable = { [TRANSFERABLE]: buffers, [VALUE_OF]: value };
   markMovable(movable);
   return movable;
 }
@@ -412,10 +421,23 @@ async function recompress(task: RecompressTask, backend: Backend): Promise<unkno
   return transfer(result, [result.buffer]);
 }
 
+/** The task's result with what the backend counted since the last report: the parent adds it to its own counters. */
+function withStats(result: unknown, backend: Backend): unknown {
+  const now = backend.stats?.() ?? null;
+  const stats = now === null ? null : reported === null ? now : statsSince(now, reported);
+  reported = now;
+  const movable = result as Record<symbol, unknown> | null;
+  if (movable === null || typeof movable !== 'object' || !(VALUE_OF in movable)) return { result, stats };
+  return transfer({ result: movable[VALUE_OF], stats }, movable[TRANSFERABLE] as ArrayBuffer[]);
+}
+
 export default async function run(message: { task: Task; backend: BackendSpec }): Promise<unknown> {
   await ready;
-  const { task } = message;
   const backend = backendOf(message.backend);
+  return withStats(await runTask(message.task, backend), backend);
+}
+
+function runTask(task: Task, backend: Backend): Promise<unknown> | unknown {
   switch (task.op) {
     case 'backup':
       return backup(task, backend);

@@ -1,4 +1,5 @@
-import { InvalidInputError, NotAStoreError, NotAnObjectError, StoreReadError, UnsupportedFormatError, errnoOf, storeReadError } from './errors.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { BackendAuthError, BackendError, BackendUnreachableError, InvalidInputError, NoSuchBucketError, NotAStoreError, NotAnObjectError, StoreReadError, UnsupportedFormatError, errnoOf, storeReadError } from './errors.js';
 import { describeValue } from './describe.js';
 import { parseSize } from './size.js';
 import { isCompression, type Compression } from './compression.js';
@@ -38,6 +39,18 @@ export interface StoreFormat {
   compression?: Compression;
   /** What every gc recompresses, when set. */
   recompress?: RecompressPolicy | null;
+  /**
+   * Random, set at init: names the store's cache directory on each host, so that two stores never
+   * share one and a store copied to another prefix keeps its own. Older stores have none (storeId).
+   */
+  id?: string;
+}
+
+const STORE_ID = /^[0-9a-f]{32}$/;
+
+/** The store's id; a store from before ids is named by its location, which is all that tells it apart. */
+export function storeId(format: StoreFormat, location: string): string {
+  return format.id ?? createHash('sha256').update(location).digest('hex').slice(0, 32);
 }
 
 function isChunkSize(size: unknown): size is number {
@@ -53,7 +66,7 @@ export function parseChunkSize(text: string): number {
 }
 
 export function newFormat(chunkSize: number, created: Date, compression: Compression): StoreFormat {
-  return { format: FORMAT_NAME, version: FORMAT_VERSION, chunkSize, created: created.toISOString(), compression, recompress: null };
+  return { format: FORMAT_NAME, version: FORMAT_VERSION, chunkSize, created: created.toISOString(), compression, recompress: null, id: randomBytes(16).toString('hex') };
 }
 
 export function encodeFormat(format: StoreFormat): string {
@@ -72,6 +85,9 @@ function checkSettings(parsed: Record<string, unknown>, file: string): void {
   }
   if (parsed.recompress !== undefined && parsed.recompress !== null && !isRecompressPolicy(parsed.recompress)) {
     throw new UnsupportedFormatError(`${file}: invalid recompress ${describeValue(parsed.recompress)}; ${NOT_VALID}`, { file });
+  }
+  if (parsed.id !== undefined && !(typeof parsed.id === 'string' && STORE_ID.test(parsed.id))) {
+    throw new UnsupportedFormatError(`${file}: invalid id ${describeValue(parsed.id)} (32 hex digits); ${NOT_VALID}`, { file });
   }
 }
 
@@ -125,6 +141,8 @@ function unreadableFormat(err: unknown, dir: string, file: string): Error {
   // ENOTDIR: the store path, or a directory on the way to it, is a file.
   if (errnoOf(err) === 'ENOTDIR') return notAStore(dir);
   if (err instanceof NotAnObjectError) return new NotAStoreError(`${file} is ${String(err.data.kind)}, not a regular file; ${NOT_VALID}`, { store: dir, file });
+  // A backend's own errors (no bucket, refused credentials, no answer) already say what to do.
+  if (err instanceof BackendError || err instanceof BackendAuthError || err instanceof NoSuchBucketError || err instanceof BackendUnreachableError) return err;
   if (errnoOf(err) === 'EACCES') {
     return new StoreReadError(`store ${dir} is not readable (EACCES): cannot read ${file}; run chunkvault as the store's owner`, { store: dir, file, code: 'EACCES' }, err);
   }

@@ -3,9 +3,10 @@
  * object, never through paths of its own; every object but the index (a host's own) lives
  * behind `backend`.
  */
+import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { StoreExistsError, InvalidInputError, StoreNotWritableError } from './errors.js';
-import { FORMAT_FILE, FORMAT_VERSION, encodeFormat, newFormat, readFormat, writeFormat, type StoreFormat } from './format.js';
+import { ChunkvaultError, StoreExistsError, InvalidInputError, StoreNotWritableError } from './errors.js';
+import { FORMAT_FILE, FORMAT_VERSION, encodeFormat, newFormat, readFormat, storeId, writeFormat, type StoreFormat } from './format.js';
 import { DEFAULT_COMPRESSION, type Compression } from './compression.js';
 import { Catalog } from './catalog.js';
 import { ChunkIndex } from './index-db.js';
@@ -23,8 +24,13 @@ const TMP_PREFIXES = ['catalog/', 'maps/', 'locks/'] as const;
 const TMP_SUFFIX = '.tmp';
 
 export interface StoreOptions {
-  /** Where this host keeps the store's index when the store is not a local directory. */
+  /** Where this host keeps the store's index when the store is not a local directory (default: defaultCacheDir). */
   cacheDir?: string;
+}
+
+/** `${XDG_CACHE_HOME:-~/.cache}/chunkvault/<store id>`: one per store, whatever its location. */
+export function defaultCacheDir(id: string, env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CACHE_HOME || join(env.HOME ?? homedir(), '.cache'), 'chunkvault', id);
 }
 
 /** A directory becomes its local backend; a backend is used as it is. */
@@ -32,11 +38,11 @@ function backendOf(backendOrDir: Backend | string): Backend {
   return typeof backendOrDir === 'string' ? new FsBackend(backendOrDir) : backendOrDir;
 }
 
-/** The index lives beside a local store, else in the cache directory the caller names. */
-function indexDirOf(backend: Backend, options: StoreOptions): string {
+/** The index lives beside a local store, else in the cache directory the caller names or the store's default one. */
+function indexDirOf(backend: Backend, options: StoreOptions, format: StoreFormat): string {
   if (options.cacheDir !== undefined) return resolve(options.cacheDir);
   if (backend.localDir !== null) return join(backend.localDir, 'index');
-  throw new InvalidInputError(`store ${backend.location} is not a local directory: it needs a cache directory for its index`, { store: backend.location });
+  return defaultCacheDir(storeId(format, backend.location));
 }
 
 function mapsPrefix(pointId: string): string {
@@ -104,10 +110,14 @@ export class Store {
     const backend = backendOf(backendOrDir);
     const root = backend.location;
     const [format, occupied] = await Promise.all([backend.stat(FORMAT_FILE), isOccupied(backend)]).catch((err: unknown) => {
-      throw storeReadError(root, err);
+      // What the backend already named (no bucket, refused credentials, no answer) stays that.
+      throw err instanceof ChunkvaultError ? err : storeReadError(root, err);
     });
     if (format) throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
-    if (occupied) throw new InvalidInputError(`${root} is not empty; init needs an empty or new directory`, { store: root });
+    if (occupied) {
+      const need = backend.localDir === null ? 'holds something that is not a chunkvault store; init needs an empty prefix' : 'is not empty; init needs an empty or new directory';
+      throw new InvalidInputError(`${root} ${need}`, { store: root });
+    }
     if (backend instanceof FsBackend) await backend.makeRoot(PARTS);
     if (backend.localDir !== null) await backend.put(RESERVE_FILE, Buffer.alloc(RESERVE_BYTES));
     // The format file is written last: a store without it is not a store yet.
@@ -120,7 +130,7 @@ export class Store {
   static async open(backendOrDir: Backend | string, options: StoreOptions = {}): Promise<Store> {
     const backend = backendOf(backendOrDir);
     const format = await readFormat(backend);
-    return new Store(backend, format, indexDirOf(backend, options));
+    return new Store(backend, format, indexDirOf(backend, options, format));
   }
 
   /** Every pack with its size and mtime (when it was last written: gc recompresses packs by age). */

@@ -3,7 +3,7 @@ import { InvalidInputError, runBackup, type BackupReport } from '../../engine/in
 import { formatBytes } from '../../store/size.js';
 import { oneLine, printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
-import { openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
+import { backendLine, backendReport, openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
 
 interface BackupFlags extends StoreOptions {
   name?: string;
@@ -79,7 +79,7 @@ export function register(program: Command): void {
       });
       bar.done();
       for (const warning of report.warnings) process.stderr.write(`warning: ${oneLine(warning)}\n`);
-      if (options.json) printJson(report);
-      else printLines(describe(report));
+      if (options.json) printJson({ ...report, ...backendReport(store) });
+      else printLines([...describe(report), ...backendLine(store)]);
     });
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { configureStore, type StoreSettings } from '../../engine/index.js';
 import { formatCompression } from '../../store/compression.js';
 import { printJson, printLines } from '../output.js';
-import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
 
 interface ConfigFlags extends StoreOptions {
   compression?: string;
@@ -29,7 +29,7 @@ export function register(program: Command): void {
     .action(async (options: ConfigFlags) => {
       const store = await openStoreFrom(options);
       const settings = await configureStore(store, { compression: options.compression, recompress: options.gcRecompress, olderThan: options.gcOlderThan });
-      if (options.json) printJson(settings);
+      if (options.json) printJson({ ...settings, ...backendReport(store) });
       else printLines(describe(settings));
     });
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '../../engine/errors.js';
 import { formatBytes } from '../../store/size.js';
 import { oneLine, printJson, printLines, table } from '../output.js';
-import { openStoreFrom, positiveInt, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, positiveInt, withStore, type StoreOptions } from '../store-option.js';
 import type { FileEntry, OpenFilesystem } from '../../fuse/files.js';
 
 interface FilesFlags extends StoreOptions {
@@ -76,10 +76,10 @@ export function register(program: Command): void {
         withFilesystem(store, target, { timeoutMs, signal }, async (fs) => {
           if (dir === null) {
             const entries = await fs.list(paths[0]);
-            return options.json ? printJson({ ...describe(fs), path: paths[0], entries }) : printLines(listing(entries));
+            return options.json ? printJson({ ...describe(fs), path: paths[0], entries, ...backendReport(store) }) : printLines(listing(entries));
           }
           const files = await fs.extract(paths, dir, options.json === true);
-          if (options.json) return printJson({ ...describe(fs), to: dir, files });
+          if (options.json) return printJson({ ...describe(fs), to: dir, files, ...backendReport(store) });
           const bytes = files.reduce((sum, f) => sum + f.size, 0);
           printLines([`extracted ${paths.join(' ')} (${files.length} files, ${formatBytes(bytes)}) from ${fs.type} on restore point ${fs.point.id} disk ${fs.disk} to ${dir}`]);
         }),

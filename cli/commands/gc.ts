@@ -3,7 +3,7 @@ import { gc, parseMaxUnused, recompressOrder, DEFAULT_MAX_UNUSED_PERCENT, DEFAUL
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
-import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
 
 interface GcFlags extends StoreOptions {
   maxUnused?: number;
@@ -31,7 +31,7 @@ function describe(r: GcReport): string[] {
     `packs              ${r.packsDeleted} ${would}deleted, ${r.packsRewritten} ${would}rewritten (${formatBytes(r.bytesRewritten)} of live data copied)`,
     ...(r.recompression ? describeRecompression(r.recompression, r.dryRun) : []),
     `space freed        ${formatBytes(r.bytesFreed)} of pack data${r.dryRun ? ' (would be, before recompression)' : ''}`,
-    `leftovers          ${r.orphanMapsRemoved} orphan map directories, ${r.tmpFilesRemoved} temp files ${would}removed`,
+    `leftovers          ${r.orphanMapsRemoved} orphan map directories, ${r.tmpFilesRemoved} temp files, ${r.staleUploadsAborted} stale uploads, ${r.stagedFilesRemoved} staged files ${would}removed`,
     `store size         ${formatBytes(r.storeBytesBefore)} -> ${formatBytes(r.storeBytesAfter)}${r.dryRun ? ' (estimated)' : ''}`,
   ];
   if (r.compactionStopped) lines.push(`compaction stopped early: ${r.compactionStopped}; free space and run gc again`);
@@ -53,7 +53,7 @@ export function register(program: Command): void {
       const bar = progress('gc: rewriting');
       const report = await gc(store, { maxUnused: options.maxUnused, dryRun: options.dryRun, recompress, onProgress: (d, t) => bar.update(d, t) });
       bar.done();
-      if (options.json) printJson(report);
+      if (options.json) printJson({ ...report, ...backendReport(store) });
       else printLines(describe(report));
       if (report.packsDamaged.length > 0) process.exitCode = 1;
     });

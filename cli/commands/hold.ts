@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { hold, type HoldReport } from '../../engine/index.js';
 import { printJson, printLines } from '../output.js';
-import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
 
 export function describeHold(report: HoldReport): string {
   const what = `restore point ${report.id} (${report.name}, ${report.time})`;
@@ -15,8 +15,9 @@ export function register(program: Command): void {
     .option('--reason <text>', 'why it is held (e.g. a legal hold reference)')
     .option('--json', 'machine-readable output')
     .action(async (ref: string, options: StoreOptions & { reason?: string; json?: boolean }) => {
-      const report = await hold(await openStoreFrom(options), ref, options.reason);
-      if (options.json) printJson(report);
+      const store = await openStoreFrom(options);
+      const report = await hold(store, ref, options.reason);
+      if (options.json) printJson({ ...report, ...backendReport(store) });
       else printLines([describeHold(report)]);
     });
 }

@@ -3,7 +3,7 @@ import { initStore } from '../../engine/index.js';
 import { printJson, printLines } from '../output.js';
 import { formatBytes } from '../../store/size.js';
 import { formatCompression } from '../../store/compression.js';
-import { storeDir, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, storeAccess, storeDir, withStore, type StoreOptions } from '../store-option.js';
 
 export function register(program: Command): void {
   withStore(program.command('init').description('create a store'))
@@ -11,8 +11,8 @@ export function register(program: Command): void {
     .option('--compression <codec>', 'what backups compress with by default: lz4 (default), zstd[:LEVEL] or none')
     .option('--json', 'machine-readable output')
     .action(async (options: StoreOptions & { chunkSize: string; compression?: string; json?: boolean }) => {
-      const store = await initStore(storeDir(options), options.chunkSize, options.compression);
-      if (options.json) printJson({ store: store.location, chunkSize: store.chunkSize, compression: formatCompression(store.compression) });
+      const store = await initStore(storeDir(options), options.chunkSize, options.compression, storeAccess(options));
+      if (options.json) printJson({ store: store.location, chunkSize: store.chunkSize, compression: formatCompression(store.compression), ...backendReport(store) });
       else printLines([`initialized store ${store.location} (chunk size ${formatBytes(store.chunkSize)}, compression ${formatCompression(store.compression)})`]);
     });
 }

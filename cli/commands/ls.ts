@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { listContents, type DiskContents, type FilesystemInfo, type PointContents } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
 import { oneLine, printJson, printLines, table } from '../output.js';
-import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
 
 function filesystemText(fs: FilesystemInfo | null): string {
   if (fs === null) return '-';
@@ -27,8 +27,9 @@ export function register(program: Command): void {
     .option('--disk <label>', 'only this disk')
     .option('--json', 'machine-readable output')
     .action(async (ref: string, options: StoreOptions & { disk?: string; json?: boolean }) => {
-      const contents = await listContents(await openStoreFrom(options), ref, options.disk);
-      if (options.json) printJson(contents);
+      const store = await openStoreFrom(options);
+      const contents = await listContents(store, ref, options.disk);
+      if (options.json) printJson({ ...contents, ...backendReport(store) });
       else printLines(describe(contents));
     });
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { executePrune, planPrune, type PrunePlan, type RetentionPolicy } from '../../engine/index.js';
 import { printJson, printLines, table } from '../output.js';
-import { openStoreFrom, positiveInt, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, positiveInt, withStore, type StoreOptions } from '../store-option.js';
 
 interface PruneFlags extends StoreOptions {
   name?: string;
@@ -64,7 +64,7 @@ export function register(program: Command): void {
       // A point held since planning is not removed: count what executePrune really did.
       const removed = options.dryRun ? plan.removed : (await executePrune(store, plan)).length;
       const kept = plan.points.length - removed;
-      if (options.json) printJson({ dryRun: options.dryRun === true, points: plan.points, kept, removed });
+      if (options.json) printJson({ dryRun: options.dryRun === true, points: plan.points, kept, removed, ...backendReport(store) });
       else printLines(describe(plan, options.dryRun === true, kept, removed));
     });
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { release } from '../../engine/index.js';
 import { printJson, printLines } from '../output.js';
-import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
 import { describeHold } from './hold.js';
 
 export function register(program: Command): void {
@@ -9,8 +9,9 @@ export function register(program: Command): void {
     .argument('<ref>', 'restore point: id, id prefix, latest or NAME@latest')
     .option('--json', 'machine-readable output')
     .action(async (ref: string, options: StoreOptions & { json?: boolean }) => {
-      const report = await release(await openStoreFrom(options), ref);
-      if (options.json) printJson(report);
+      const store = await openStoreFrom(options);
+      const report = await release(store, ref);
+      if (options.json) printJson({ ...report, ...backendReport(store) });
       else printLines([describeHold(report)]);
     });
 }

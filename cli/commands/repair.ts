@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { repair, type RepairReport } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines } from '../output.js';
-import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
 
 function describe(r: RepairReport): string[] {
   const lines = [
@@ -19,8 +19,9 @@ export function register(program: Command): void {
   withStore(program.command('repair').description('rebuild the chunk index from the packs'))
     .option('--json', 'machine-readable output')
     .action(async (options: StoreOptions & { json?: boolean }) => {
-      const report = await repair(await openStoreFrom(options));
-      if (options.json) printJson(report);
+      const store = await openStoreFrom(options);
+      const report = await repair(store);
+      if (options.json) printJson({ ...report, ...backendReport(store) });
       else printLines(describe(report));
     });
 }

@@ -4,7 +4,7 @@ import { formatBytes } from '../../store/size.js';
 import { printJson, printLines } from '../output.js';
 import { InvalidInputError } from '../../engine/errors.js';
 import { progress } from '../progress.js';
-import { openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
 
 /** Permission bits as chmod takes them, in octal: 600, 0640, 2750. */
 function octalMode(text: string): number {
@@ -60,7 +60,7 @@ export function register(program: Command): void {
       });
       bar.done();
       if (summary.unrestored.length > 0) process.exitCode = 1;
-      if (options.json) return printJson(summary);
+      if (options.json) return printJson({ ...summary, ...backendReport(store) });
       printLines(describe(summary));
     });
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { stats, type StoreStats } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
 import { printJson, printLines, table } from '../output.js';
-import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
 
 /** One line per codec that holds chunks, under the store-wide ratio. */
 function codecLines(codecs: StoreStats['codecs']): string[] {
@@ -17,8 +17,9 @@ export function register(program: Command): void {
   withStore(program.command('stats').description('sizes, dedup and compression of the store'))
     .option('--json', 'machine-readable output')
     .action(async (options: StoreOptions & { json?: boolean }) => {
-      const s = await stats(await openStoreFrom(options));
-      if (options.json) return printJson(s);
+      const store = await openStoreFrom(options);
+      const s = await stats(store);
+      if (options.json) return printJson({ ...s, ...backendReport(store) });
       printLines([
         `restore points     ${s.restorePoints}`,
         `chunk size         ${formatBytes(s.chunkSize)}`,

@@ -3,7 +3,7 @@ import { verify, type VerifyReport } from '../../engine/index.js';
 import { formatBytes } from '../../store/size.js';
 import { oneLine, printJson, printLines } from '../output.js';
 import { progress } from '../progress.js';
-import { openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
+import { backendReport, openStoreFrom, threadCount, withStore, type StoreOptions } from '../store-option.js';
 
 function describe(report: VerifyReport): string[] {
   const how = report.readData ? 'decoded and re-hashed' : 'located';
@@ -27,7 +27,7 @@ export function register(program: Command): void {
       const bar = progress('verify');
       const report = await verify(store, ref, { readData: options.readData, threads: options.threads, onProgress: (d, t) => bar.update(d, t) });
       bar.done();
-      if (options.json) printJson(report);
+      if (options.json) printJson({ ...report, ...backendReport(store) });
       else printLines(describe(report));
       if (!report.clean) process.exitCode = 1;
     });

@@ -84,10 +84,55 @@ export interface Backend {
   /** A local file to write freely that becomes `key` on commit (see Staged). */
   stage(key: string): Promise<Staged>;
 
+  /**
+   * Writes that were started and never finished, by killed or failed processes, that are older than
+   * `olderThanMs`: multipart uploads the server keeps (and bills) until aborted, files staged on this
+   * host. Backends whose leftovers are ordinary objects (fs: temp files, see Store.tmpFiles) have none.
+   */
+  staleWrites?(olderThanMs: number): Promise<StaleWrite[]>;
+  /** Aborts or removes them; ones already gone are fine. */
+  removeStaleWrites?(writes: StaleWrite[]): Promise<void>;
+
+  /** Requests and bytes so far, where the backend counts them (s3); worker threads' are added with addStats. */
+  stats?(): BackendStats;
+  /** Adds what another thread's copy of this backend counted. */
+  addStats?(stats: BackendStats): void;
+
   /** How worker threads open this backend for themselves (plain data, sent to them). */
   readonly spec: BackendSpec;
   /** Ends connections and the like; the backend is not used afterwards. */
   close(): Promise<void>;
+}
+
+export interface StaleWrite {
+  kind: 'upload' | 'staged';
+  /** The object key an upload was for, or the staged file's path. */
+  key: string;
+  /** The multipart upload's id ('' for a staged file). */
+  id: string;
+  startedMs: number;
+}
+
+export interface BackendStats {
+  /** By kind: get, range, head, put, create, list, delete, createMultipart, uploadPart... */
+  requests: Record<string, number>;
+  retries: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+/** What `now` counted since `before` (both of one backend). */
+export function statsSince(now: BackendStats, before: BackendStats): BackendStats {
+  const requests: Record<string, number> = {};
+  for (const [kind, n] of Object.entries(now.requests)) if (n !== (before.requests[kind] ?? 0)) requests[kind] = n - (before.requests[kind] ?? 0);
+  return { requests, retries: now.retries - before.retries, bytesSent: now.bytesSent - before.bytesSent, bytesReceived: now.bytesReceived - before.bytesReceived };
+}
+
+export function addStats(into: BackendStats, more: BackendStats): void {
+  for (const [kind, n] of Object.entries(more.requests)) into.requests[kind] = (into.requests[kind] ?? 0) + n;
+  into.retries += more.retries;
+  into.bytesSent += more.bytesSent;
+  into.bytesReceived += more.bytesReceived;
 }
 
 /** What a worker thread needs to open the same backend: structured-clonable, no secrets printed from it. */

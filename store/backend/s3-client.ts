@@ -8,6 +8,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { BackendAuthError, BackendError, BackendUnreachableError, NoSuchBucketError } from '../errors.js';
 import { EMPTY_SHA256, sha256Hex, signedHeaders, uriEncode, canonicalQuery } from './sigv4.js';
 import { s3LocationText, type S3Options } from './s3-options.js';
+import { addStats, type BackendStats } from './backend.js';
 
 export interface S3Request {
   /** What the request is for, as stats() counts it: get, range, head, put, create, list, delete... */
@@ -31,12 +32,7 @@ export interface S3Response {
   intoBytes: number;
 }
 
-export interface S3Stats {
-  requests: Record<string, number>;
-  retries: number;
-  bytesSent: number;
-  bytesReceived: number;
-}
+export type S3Stats = BackendStats;
 
 const RETRYABLE_ERRNOS = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED', 'CV_S3_TIMEOUT']);
 
@@ -66,8 +62,10 @@ export class S3Client {
 
   constructor(readonly options: S3Options) {
     this.url = new URL(options.endpoint);
-    const Agent = this.url.protocol === 'https:' ? HttpsAgent : HttpAgent;
-    this.agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    // Idle keep-alive sockets are unref'd by node's agent: they never hold a finished command open.
+    this.agent = this.url.protocol === 'https:'
+      ? new HttpsAgent({ keepAlive: true, maxSockets: 16, ...(options.caBundle === null ? {} : { ca: options.caBundle }) })
+      : new HttpAgent({ keepAlive: true, maxSockets: 16 });
   }
 
   get location(): string {
@@ -76,6 +74,11 @@ export class S3Client {
 
   stats(): S3Stats {
     return { ...this.counters, requests: { ...this.counters.requests } };
+  }
+
+  /** Counts what another thread's client of the same store did, so that stats() covers the whole command. */
+  addStats(stats: S3Stats): void {
+    addStats(this.counters, stats);
   }
 
   close(): void {
@@ -124,7 +127,7 @@ export class S3Client {
       const code = (failure as NodeJS.ErrnoException).code ?? String(failure);
       const what = code === 'CV_S3_TIMEOUT' ? `no answer within ${this.options.timeoutMs} ms` : code;
       return new BackendUnreachableError(
-        `${this.location}: cannot reach ${this.options.endpoint} (${what}, ${attempts} attempts); check the endpoint (--endpoint, AWS_ENDPOINT_URL_S3) and that the server runs`,
+        `${this.location}: cannot reach ${this.options.endpoint} (${what}, ${attempts} attempts); check the endpoint (--s3-endpoint, AWS_ENDPOINT_URL_S3) and that the server runs`,
         { location: this.location, endpoint: this.options.endpoint, key: req.key, code, attempts },
         failure,
       );

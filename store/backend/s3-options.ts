@@ -5,6 +5,7 @@
  * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, ~/.aws/credentials
  * and ~/.aws/config or AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE).
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +39,8 @@ export interface S3Options extends S3Location {
   retryDelayMs: number;
   /** A request that sends or receives nothing for this long fails (and is retried). */
   timeoutMs: number;
+  /** PEM certificates that alone are trusted for an https endpoint (AWS_CA_BUNDLE, as the AWS CLI reads it); null: node's own. */
+  caBundle: string | null;
 }
 
 /** What a caller may say; anything left out comes from the environment and the AWS files. */
@@ -132,6 +135,16 @@ function endpointFrom(input: S3Input, env: NodeJS.ProcessEnv, profile: Profile, 
   return url.href.replace(/\/+$/, '');
 }
 
+/** The bundle's text, read once here: worker threads get it with the options instead of reading the file again. */
+function readCaBundle(path: string | undefined): string | null {
+  if (path === undefined || path === '') return null;
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new InvalidInputError(`AWS_CA_BUNDLE ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)}); point it at a PEM file of the CA certificates`, { path }, err);
+  }
+}
+
 /** Everything the backend needs, each field from the first of: `input`, the environment, the AWS files, a default. */
 export function resolveS3Options(input: S3Input, env: NodeJS.ProcessEnv = process.env): S3Options {
   const { bucket, prefix } = parseS3Location(input.location);
@@ -149,11 +162,13 @@ export function resolveS3Options(input: S3Input, env: NodeJS.ProcessEnv = proces
     region,
     pathStyle,
     credentials: credentialsFrom(input, env, profile, profileName),
-    stageDir: input.stageDir ?? tmpdir(),
+    // One directory per store: gc removes what a killed process of this host staged for it, and nothing of another store's.
+    stageDir: input.stageDir ?? join(tmpdir(), `chunkvault-stage-${createHash('sha256').update(s3LocationText({ bucket, prefix })).digest('hex').slice(0, 16)}`),
     partSize: input.partSize ?? 8 * 1024 * 1024,
     maxAttempts: input.maxAttempts ?? 5,
     retryDelayMs: input.retryDelayMs ?? 100,
     timeoutMs: input.timeoutMs ?? 30_000,
+    caBundle: input.caBundle !== undefined ? input.caBundle : readCaBundle(env.AWS_CA_BUNDLE ?? profile.config.get('ca_bundle')),
   };
 }
 

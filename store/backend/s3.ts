@@ -8,14 +8,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { PRIVATE_FILE_MODE } from '../durable.js';
-import { InvalidInputError } from '../errors.js';
-import type { Backend, BackendSpec, ObjectInfo, Staged, Upload } from './backend.js';
+import { InvalidInputError, isAbsent } from '../errors.js';
+import type { Backend, BackendSpec, ObjectInfo, StaleWrite, Staged, Upload } from './backend.js';
 import { S3Client, decodeXml, xmlValue, type S3Request, type S3Response, type S3Stats } from './s3-client.js';
 import { s3LocationText, type S3Input, type S3Options } from './s3-options.js';
 
 /** DeleteObjects takes at most this many keys. */
 const DELETE_BATCH = 1000;
 const PARTS_IN_FLIGHT = 2;
+const STAGED_PREFIX = '.chunkvault-stage-';
 
 function absent(location: string, key: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`no object '${key}' in ${location}`), { code: 'ENOENT' });
@@ -46,6 +47,10 @@ export class S3Backend implements Backend {
 
   stats(): S3Stats {
     return this.client.stats();
+  }
+
+  addStats(stats: S3Stats): void {
+    this.client.addStats(stats);
   }
 
   private objectKey(key: string): string {
@@ -149,7 +154,8 @@ export class S3Backend implements Backend {
 
   async stage(key: string): Promise<Staged> {
     const objectKey = this.objectKey(key);
-    const path = join(this.options.stageDir, `.chunkvault-stage-${randomBytes(8).toString('hex')}.tmp`);
+    await fs.mkdir(this.options.stageDir, { recursive: true, mode: 0o700 });
+    const path = join(this.options.stageDir, `${STAGED_PREFIX}${randomBytes(8).toString('hex')}.tmp`);
     await (await fs.open(path, 'wx', PRIVATE_FILE_MODE)).close();
     return {
       path,
@@ -179,6 +185,53 @@ export class S3Backend implements Backend {
     } finally {
       await handle.close();
     }
+  }
+
+  async staleWrites(olderThanMs: number): Promise<StaleWrite[]> {
+    const before = Date.now() - olderThanMs;
+    const found = [...(await this.multipartUploads()), ...(await this.stagedFiles())];
+    return found.filter((write) => write.startedMs < before);
+  }
+
+  async removeStaleWrites(writes: StaleWrite[]): Promise<void> {
+    for (const write of writes) {
+      if (write.kind === 'staged') await fs.rm(write.key, { force: true });
+      else await this.expect({ kind: 'abortMultipart', method: 'DELETE', key: this.objectKey(write.key), query: { uploadId: write.id } }, 204, 200, 404);
+    }
+  }
+
+  /** Every multipart upload under the store's prefix that was started and neither completed nor aborted. */
+  private async multipartUploads(): Promise<StaleWrite[]> {
+    const found: StaleWrite[] = [];
+    let markers: Record<string, string> = {};
+    for (;;) {
+      const query = { uploads: '', prefix: this.options.prefix, 'encoding-type': 'url', ...markers };
+      const xml = (await this.expect({ kind: 'listMultipart', method: 'GET', key: '', query }, 200)).body.toString('utf8');
+      for (const [, entry] of xml.matchAll(/<Upload>([\s\S]*?)<\/Upload>/g)) {
+        const key = decodeURIComponent(xmlValue(entry!, 'Key').replace(/\+/g, ' ')).slice(this.options.prefix.length);
+        found.push({ kind: 'upload', key, id: xmlValue(entry!, 'UploadId'), startedMs: Date.parse(xmlValue(entry!, 'Initiated')) });
+      }
+      if (xmlValue(xml, 'IsTruncated') !== 'true') return found;
+      markers = { 'key-marker': decodeURIComponent(xmlValue(xml, 'NextKeyMarker')), 'upload-id-marker': xmlValue(xml, 'NextUploadIdMarker') };
+    }
+  }
+
+  /** Files this host staged for the store and never committed or discarded (a killed process). */
+  private async stagedFiles(): Promise<StaleWrite[]> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.options.stageDir);
+    } catch (err) {
+      if (isAbsent(err)) return [];
+      throw err;
+    }
+    const found: StaleWrite[] = [];
+    for (const name of names.filter((n) => n.startsWith(STAGED_PREFIX))) {
+      const key = join(this.options.stageDir, name);
+      const info = await fs.stat(key).catch((err: unknown) => (isAbsent(err) ? null : Promise.reject(err)));
+      if (info !== null) found.push({ kind: 'staged', key, id: '', startedMs: info.mtimeMs });
+    }
+    return found;
   }
 
   /** For S3Upload: a request whose answer must be one of `ok`. */

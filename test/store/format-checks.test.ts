@@ -17,11 +17,15 @@ const good = { format: 'chunkvault', version: 1, chunkSize: 1048576, created: '2
 
 t.test('fields: version a whole number from 1, only a larger one is newer; chunk size a power of two within the limits', async (t) => {
   const file = '/s/chunkvault.json';
-  t.same(decodeFormat(encodeFormat(newFormat(65536, new Date(0), DEFAULT_COMPRESSION)), '/s'), { format: 'chunkvault', version: 3, chunkSize: 65536, created: '1970-01-01T00:00:00.000Z', compression: { codec: 'lz4', level: 0 }, recompress: null });
+  const fresh = newFormat(65536, new Date(0), DEFAULT_COMPRESSION);
+  t.match(fresh.id, /^[0-9a-f]{32}$/, 'a new store gets a random id');
+  t.not(newFormat(65536, new Date(0), DEFAULT_COMPRESSION).id, fresh.id);
+  t.same(decodeFormat(encodeFormat(fresh), '/s'), { format: 'chunkvault', version: 3, chunkSize: 65536, created: '1970-01-01T00:00:00.000Z', compression: { codec: 'lz4', level: 0 }, recompress: null, id: fresh.id });
   const cases: [string, unknown, string, string][] = [
     ['version -1', { ...good, version: -1 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version -1 (a version is a whole number, 1 or more); ${HINT}`],
     ['version 0', { ...good, version: 0 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version 0 (a version is a whole number, 1 or more); ${HINT}`],
     ['version 0.5', { ...good, version: 0.5 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version 0.5 (a version is a whole number, 1 or more); ${HINT}`],
+    ['id not hex', { ...good, id: 'x'.repeat(32) }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid id "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" (32 hex digits); ${HINT}`],
     ['version 1.5', { ...good, version: 1.5 }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version 1.5 (a version is a whole number, 1 or more); ${HINT}`],
     ['version "1"', { ...good, version: '1' }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version "1" (a version is a whole number, 1 or more); ${HINT}`],
     ['no version', { ...good, version: undefined }, 'CV_UNSUPPORTED_FORMAT', `${file}: invalid version nothing (a version is a whole number, 1 or more); ${HINT}`],

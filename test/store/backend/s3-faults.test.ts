@@ -72,7 +72,7 @@ if (requireCapability(t, hasRgw(), 'needs radosgw, radosgw-admin, ceph-mon, ceph
     const err = await failureOf(backend.get('chunkvault.json'));
     const elapsed = Date.now() - started;
     t.equal(err.code, 'CV_BACKEND_UNREACHABLE');
-    t.equal(err.message, `s3://faults/store: cannot reach http://127.0.0.1:${port} (ECONNREFUSED, 5 attempts); check the endpoint (--endpoint, AWS_ENDPOINT_URL_S3) and that the server runs`);
+    t.equal(err.message, `s3://faults/store: cannot reach http://127.0.0.1:${port} (ECONNREFUSED, 5 attempts); check the endpoint (--s3-endpoint, AWS_ENDPOINT_URL_S3) and that the server runs`);
     noSecretIn(t, err, rgw.secretAccessKey);
     t.equal(backend.stats().requests.get, 5, 'five attempts');
     t.equal(backend.stats().retries, 4);
