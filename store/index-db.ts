@@ -5,7 +5,9 @@
  */
 import type { ClassicLevel } from 'classic-level';
 import { createRequire } from 'node:module';
-import { DamagedDataError, StoreBusyError, storeReadError } from './errors.js';
+import { readdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DamagedDataError, StoreBusyError, isAbsent, storeReadError } from './errors.js';
 import { chunkKey, idFromChunkKey, encodeLocation, decodeLocation, segmentMarkKey, segmentFromMarkKey, encodeSegmentMark, decodeSegmentMark, CHUNK_RANGE, SEGMENT_MARK_RANGE, type SegmentMark } from './index-keys.js';
 import type { ChunkLocation } from './pack.js';
 
@@ -164,7 +166,30 @@ function damagedIndex(dir: string, err: unknown): unknown {
   const errno = IO_ERRNOS.find(([text]) => text.test(detail))?.[1];
   if (errno) return storeReadError(`the chunk index ${dir}`, Object.assign(new Error(detail), { code: errno }));
   if (e.code !== 'LEVEL_DATABASE_NOT_OPEN' && e.code !== 'LEVEL_CORRUPTION') return err;
+  const listingFailed = unlistedFile(detail);
+  if (listingFailed) return storeReadError(`the chunk index ${dir}`, listingFailed);
   return new DamagedDataError(`the chunk index ${dir} is damaged (${detail}); run 'chunkvault repair' to rebuild it from the packs`, { index: dir });
+}
+
+/**
+ * LevelDB takes a file it could not list (readdir failing with EMFILE or EIO) for a missing one
+ * ("Corruption: N missing files; e.g.: PATH"). When the file it names is there, the listing
+ * failed, not the index: the error of listing the directory now, or that the listing left it out.
+ */
+function unlistedFile(detail: string): Error | null {
+  const path = /missing files; e\.g\.: (\S+)/.exec(detail)?.[1];
+  if (path === undefined) return null;
+  try {
+    statSync(path);
+  } catch (err) {
+    return isAbsent(err) ? null : (err as Error);
+  }
+  try {
+    readdirSync(dirname(path));
+  } catch (err) {
+    return err as Error;
+  }
+  return new Error(`its listing left out ${path}, which is there`);
 }
 
 function isLocked(err: unknown): boolean {

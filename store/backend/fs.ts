@@ -216,7 +216,10 @@ export class FsBackend implements Backend {
         await fs.rename(tmp, path);
         await fsyncDir(dirname(path));
       },
-      discard: () => fs.rm(tmp, { force: true }),
+      discard: async () => {
+        await fs.rm(tmp, { force: true });
+        await this.removeIfEmpty(dirname(path));
+      },
     };
   }
 

@@ -31,11 +31,17 @@ function forceUnmount(path: string): void {
   if (isMountpoint(path)) execFileSync('fusermount', ['-uz', path], { stdio: 'ignore' });
 }
 
-/** Starts `chunkvault mount` and resolves once it printed `mounted at MOUNTPOINT`. */
-export function startMount(t: Test, store: string, mountpoint: string, extra: string[] = []): Promise<RunningMount> {
-  const child = spawn(process.execPath, [CLI, 'mount', '--store', store, mountpoint, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
+/** A CLI child process serving a FUSE mount, what it printed so far, and its exit code once it ended. */
+export interface Serving {
+  child: ChildProcess;
+  output: { stdout: string; stderr: string };
+  exited: Promise<number | null>;
+}
+
+/** Starts `chunkvault ARGS` serving `mountpoint`; in teardown it is stopped (TERM, then KILL) and its mount detached. */
+export function spawnServing(t: Test, args: string[], mountpoint: string, env: Record<string, string> = {}): Serving {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const output = { stdout: '', stderr: '' };
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -45,13 +51,19 @@ export function startMount(t: Test, store: string, mountpoint: string, extra: st
     }
     forceUnmount(mountpoint);
   });
-  child.stderr!.on('data', (d) => (stderr += d));
+  child.stdout!.on('data', (d) => (output.stdout += d));
+  child.stderr!.on('data', (d) => (output.stderr += d));
+  return { child, output, exited };
+}
+
+/** Starts `chunkvault mount` and resolves once it printed `mounted at MOUNTPOINT`. */
+export function startMount(t: Test, store: string, mountpoint: string, extra: string[] = []): Promise<RunningMount> {
+  const { child, output, exited } = spawnServing(t, ['mount', '--store', store, mountpoint, ...extra], mountpoint);
   return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      stdout += d;
-      if (stdout.includes(`mounted at ${mountpoint}\n`)) resolve({ child, stderr: () => stderr, exited });
+    child.stdout!.on('data', () => {
+      if (output.stdout.includes(`mounted at ${mountpoint}\n`)) resolve({ child, stderr: () => output.stderr, exited });
     });
-    exited.then((code) => reject(new Error(`mount exited ${code} before it was ready: ${stderr}`)));
+    exited.then((code) => reject(new Error(`mount exited ${code} before it was ready: ${output.stderr}`)));
   });
 }
 

@@ -3,18 +3,13 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, cliJson, hasCommand, mixedImage, requireCapability, sha256File, tempDir } from '../helpers/index.js';
+import { MiB, backedUpStore, hasCommand, requireCapability, sha256File } from '../helpers/index.js';
 import { canMount, startMount } from './mounting.js';
 
 t.test('qemu-img create -f qcow2 -b <mounted .img> -F raw: qemu-io writes, qemu-img check and compare', async (t) => {
   if (!canMount(t)) return;
   if (!requireCapability(t, hasCommand('qemu-io') && hasCommand('qemu-img'), 'needs qemu-utils')) return;
-  const dir = await tempDir(t);
-  const image = join(dir, 'disk.img');
-  await mixedImage(image);
-  const store = join(dir, 'store');
-  await cliJson(['init', '--store', store]);
-  const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
+  const { dir, store, image, id } = await backedUpStore(t);
   const mnt = join(dir, 'mnt');
   await fs.mkdir(mnt);
   await startMount(t, store, mnt);

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { MiB, cliJson, ext4Image, hasCommand, isRoot, mixedImage, requireCapability, tempDir, treeDigest, writeImage } from '../helpers/index.js';
+import { MiB, backedUpStore, cliJson, ext4Image, hasCommand, isRoot, mixedImage, requireCapability, treeDigest, writeImage } from '../helpers/index.js';
 import { canMount, isMountpoint } from './mounting.js';
 import { sessionEnv, type SessionEnv } from './recovering.js';
 
@@ -16,12 +16,7 @@ interface Setup {
 }
 
 async function setup(t: Test): Promise<Setup> {
-  const dir = await tempDir(t);
-  const image = join(dir, 'disk.img');
-  await mixedImage(image);
-  const store = join(dir, 'store');
-  await cliJson(['init', '--store', store]);
-  const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
+  const { dir, store, id } = await backedUpStore(t);
   const mnt = join(dir, 'mnt');
   await fs.mkdir(mnt);
   return { dir, store, id, mnt, sessions: await sessionEnv(t) };

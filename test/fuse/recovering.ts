@@ -3,10 +3,10 @@
  * per test (CHUNKVAULT_SESSIONS), and in teardown the child stopped and its mount detached.
  */
 import type { Test } from 'tap';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { CLI, cli, tempDir, type CliResult } from '../helpers/index.js';
-import { isMountpoint } from './mounting.js';
+import { cli, tempDir, type CliResult } from '../helpers/index.js';
+import { spawnServing } from './mounting.js';
 
 export interface RunningSession {
   child: ChildProcess;
@@ -32,30 +32,17 @@ export async function sessionEnv(t: Test): Promise<SessionEnv> {
 }
 
 function startRecover(t: Test, args: string[], mountpoint: string, env: Record<string, string>): Promise<RunningSession> {
-  const child = spawn(process.execPath, [CLI, 'recover', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
-    if (isMountpoint(mountpoint)) execFileSync('fusermount', ['-uz', mountpoint], { stdio: 'ignore' });
-  });
-  child.stderr!.on('data', (d) => (stderr += d));
+  const { child, output, exited } = spawnServing(t, ['recover', ...args], mountpoint, env);
   const events = (): Record<string, unknown>[] =>
-    stdout
+    output.stdout
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      stdout += d;
-      const serving = /^serving (\S+) \(/m.exec(stdout)?.[1] ?? (events().find((e) => e.event === 'serving')?.image as string | undefined);
-      if (serving) resolve({ child, image: serving, stdout: () => stdout, stderr: () => stderr, events, exited });
+    child.stdout!.on('data', () => {
+      const serving = /^serving (\S+) \(/m.exec(output.stdout)?.[1] ?? (events().find((e) => e.event === 'serving')?.image as string | undefined);
+      if (serving) resolve({ child, image: serving, stdout: () => output.stdout, stderr: () => output.stderr, events, exited });
     });
-    exited.then((code) => reject(new Error(`recover exited ${code} before it served: ${stderr}`)));
+    exited.then((code) => reject(new Error(`recover exited ${code} before it served: ${output.stderr}`)));
   });
 }

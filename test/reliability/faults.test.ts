@@ -76,6 +76,19 @@ t.test('EMFILE listing catalog/: every command that lists restore points stops w
   await allRestoreIdentically(t, s);
 });
 
+t.test('EMFILE listing index/: LevelDB takes its files for missing; commands stop with exit 2 naming the listing, not a damaged index', async (t) => {
+  if (!canMount(t)) return;
+  const s = await faultyStore(t);
+  await s.setRules([{ path: '^/index$', ops: ['readdir'], errno: 'EMFILE' }]);
+  for (const args of [['gc'], ['verify'], ['restore', `${NAME}@latest`, join(s.dir, 'out.img')]]) {
+    const result = await refused(t, s, args, 'index', 'EMFILE', false);
+    t.equal(result.code, 2, `${args[0]}: exit 2`);
+    t.match(result.stderr, /^chunkvault: cannot read the chunk index .*\(EMFILE\); stopped, nothing was changed$/m, `${args[0]}: a read error of the index`);
+    t.notMatch(result.stderr, /damaged/, `${args[0]}: never "damaged"`);
+  }
+  await allRestoreIdentically(t, s);
+});
+
 t.test('EMFILE listing maps/: gc stops before removing a single map directory', async (t) => {
   if (!canMount(t)) return;
   const s = await faultyStore(t, { backups: 4 });
