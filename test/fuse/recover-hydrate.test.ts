@@ -3,7 +3,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, cliJson, hasCommand, mixedImage, requireCapability, sha256File, sha256Head, tempDir, writeImage } from '../helpers/index.js';
+import { backedUpInto, MiB, hasCommand, mixedImage, requireCapability, sha256File, sha256Head, tempDir, writeImage } from '../helpers/index.js';
 import { canMount, eventually } from './mounting.js';
 import { sessionEnv, type RunningSession } from './recovering.js';
 
@@ -13,13 +13,6 @@ interface Progress {
   bytesPresent: number;
   size: number;
   complete: boolean;
-}
-
-async function backedUp(dir: string, image: string): Promise<{ store: string; id: string }> {
-  const store = join(dir, 'store');
-  await cliJson(['init', '--store', store]);
-  const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
-  return { store, id };
 }
 
 function qemuIo(image: string, command: string): void {
@@ -37,7 +30,7 @@ t.test('--to FILE: guest writes go to TARGET, the rest is copied; TARGET is then
   const dir = await tempDir(t);
   const image = join(dir, 'disk.img');
   await mixedImage(image);
-  const { store, id } = await backedUp(dir, image);
+  const { store, id } = await backedUpInto(dir, image);
   const expected = join(dir, 'expected.img');
   await fs.copyFile(image, expected);
   const target = join(dir, 'target.img');
@@ -67,7 +60,7 @@ t.test('kill -9 during hydration: --resume continues where the bitmap says, copy
   const dir = await tempDir(t);
   const image = join(dir, 'disk.img');
   const size = await writeImage(image, [{ kind: 'random', bytes: 24 * MiB, seed: 5 }]);
-  const { store, id } = await backedUp(dir, image);
+  const { store, id } = await backedUpInto(dir, image);
   const target = join(dir, 'target.img');
   const sessions = await sessionEnv(t);
   const mnt = join(dir, 'mnt');
@@ -96,7 +89,7 @@ t.test('--to BLOCKDEV: a loop device larger than the disk holds the disk after h
   const dir = await tempDir(t);
   const image = join(dir, 'disk.img');
   const size = await mixedImage(image);
-  const { store, id } = await backedUp(dir, image);
+  const { store, id } = await backedUpInto(dir, image);
   const backing = join(dir, 'device.img');
   // Not zero: the zero slots of the disk must be written on a device.
   await writeImage(backing, [{ kind: 'random', bytes: 24 * MiB, seed: 77 }]);

@@ -3,7 +3,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, cliJson, compressibleText, ext4Image, hasCommand, mixedImage, mounted, requireCapability, seededBytes, sha256File, tempDir, treeDigest } from '../helpers/index.js';
+import { backedUpInto, MiB, cliJson, compressibleText, ext4Image, hasCommand, mixedImage, mounted, requireCapability, seededBytes, sha256File, tempDir, treeDigest } from '../helpers/index.js';
 import { canMount, isMountpoint } from './mounting.js';
 import { sessionEnv } from './recovering.js';
 
@@ -13,13 +13,6 @@ import { sessionEnv } from './recovering.js';
  */
 async function pointsDigest(store: string): Promise<string[]> {
   return Promise.all(['packs', 'catalog', 'maps'].map((part) => treeDigest(join(store, part))));
-}
-
-async function backedUp(dir: string, image: string): Promise<{ store: string; id: string }> {
-  const store = join(dir, 'store');
-  await cliJson(['init', '--store', store]);
-  const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
-  return { store, id };
 }
 
 /** Writes `data` at `offset` of `path` and fsyncs it, as a guest flushing its disk does. */
@@ -56,7 +49,7 @@ t.test('ext4 in a session: losetup read-write, files written, fsck clean, kept a
   const image = join(dir, 'root.img');
   ext4Image(image, 48, tree);
   const original = await sha256File(image);
-  const { store, id } = await backedUp(dir, image);
+  const { store, id } = await backedUpInto(dir, image);
   const storeDigest = await pointsDigest(store);
   const sessions = await sessionEnv(t);
   const mnt = join(dir, 'mnt');
@@ -114,7 +107,7 @@ t.test('qemu-io writes, an unaligned write across chunk boundaries, qemu-img com
   const dir = await tempDir(t);
   const image = join(dir, 'disk.img');
   await mixedImage(image);
-  const { store, id } = await backedUp(dir, image);
+  const { store, id } = await backedUpInto(dir, image);
   const expected = join(dir, 'expected.img');
   await fs.copyFile(image, expected);
   const sessions = await sessionEnv(t);
@@ -155,7 +148,7 @@ t.test('a full state filesystem fails a write with ENOSPC; earlier writes and th
   const dir = await tempDir(t);
   const image = join(dir, 'disk.img');
   await mixedImage(image);
-  const { store, id } = await backedUp(dir, image);
+  const { store, id } = await backedUpInto(dir, image);
   const small = mounted(t, dir, 'tmpfs', ['-o', 'size=1m']);
   const sessions = await sessionEnv(t);
   const mnt = join(dir, 'mnt');

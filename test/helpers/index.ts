@@ -198,12 +198,17 @@ export { hasCommand } from '../../bench/peers.js';
 /** A new store (1 MiB chunks) holding one backup of a mixed image, in a temp dir. */
 export async function backedUpStore(t: Test): Promise<{ dir: string; store: string; image: string; id: string }> {
   const dir = await tempDir(t);
-  const store = join(dir, 'store');
   const image = join(dir, 'disk.img');
   await mixedImage(image);
+  return { dir, image, ...(await backedUpInto(dir, image)) };
+}
+
+/** A new store `dir/store` holding one backup of `image`. */
+export async function backedUpInto(dir: string, image: string): Promise<{ store: string; id: string }> {
+  const store = join(dir, 'store');
   await cliJson(['init', '--store', store]);
   const { id } = await cliJson<{ id: string }>(['backup', '--store', store, image]);
-  return { dir, store, image, id };
+  return { store, id };
 }
 
 /** Restores a restore point through the CLI and checks it equals the image it was made from. */
