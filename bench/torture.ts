@@ -134,6 +134,10 @@ const OPENING: [TortureOp, Ending, number?][] = [
   ['gc', 'gc-after-sweep'],
 ];
 const STEPS: Record<TortureOp, readonly CrashStep[]> = { backup: CRASH_STEPS.backup, incremental: CRASH_STEPS.backup, prune: CRASH_STEPS.prune, gc: CRASH_STEPS.gc };
+const ALL_STEPS: readonly CrashStep[] = Object.values(CRASH_STEPS).flat();
+const OP_OF_STEP = Object.fromEntries(Object.entries(CRASH_STEPS).flatMap(([op, steps]) => steps.map((step) => [step, op as TortureOp]))) as Record<CrashStep, TortureOp>;
+/** Operations (aimed or preparing) the harness spends on steps the opening and the random phase missed. */
+const MISSED_STEP_TRIES = 12;
 
 /** A backup attempt: the image it reads and the time that identifies its restore point. */
 interface Attempt {
@@ -222,7 +226,7 @@ class Torture {
       seed: options.seed,
       kills: 0,
       killsByOp: { backup: 0, incremental: 0, prune: 0, gc: 0 },
-      killsByStep: Object.fromEntries(Object.values(CRASH_STEPS).flat().map((s) => [s, 0])),
+      killsByStep: Object.fromEntries(ALL_STEPS.map((s) => [s, 0])),
       randomKills: 0,
       recompressingGcs: 0,
       recompressingGcKills: 0,
@@ -264,6 +268,7 @@ class Torture {
     }
     // Read faults meet gc's compaction only: a recompression worker's read error is reported as damage.
     this.recompress = null;
+    if (going()) await this.killAtMissedSteps(going);
     if (going() && (this.options.faults ?? 0) > 0) await this.underFaults(going);
     // The last word: a gc left to finish reclaims whatever the kills left behind, and recompresses.
     this.recompress = recompressAt(LAST_RECOMPRESS_LEVEL);
@@ -301,6 +306,23 @@ class Torture {
     const fewest = Math.min(...steps.map((s) => this.report.killsByStep[s]));
     const candidates = steps.filter((s) => this.report.killsByStep[s] === fewest);
     return candidates[Math.floor(this.rng() * candidates.length)];
+  }
+
+  /**
+   * Whether a gc reaches its compaction steps depends on what earlier kills left (a killed gc's
+   * copies may already have been consolidated), so the opening can miss one: each missed step
+   * then gets an operation aimed at it, after finished incremental backups and prunes leave
+   * partly dead packs for gc to rewrite. A step still missed after that is a failure.
+   */
+  private async killAtMissedSteps(going: () => boolean): Promise<void> {
+    const missed = (): CrashStep[] => ALL_STEPS.filter((step) => this.report.killsByStep[step] === 0);
+    for (let tries = 0; tries < MISSED_STEP_TRIES && going() && missed().length > 0; tries++) {
+      const step = missed()[0];
+      const op = OP_OF_STEP[step];
+      if (op !== 'gc' || (await this.gcStepsAhead()).includes(step)) await this.operate(op, step);
+      else await this.operate(this.listed.size > KEEP_LAST ? 'prune' : 'incremental', 'finish');
+    }
+    if (going() && missed().length > 0) this.fail(`never killed at ${missed().join(', ')} in ${MISSED_STEP_TRIES} tries`);
   }
 
   /** gc passes the consolidation and deletion steps only when it has something to delete, the compaction steps when it has packs to rewrite (compact or recompress). */

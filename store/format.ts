@@ -4,6 +4,7 @@ import { describeValue } from './describe.js';
 import { parseSize } from './size.js';
 import { isCompression, type Compression } from './compression.js';
 import { objectName, type Backend } from './backend/backend.js';
+import { isCipher, type Cipher } from './crypto.js';
 
 export const FORMAT_NAME = 'chunkvault';
 /**
@@ -14,6 +15,9 @@ export const FORMAT_NAME = 'chunkvault';
  * zstd record, a new pack), so an older chunkvault refuses it instead of misreading it.
  */
 export const FORMAT_VERSION = 3;
+/** An encrypted store (store/crypto.ts) is version 4 from its init: no older chunkvault takes its sealed objects for plain ones. */
+export const ENCRYPTED_FORMAT_VERSION = 4;
+const NEWEST_VERSION = ENCRYPTED_FORMAT_VERSION;
 export const FORMAT_FILE = 'chunkvault.json';
 export const MIN_CHUNK_SIZE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 8 * 1024 * 1024;
@@ -44,6 +48,8 @@ export interface StoreFormat {
    * share one and a store copied to another prefix keeps its own. Older stores have none (storeId).
    */
   id?: string;
+  /** Set at init for an encrypted store (version 4): its AEAD; the master key is in keys/, wrapped by passphrases. */
+  encryption?: { cipher: Cipher };
 }
 
 const STORE_ID = /^[0-9a-f]{32}$/;
@@ -65,8 +71,9 @@ export function parseChunkSize(text: string): number {
   return size;
 }
 
-export function newFormat(chunkSize: number, created: Date, compression: Compression): StoreFormat {
-  return { format: FORMAT_NAME, version: FORMAT_VERSION, chunkSize, created: created.toISOString(), compression, recompress: null, id: randomBytes(16).toString('hex') };
+export function newFormat(chunkSize: number, created: Date, compression: Compression, cipher: Cipher | null = null): StoreFormat {
+  const format: StoreFormat = { format: FORMAT_NAME, version: FORMAT_VERSION, chunkSize, created: created.toISOString(), compression, recompress: null, id: randomBytes(16).toString('hex') };
+  return cipher === null ? format : { ...format, version: ENCRYPTED_FORMAT_VERSION, encryption: { cipher } };
 }
 
 export function encodeFormat(format: StoreFormat): string {
@@ -88,6 +95,19 @@ function checkSettings(parsed: Record<string, unknown>, file: string): void {
   }
   if (parsed.id !== undefined && !(typeof parsed.id === 'string' && STORE_ID.test(parsed.id))) {
     throw new UnsupportedFormatError(`${file}: invalid id ${describeValue(parsed.id)} (32 hex digits); ${NOT_VALID}`, { file });
+  }
+  checkEncryption(parsed, file);
+}
+
+/** Version 4 and only version 4 names a cipher: an encrypted store never reads as a plain one, nor the other way round. */
+function checkEncryption(parsed: Record<string, unknown>, file: string): void {
+  const encryption = parsed.encryption as { cipher?: unknown } | undefined;
+  if (parsed.version === ENCRYPTED_FORMAT_VERSION) {
+    if (typeof encryption !== 'object' || encryption === null || !isCipher(encryption.cipher)) {
+      throw new UnsupportedFormatError(`${file}: version ${ENCRYPTED_FORMAT_VERSION} without a valid encryption cipher (${describeValue(encryption)}); ${NOT_VALID}`, { file });
+    }
+  } else if (encryption !== undefined) {
+    throw new UnsupportedFormatError(`${file}: encryption in a version ${describeValue(parsed.version)} store; ${NOT_VALID}`, { file });
   }
 }
 
@@ -112,8 +132,8 @@ function checkVersion(version: unknown, file: string): number {
       version: describeValue(version),
     });
   }
-  if (version > FORMAT_VERSION) {
-    throw new UnsupportedFormatError(`${file}: store format version ${version} is newer than this chunkvault supports (${FORMAT_VERSION}); upgrade chunkvault`, { file, version });
+  if (version > NEWEST_VERSION) {
+    throw new UnsupportedFormatError(`${file}: store format version ${version} is newer than this chunkvault supports (${NEWEST_VERSION}); upgrade chunkvault`, { file, version });
   }
   return version;
 }

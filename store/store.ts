@@ -17,6 +17,8 @@ import { errnoOf, storeReadError } from './errors.js';
 import { objectName, type Backend, type ObjectInfo } from './backend/backend.js';
 import { FsBackend } from './backend/fs.js';
 import { syncIndex } from './index-cache.js';
+import { newMasterKey, storeKeys, type Cipher, type StoreKeys } from './crypto.js';
+import { PasswordRequiredError, addKey, unlockMaster, type ScryptParams } from './keys.js';
 
 const PARTS = ['packs', 'index', 'catalog', 'maps', 'locks'] as const;
 /** Where temp files of interrupted writes can be: beside catalog entries, maps and locks. */
@@ -26,6 +28,15 @@ const TMP_SUFFIX = '.tmp';
 export interface StoreOptions {
   /** Where this host keeps the store's index when the store is not a local directory (default: defaultCacheDir). */
   cacheDir?: string;
+  /** The passphrase of an encrypted store, asked for only when the store is one. */
+  password?: () => Promise<string>;
+}
+
+/** `init` of an encrypted store: its AEAD and the first passphrase that wraps its new master key. */
+export interface EncryptionRequest {
+  cipher: Cipher;
+  password: string;
+  scrypt?: ScryptParams;
 }
 
 /** `${XDG_CACHE_HOME:-~/.cache}/chunkvault/<store id>`: one per store, whatever its location. */
@@ -43,6 +54,14 @@ function indexDirOf(backend: Backend, options: StoreOptions, format: StoreFormat
   if (options.cacheDir !== undefined) return resolve(options.cacheDir);
   if (backend.localDir !== null) return join(backend.localDir, 'index');
   return defaultCacheDir(storeId(format, backend.location));
+}
+
+/** An encrypted store's keys, from the passphrase; none for a plain store, which never asks for one. */
+async function unlock(backend: Backend, format: StoreFormat, options: StoreOptions): Promise<StoreKeys | null> {
+  if (!format.encryption) return null;
+  if (!options.password) throw new PasswordRequiredError(`${backend.location} is encrypted: give its passphrase (CHUNKVAULT_PASSWORD, --password-file, or a terminal)`, { store: backend.location });
+  const { master } = await unlockMaster(backend, await options.password());
+  return storeKeys(format.encryption.cipher, master);
 }
 
 function mapsPrefix(pointId: string): string {
@@ -64,6 +83,8 @@ export class Store {
     private current: StoreFormat,
     /** This host's LevelDB index of the store's chunks. */
     readonly indexDir: string,
+    /** An encrypted store's keys, null for a plain store. */
+    readonly keys: StoreKeys | null,
   ) {
     this.catalog = new Catalog(backend);
   }
@@ -96,7 +117,7 @@ export class Store {
    * version 2 here: also before its first zstd record (see allowZstd).
    */
   async configure(settings: Pick<StoreFormat, 'compression' | 'recompress'>): Promise<void> {
-    const next: StoreFormat = { ...this.current, ...settings, version: FORMAT_VERSION };
+    const next: StoreFormat = { ...this.current, ...settings, version: Math.max(this.current.version, FORMAT_VERSION) };
     await writeFormat(this.backend, next);
     this.current = next;
   }
@@ -106,7 +127,12 @@ export class Store {
     if (this.current.version < FORMAT_VERSION) await this.configure({});
   }
 
-  static async init(backendOrDir: Backend | string, chunkSize: number, compression: Compression = DEFAULT_COMPRESSION, options: StoreOptions = {}): Promise<Store> {
+  static async init(
+    backendOrDir: Backend | string,
+    chunkSize: number,
+    compression: Compression = DEFAULT_COMPRESSION,
+    options: StoreOptions & { encryption?: EncryptionRequest } = {},
+  ): Promise<Store> {
     const backend = backendOf(backendOrDir);
     const root = backend.location;
     const [format, occupied] = await Promise.all([backend.stat(FORMAT_FILE), isOccupied(backend)]).catch((err: unknown) => {
@@ -120,17 +146,20 @@ export class Store {
     }
     if (backend instanceof FsBackend) await backend.makeRoot(PARTS);
     if (backend.localDir !== null) await backend.put(RESERVE_FILE, Buffer.alloc(RESERVE_BYTES));
+    const { encryption } = options;
+    if (encryption) await addKey(backend, newMasterKey(), encryption.password, encryption.scrypt);
     // The format file is written last: a store without it is not a store yet.
-    if (!(await backend.create(FORMAT_FILE, Buffer.from(encodeFormat(newFormat(chunkSize, new Date(), compression)))))) {
+    if (!(await backend.create(FORMAT_FILE, Buffer.from(encodeFormat(newFormat(chunkSize, new Date(), compression, encryption?.cipher ?? null)))))) {
       throw new StoreExistsError(`${root} is already a chunkvault store`, { store: root });
     }
-    return Store.open(backend, options);
+    const password = encryption ? () => Promise.resolve(encryption.password) : options.password;
+    return Store.open(backend, { ...options, password });
   }
 
   static async open(backendOrDir: Backend | string, options: StoreOptions = {}): Promise<Store> {
     const backend = backendOf(backendOrDir);
     const format = await readFormat(backend);
-    return new Store(backend, format, indexDirOf(backend, options, format));
+    return new Store(backend, format, indexDirOf(backend, options, format), await unlock(backend, format, options));
   }
 
   /** Every pack with its size and mtime (when it was last written: gc recompresses packs by age). */

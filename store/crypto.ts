@@ -1,0 +1,93 @@
+/**
+ * Encryption at rest: the AEADs a store may use, the keys derived from its master key, and
+ * the sealed form of every record and metadata object. A sealed object is
+ * nonce[12] | ciphertext | tag[16]; each seal draws a fresh random nonce, so writers on several
+ * hosts never share a counter, and binds the object's identity as associated data, so a
+ * record moved to another place or another object fails to open rather than reading as the
+ * other's contents.
+ */
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { ChunkvaultError } from './errors.js';
+
+export const CIPHERS = ['aes-256-gcm', 'chacha20-poly1305'] as const;
+export type Cipher = (typeof CIPHERS)[number];
+export const MASTER_KEY_BYTES = 32;
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+/** What sealing adds to an object's size. */
+export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
+
+/** A sealed object that does not open: damaged, swapped, replayed elsewhere, or sealed with another key. */
+export class SealBrokenError extends ChunkvaultError {
+  override readonly code = 'CV_SEAL_BROKEN';
+}
+
+export function isCipher(value: unknown): value is Cipher {
+  return typeof value === 'string' && (CIPHERS as readonly string[]).includes(value);
+}
+
+/** What a key is for: each purpose gets its own key, so no two uses ever share one. */
+export type KeyPurpose = 'seal' | 'chunk-id';
+
+/** HKDF-SHA256 of the master key, one key per purpose. */
+export function deriveKey(master: Buffer, purpose: KeyPurpose): Buffer {
+  return Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), `chunkvault ${purpose}`, 32));
+}
+
+export function newMasterKey(): Buffer {
+  return randomBytes(MASTER_KEY_BYTES);
+}
+
+/** Seals and opens objects with one key and cipher; `ad` names the object (kind, id, place). */
+export class Sealer {
+  constructor(
+    readonly cipher: Cipher,
+    private readonly key: Buffer,
+  ) {}
+
+  static fromMaster(cipher: Cipher, master: Buffer): Sealer {
+    return new Sealer(cipher, deriveKey(master, 'seal'));
+  }
+
+  seal(plain: Uint8Array, ad: Uint8Array): Buffer {
+    const nonce = randomBytes(NONCE_BYTES);
+    // Node's types name only GCM's options; ChaCha20-Poly1305 takes the same nonce, tag length and AAD.
+    const cipher = createCipheriv(this.cipher as 'aes-256-gcm', this.key, nonce, { authTagLength: TAG_BYTES });
+    cipher.setAAD(ad, { plaintextLength: plain.byteLength });
+    const body = cipher.update(plain);
+    const rest = cipher.final();
+    return Buffer.concat([nonce, body, rest, cipher.getAuthTag()]);
+  }
+
+  /** Throws SealBrokenError unless `sealed` is exactly what seal(plain, ad) gave under this key. */
+  open(sealed: Uint8Array, ad: Uint8Array): Buffer {
+    if (sealed.byteLength < SEAL_OVERHEAD) throw new SealBrokenError(`sealed object of ${sealed.byteLength} bytes is shorter than its nonce and tag`, { bytes: sealed.byteLength });
+    const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+    const nonce = bytes.subarray(0, NONCE_BYTES);
+    const tag = bytes.subarray(bytes.byteLength - TAG_BYTES);
+    const decipher = createDecipheriv(this.cipher as 'aes-256-gcm', this.key, nonce, { authTagLength: TAG_BYTES });
+    decipher.setAAD(ad, { plaintextLength: bytes.byteLength - SEAL_OVERHEAD });
+    decipher.setAuthTag(tag);
+    const body = decipher.update(bytes.subarray(NONCE_BYTES, bytes.byteLength - TAG_BYTES));
+    try {
+      return Buffer.concat([body, decipher.final()]);
+    } catch (err) {
+      throw new SealBrokenError('a sealed object does not open: it is damaged, was moved, or was sealed with another key', {}, err);
+    }
+  }
+}
+
+/** The keys a store's objects are sealed and its chunks named with, from its master key. */
+export interface StoreKeys {
+  cipher: Cipher;
+  /** Seals records and metadata objects. */
+  sealer: Sealer;
+  /** Keys BLAKE3 for chunk ids, so an id says nothing about known plaintext. */
+  chunkIdKey: Buffer;
+  /** The master key itself: worker threads derive the same keys from it. */
+  master: Buffer;
+}
+
+export function storeKeys(cipher: Cipher, master: Buffer): StoreKeys {
+  return { cipher, sealer: Sealer.fromMaster(cipher, master), chunkIdKey: deriveKey(master, 'chunk-id'), master };
+}
