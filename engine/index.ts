@@ -5,6 +5,8 @@
 import { Store } from '../store/store.js';
 import { backendAt, type S3Access } from '../store/backend/open.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
+import { CIPHERS, isCipher, type Cipher } from '../store/crypto.js';
+import { InvalidInputError, PasswordRequiredError } from './errors.js';
 import { DEFAULT_COMPRESSION, parseCompression } from '../store/compression.js';
 import type { BackupKind, BackupStats, DamagedEntry, RestorePoint } from '../store/catalog.js';
 import { backup, type BackupProgress } from './backup.js';
@@ -41,17 +43,34 @@ export * from './errors.js';
 /** How to reach a store: its S3 endpoint and region (when it is s3://), and this host's cache directory for its index. */
 export interface StoreAccess extends S3Access {
   cacheDir?: string;
+  /** An encrypted store's passphrase, asked for only when the store is one. */
+  password?: () => Promise<string>;
 }
 
-/** `location` is a directory or `s3://BUCKET/PREFIX`. */
-export async function initStore(location: string, chunkSize?: string, compression?: string, access: StoreAccess = {}): Promise<Store> {
+/** `--encryption`: a cipher, or `none`. */
+function parseEncryption(text: string): Cipher | null {
+  if (text === 'none') return null;
+  if (isCipher(text)) return text;
+  throw new InvalidInputError(`--encryption: '${text}' is not one of ${[...CIPHERS, 'none'].join(', ')}`, { value: text });
+}
+
+/** The passphrase an encrypted store is created with, from the caller; before anything is written. */
+async function initPassword(location: string, access: StoreAccess): Promise<string> {
+  if (!access.password) throw new PasswordRequiredError(`init of an encrypted store ${location} needs a passphrase (CHUNKVAULT_PASSWORD, --password-file, or a terminal)`, { store: location });
+  return access.password();
+}
+
+/** `location` is a directory or `s3://BUCKET/PREFIX`; `encryption` a cipher or `none` (the default). */
+export async function initStore(location: string, chunkSize?: string, compression?: string, access: StoreAccess = {}, encryption = 'none'): Promise<Store> {
   const size = chunkSize === undefined ? DEFAULT_CHUNK_SIZE : parseChunkSize(chunkSize);
   const codec = compression === undefined ? DEFAULT_COMPRESSION : parseCompression(compression, '--compression');
-  return Store.init(backendAt(location, access), size, codec, { cacheDir: access.cacheDir });
+  const cipher = parseEncryption(encryption);
+  const request = cipher === null ? undefined : { cipher, password: await initPassword(location, access) };
+  return Store.init(backendAt(location, access), size, codec, { cacheDir: access.cacheDir, encryption: request });
 }
 
 export function openStore(location: string, access: StoreAccess = {}): Promise<Store> {
-  return Store.open(backendAt(location, access), { cacheDir: access.cacheDir });
+  return Store.open(backendAt(location, access), { cacheDir: access.cacheDir, password: access.password });
 }
 
 export interface BackupRequest extends LayoutOptions {

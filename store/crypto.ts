@@ -7,7 +7,7 @@
  * other's contents.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { ChunkvaultError } from './errors.js';
+import { SealBrokenError } from './errors.js';
 
 export const CIPHERS = ['aes-256-gcm', 'chacha20-poly1305'] as const;
 export type Cipher = (typeof CIPHERS)[number];
@@ -16,11 +16,6 @@ const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 /** What sealing adds to an object's size. */
 export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
-
-/** A sealed object that does not open: damaged, swapped, replayed elsewhere, or sealed with another key. */
-export class SealBrokenError extends ChunkvaultError {
-  override readonly code = 'CV_SEAL_BROKEN';
-}
 
 export function isCipher(value: unknown): value is Cipher {
   return typeof value === 'string' && (CIPHERS as readonly string[]).includes(value);

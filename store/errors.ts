@@ -157,3 +157,20 @@ export class BackendError extends ChunkvaultError {
 export class SessionError extends ChunkvaultError {
   override readonly code = 'CV_SESSION';
 }
+
+/** A sealed object that does not open: damaged, swapped, replayed elsewhere, or sealed with another key. */
+export class SealBrokenError extends ChunkvaultError {
+  override readonly code = 'CV_SEAL_BROKEN';
+}
+/** No passphrase given opens any of an encrypted store's keys. */
+export class WrongPasswordError extends ChunkvaultError {
+  override readonly code = 'CV_WRONG_PASSWORD';
+}
+/** The store is encrypted and no passphrase was given. */
+export class PasswordRequiredError extends ChunkvaultError {
+  override readonly code = 'CV_PASSWORD_REQUIRED';
+}
+/** A key object that is not one: damaged, or not written by chunkvault. */
+export class KeyFileError extends ChunkvaultError {
+  override readonly code = 'CV_KEY_DAMAGED';
+}

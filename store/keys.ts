@@ -5,8 +5,8 @@
  * an encrypted store that are not sealed with the master key.
  */
 import { randomBytes, scrypt as scryptCallback, type ScryptOptions } from 'node:crypto';
-import { ChunkvaultError, InvalidInputError, storeReadError } from './errors.js';
-import { MASTER_KEY_BYTES, SealBrokenError, Sealer } from './crypto.js';
+import { ChunkvaultError, InvalidInputError, KeyFileError, SealBrokenError, WrongPasswordError, storeReadError } from './errors.js';
+import { MASTER_KEY_BYTES, Sealer } from './crypto.js';
 import { objectName, type Backend } from './backend/backend.js';
 
 export const KEYS_PREFIX = 'keys/';
@@ -15,19 +15,6 @@ const KEY_FILE_VERSION = 1;
 /** N = 2^15, r = 8: 32 MiB and about a tenth of a second here, restic's order of cost. */
 export const DEFAULT_SCRYPT = { N: 2 ** 15, r: 8, p: 1 } as const;
 export type ScryptParams = { N: number; r: number; p: number };
-
-/** No passphrase opens any of the store's keys. */
-export class WrongPasswordError extends ChunkvaultError {
-  override readonly code = 'CV_WRONG_PASSWORD';
-}
-/** The store is encrypted and no passphrase was given. */
-export class PasswordRequiredError extends ChunkvaultError {
-  override readonly code = 'CV_PASSWORD_REQUIRED';
-}
-/** A key object that is not one: damaged, or not written by chunkvault. */
-export class KeyFileError extends ChunkvaultError {
-  override readonly code = 'CV_KEY_DAMAGED';
-}
 
 export interface KeyFile {
   version: typeof KEY_FILE_VERSION;
@@ -113,7 +100,8 @@ export async function unlockMaster(backend: Backend, password: string): Promise<
   }
   // Only when no intact key is left is a damaged one the answer: another passphrase may still open an intact one.
   if (damaged && ids.length === 1) throw damaged;
-  throw new WrongPasswordError(`wrong passphrase: it opens none of the store's ${ids.length === 1 ? 'key' : `${ids.length} keys`}`, { keys: ids.length });
+  const opens = ids.length === 1 ? "it does not open the store's key" : `it opens none of the store's ${ids.length} keys`;
+  throw new WrongPasswordError(`wrong passphrase: ${opens}`, { keys: ids.length });
 }
 
 async function openKey(file: KeyFile, id: string, password: string): Promise<Buffer | null> {

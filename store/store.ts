@@ -5,7 +5,7 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ChunkvaultError, StoreExistsError, InvalidInputError, StoreNotWritableError } from './errors.js';
+import { ChunkvaultError, StoreExistsError, InvalidInputError, PasswordRequiredError, StoreNotWritableError } from './errors.js';
 import { FORMAT_FILE, FORMAT_VERSION, encodeFormat, newFormat, readFormat, storeId, writeFormat, type StoreFormat } from './format.js';
 import { DEFAULT_COMPRESSION, type Compression } from './compression.js';
 import { Catalog } from './catalog.js';
@@ -18,7 +18,7 @@ import { objectName, type Backend, type ObjectInfo } from './backend/backend.js'
 import { FsBackend } from './backend/fs.js';
 import { syncIndex } from './index-cache.js';
 import { newMasterKey, storeKeys, type Cipher, type StoreKeys } from './crypto.js';
-import { PasswordRequiredError, addKey, unlockMaster, type ScryptParams } from './keys.js';
+import { addKey, unlockMaster, type ScryptParams } from './keys.js';
 
 const PARTS = ['packs', 'index', 'catalog', 'maps', 'locks'] as const;
 /** Where temp files of interrupted writes can be: beside catalog entries, maps and locks. */

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { Store } from '../../store/store.js';
 import { FsBackend } from '../../store/backend/fs.js';
 import { addKey, listKeyIds, unlockMaster, keyObject } from '../../store/keys.js';
-import { SealBrokenError, Sealer, storeKeys } from '../../store/crypto.js';
+import { Sealer, storeKeys } from '../../store/crypto.js';
+import { SealBrokenError } from '../../store/errors.js';
 import { tempDir } from '../helpers/index.js';
 
 const FAST = { N: 1024, r: 8, p: 1 };
@@ -33,7 +34,7 @@ t.test('init wraps a random master key; open unwraps the same one with the passp
 
 t.test('a wrong, missing or damaged key is refused by code', async (t) => {
   const dir = await encryptedStore(t);
-  await t.rejects(Store.open(dir, { password: async () => 'wrong' }), { code: 'CV_WRONG_PASSWORD', message: "wrong passphrase: it opens none of the store's key" });
+  await t.rejects(Store.open(dir, { password: async () => 'wrong' }), { code: 'CV_WRONG_PASSWORD', message: "wrong passphrase: it does not open the store's key" });
   await t.rejects(Store.open(dir), { code: 'CV_PASSWORD_REQUIRED' });
   const [id] = await listKeyIds(new FsBackend(dir));
   await fs.writeFile(join(dir, keyObject(id)), '{"version":1');
