@@ -9,7 +9,7 @@ import type { ChunkIndex } from '../store/index-db.js';
 import type { ChunkMapWriter } from '../store/chunk-map.js';
 import { slotCount } from '../store/chunk-map.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
-import { newRestorePointId, type BackupKind, type BackupStats, type RestorePoint } from '../store/catalog.js';
+import { type BackupKind, type BackupStats, type RestorePoint } from '../store/catalog.js';
 import type { ChunkLocation, PackWriter } from '../store/pack.js';
 import { decodeRecordHeader, locationOf } from '../store/pack.js';
 import type { Compression } from '../store/compression.js';
@@ -248,8 +248,9 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
   let index: ChunkIndex | null = null;
   const packs = store.newPackWriter();
   const pool = options.pool;
-  const id = newRestorePointId();
+  let id: string | null = null;
   try {
+    id = await store.claimRestorePointId();
     // A mount or restore holds the index for a moment to resolve chunk locations: wait for it.
     index = await store.openIndex(10_000);
     const parent = options.parent && (await parentStillListed(store, options.parent, disks, options.implicitParent === true));
@@ -288,7 +289,7 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
   } catch (err) {
     for (const map of maps) await map.abort();
     // The maps of an id another writer committed are that restore point's: never removed.
-    if (!(err instanceof RestorePointExistsError)) await store.removeMaps(id).catch(() => undefined);
+    if (id !== null && !(err instanceof RestorePointExistsError)) await store.removeMaps(id).catch(() => undefined);
     throw explainNoSpace(err, store.location);
   } finally {
     await packs.close();

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { ChunkvaultError, StoreExistsError, InvalidInputError, PasswordRequiredError, StoreNotWritableError } from './errors.js';
 import { FORMAT_FILE, FORMAT_VERSION, encodeFormat, newFormat, readFormat, storeId, writeFormat, type StoreFormat } from './format.js';
 import { DEFAULT_COMPRESSION, type Compression } from './compression.js';
-import { Catalog } from './catalog.js';
+import { Catalog, newRestorePointId } from './catalog.js';
 import { ChunkIndex } from './index-db.js';
 import { MAP_SUFFIX, ChunkMapWriter, readChunkMap } from './chunk-map.js';
 import { PackWriter, packKey, packOfKey } from './pack.js';
@@ -63,6 +63,9 @@ async function unlock(backend: Backend, format: StoreFormat, options: StoreOptio
   const { master } = await unlockMaster(backend, await options.password());
   return storeKeys(format.encryption.cipher, master);
 }
+
+/** Hidden among a point's maps (labels never start with a dot). */
+const CLAIM_OBJECT = '.claim';
 
 function mapsPrefix(pointId: string): string {
   return `maps/${pointId}/`;
@@ -178,6 +181,20 @@ export class Store {
   /** Packs it writes end in record tables: the first one upgrades the store to the format version that has them. */
   newPackWriter(cap?: number): PackWriter {
     return new PackWriter(this.backend, cap, () => this.allowVersion2Records());
+  }
+
+  /**
+   * A new restore point id that no other writer holds. Map objects are written in place, so two
+   * backups drawing the same id (same millisecond, same random bytes) would overwrite each
+   * other's maps before the catalog's conditional create refused the second: the id is claimed
+   * first with a conditional create of its own, in its maps prefix (gc removes it with the maps
+   * of a backup that never committed).
+   */
+  async claimRestorePointId(now = Date.now()): Promise<string> {
+    for (;;) {
+      const id = newRestorePointId(now);
+      if (await this.backend.create(mapsPrefix(id) + CLAIM_OBJECT, Buffer.alloc(0))) return id;
+    }
   }
 
   createMapWriter(pointId: string, label: string, slots: number): Promise<ChunkMapWriter> {

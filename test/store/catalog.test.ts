@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Catalog, newRestorePointId, type RestorePoint } from '../../store/catalog.js';
 import { FsBackend } from '../../store/backend/fs.js';
+import { Store } from '../../store/store.js';
 import { tempDir } from '../helpers/index.js';
 
 function point(id: string, time: string, name = 'vm'): RestorePoint {
@@ -37,6 +38,17 @@ t.test('catalog lists newest first by snapshot time, reports damaged entries', a
 t.test('restore point ids sort by creation time', async (t) => {
   t.ok(newRestorePointId(1000) < newRestorePointId(2000));
   t.match(newRestorePointId(), /^[0-9a-f]{16}$/);
+});
+
+t.test('a claimed restore point id is never drawn twice, even within one millisecond', async (t) => {
+  const store = await Store.init(join(await tempDir(t), 's'), 65536);
+  // 1000 draws from 65536 random suffixes collide about 7 times: each collision must draw again.
+  const ids = [];
+  for (let i = 0; i < 1000; i++) ids.push(await store.claimRestorePointId(1_000_000));
+  t.equal(new Set(ids).size, 1000, '1000 distinct ids');
+  t.ok(ids.every((id) => id.startsWith(newRestorePointId(1_000_000).slice(0, 12))), 'all of that millisecond');
+  t.same(await store.listMapLabels(ids[0]), [], 'the claim is no disk label');
+  t.equal((await store.listMapDirs()).length, 1000, 'each claim is in its maps prefix, where gc finds a backup that never committed');
 });
 
 t.test('a new restore point is a conditional create: a second commit of its id fails and changes nothing', async (t) => {

@@ -23,7 +23,7 @@ t.test('format file: newer or unknown formats are refused', async (t) => {
   const good = decodeFormat(encodeFormat(newFormat(1048576, new Date(0), DEFAULT_COMPRESSION)), '/s');
   t.equal(good.chunkSize, 1048576);
   t.equal(good.version, 3);
-  t.throws(() => decodeFormat(JSON.stringify({ format: 'chunkvault', version: 4, chunkSize: 1048576 }), '/s'), { code: 'CV_UNSUPPORTED_FORMAT' });
+  t.throws(() => decodeFormat(JSON.stringify({ format: 'chunkvault', version: 5, chunkSize: 1048576 }), '/s'), { code: 'CV_UNSUPPORTED_FORMAT' });
   t.throws(() => decodeFormat(JSON.stringify({ format: 'borg', version: 1, chunkSize: 1048576 }), '/s'), { code: 'CV_UNSUPPORTED_FORMAT' });
   t.throws(() => decodeFormat('{not json', '/s'), { code: 'CV_NOT_A_STORE' });
 });
