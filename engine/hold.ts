@@ -22,12 +22,23 @@ function checkReason(reason: string): string {
   return reason;
 }
 
+/**
+ * The entry is rewritten whole, so a prune removing it meanwhile would see it written back: the
+ * point is pinned before its entry is read again, and a prune that removes the entry after the
+ * pin keeps its maps (see executePrune), so what is written back is a whole restore point.
+ */
 async function setHold(store: Store, ref: string, hold: (point: RestorePoint) => RestorePoint['hold']): Promise<HoldReport> {
-  const point = resolveRef((await store.catalog.list()).points, ref);
-  const next = hold(point);
-  const changed = JSON.stringify(next) !== JSON.stringify(point.hold);
-  if (changed) await store.catalog.put({ ...point, hold: next });
-  return { id: point.id, name: point.name, time: point.time, hold: next, changed };
+  const { id } = resolveRef((await store.catalog.list()).points, ref);
+  const lock = await store.lock(`hold ${id}`, { pins: [id] });
+  try {
+    const point = resolveRef((await store.catalog.list()).points, id);
+    const next = hold(point);
+    const changed = JSON.stringify(next) !== JSON.stringify(point.hold);
+    if (changed) await store.catalog.put({ ...point, hold: next });
+    return { id: point.id, name: point.name, time: point.time, hold: next, changed };
+  } finally {
+    await lock.release();
+  }
 }
 
 /** Holds a restore point; holding it again replaces the reason when one is given, and keeps since. */

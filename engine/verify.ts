@@ -133,12 +133,25 @@ function damagedRanges(disk: DiskMap, chunkSize: number, problems: Map<string, s
   return ranges;
 }
 
+/**
+ * The points listed before the pin that are listed after it too: a prune that removed one in
+ * between may have removed its maps, which is no damage; one that removes it after the pin
+ * leaves its maps (see executePrune). A named point gone meanwhile is an unknown ref.
+ */
+async function stillListed(store: Store, points: RestorePoint[], ref: string | undefined): Promise<RestorePoint[]> {
+  const now = (await store.catalog.list()).points;
+  if (ref !== undefined) return [resolveRef(now, points[0].id)];
+  const ids = new Set(now.map((p) => p.id));
+  return points.filter((p) => ids.has(p.id));
+}
+
 export async function verify(store: Store, ref: string | undefined, options: VerifyOptions = {}): Promise<VerifyReport> {
   const { points: all, damaged: damagedCatalog, problems: catalogProblems } = await store.catalog.list();
   const points = ref === undefined ? all : [resolveRef(all, ref, damagedCatalog)];
   const lock = await store.lock(options.readData ? 'verify --read-data' : 'verify', { pins: points.map((p) => p.id) });
   try {
-    const maps = await loadMaps(store, points);
+    const verified = await stillListed(store, points, ref);
+    const maps = await loadMaps(store, verified);
     const ids = new Map<string, Buffer>();
     for (const { map } of maps) if (map) uniqueIds(map, ids);
     const locations = await locateChunks(store, ids);
@@ -150,7 +163,7 @@ export async function verify(store: Store, ref: string | undefined, options: Ver
     const reportedCatalog = ref === undefined ? damagedCatalog : [];
     return {
       clean: damaged.length === 0 && reportedCatalog.length === 0,
-      restorePoints: points.length,
+      restorePoints: verified.length,
       chunksChecked: ids.size,
       bytesChecked,
       readData: options.readData === true,

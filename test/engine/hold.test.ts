@@ -47,3 +47,25 @@ t.test('bad refs and reasons are refused and change nothing', async (t) => {
   await t.rejects(release(store, 'nope@latest'), { code: 'CV_UNKNOWN_REF' });
   t.equal(await treeDigest(store.location), digest);
 });
+
+t.test('a hold pins its point while it rewrites the entry, so a prune keeps it whole; gc running makes it wait', async (t) => {
+  const dir = await tempDir(t);
+  const store = await initStore(join(dir, 'store'), '64K');
+  const image = join(dir, 'disk.img');
+  await writeImage(image, [{ kind: 'text', bytes: 100_000 }]);
+  const point = await runBackup(store, { sources: [image], name: 'vm', time: '2026-11-01T00:00:00Z', threads: 1 });
+  await runBackup(store, { sources: [image], name: 'vm', time: '2026-11-02T00:00:00Z', threads: 1 });
+  const gcLock = await store.lock('gc', { kind: 'exclusive' });
+  const before = await treeDigest(join(dir, 'store', 'catalog'));
+  await t.rejects(hold(store, point.id, 'case 1'), { code: 'CV_STORE_BUSY' }, 'no entry is rewritten while gc runs');
+  t.equal(await treeDigest(join(dir, 'store', 'catalog')), before, 'the catalog is unchanged');
+  await gcLock.release();
+  // What executePrune sees when a hold is between its pin and its write: the point stays whole.
+  const holding = await store.lock(`hold ${point.id}`, { pins: [point.id] });
+  t.same(await executePrune(store, await planPrune(store, { last: 1 })), [], 'a point a hold has pinned is not pruned');
+  await holding.release();
+  t.same(await executePrune(store, await planPrune(store, { last: 1 })), [point.id]);
+  await t.rejects(hold(store, point.id), { code: 'CV_UNKNOWN_REF' }, 'a hold after the prune finds the entry gone');
+  await hold(store, 'vm@latest');
+  t.same(await store.backend.list('locks/'), [], 'the hold left no lock behind');
+});
