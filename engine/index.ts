@@ -11,7 +11,8 @@ import { DEFAULT_COMPRESSION, parseCompression } from '../store/compression.js';
 import type { BackupKind, BackupStats, DamagedEntry, RestorePoint } from '../store/catalog.js';
 import { backup, type BackupProgress } from './backup.js';
 import { WorkerPool } from './pool.js';
-import { prepareDisks, type LayoutOptions } from './layout.js';
+import { prepareDisks, type LayoutOptions, type PreparedBackup } from './layout.js';
+import { prepareSessionBackup } from './session/backup-session.js';
 import { throttleLimits } from './throttle.js';
 import { openSources } from './source.js';
 import { checkName, parseTime } from './names.js';
@@ -87,6 +88,8 @@ export interface BackupRequest extends LayoutOptions {
   /** `lz4`, `none`, `zstd` or `zstd:LEVEL`; the store's default when absent. */
   compression?: string;
   onProgress?: (progress: BackupProgress) => void;
+  /** A stopped recovery session's directory: back up what its guest wrote, on the session's restore point. */
+  session?: string;
 }
 
 export interface BackupReport extends BackupStats {
@@ -119,16 +122,39 @@ export function backupReport(point: RestorePoint, warnings: string[]): BackupRep
   };
 }
 
+/** What a backup reads: its sources, or a stopped recovery session's writes (named as its restore point by default). */
+async function prepareBackup(store: Store, request: BackupRequest): Promise<{ name: string; prepared: PreparedBackup }> {
+  if (request.session === undefined) {
+    const sources = await openSources(request.sources);
+    const name = checkName(request.name ?? sources[0].label);
+    return { name, prepared: await prepareDisks(store, sources, name, request) };
+  }
+  checkSessionRequest(request);
+  const prepared = await prepareSessionBackup(store, request.session);
+  return { name: checkName(request.name ?? prepared.parent!.name), prepared };
+}
+
+/** A session names the source, the parent and the changed blocks itself. */
+function checkSessionRequest(request: BackupRequest): void {
+  const clash = [
+    request.sources.length > 0 && 'SOURCE',
+    request.parent !== undefined && '--parent/--no-parent',
+    (request.changed ?? []).length > 0 && '--changed',
+    (request.extents ?? []).length > 0 && '--extents',
+    (request.skipFiles ?? []).length > 0 && '--skip-file',
+  ].filter((x): x is string => x !== false);
+  if (clash.length > 0) throw new InvalidInputError(`--from-session takes its disk, parent and changed blocks from the session: drop ${clash.join(', ')}`, { flags: clash });
+}
+
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {
   const time = request.time === undefined ? new Date().toISOString() : parseTime(request.time);
   // Workers take ~50 ms to load their native modules: let that overlap the planning below.
   const pool = new WorkerPool(store.backend, request.threads);
   try {
-    const sources = await openSources(request.sources);
-    const name = checkName(request.name ?? sources[0].label);
     const throttle = throttleLimits(request.maxLatencyMs, request.maxRateMBps);
     const compression = request.compression === undefined ? store.compression : parseCompression(request.compression, '--compression');
-    const { disks, kind, parent, implicitParent, warnings } = await prepareDisks(store, sources, name, request);
+    const { name, prepared } = await prepareBackup(store, request);
+    const { disks, kind, parent, implicitParent, warnings } = prepared;
     await checkSpace(store, estimateBackupBytes(disks.map((d) => diskNeed(d.layout)), store.chunkSize, parent), request.force === true);
     if (compression.codec === 'zstd') await store.allowVersion2Records();
     const point = await backup(store, disks, { name, time, kind, parent, implicitParent, pool, throttle, compression, onProgress: request.onProgress });

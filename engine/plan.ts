@@ -42,6 +42,11 @@ export interface DiskLayout {
   extents: Extent[];
   /** Sorted changed ranges (CBT); slots touching none reuse the parent's id unread. null: read all. */
   changed: Range[] | null;
+  /**
+   * The source holds the disk's bytes only within `changed` (a recovery session's delta: its other
+   * blocks are holes): a partly changed slot always takes the rest from the parent's chunk.
+   */
+  changedOnly?: boolean;
 }
 
 /** Consecutive slots decided without reading: zero, or the parent's ids. */
@@ -163,10 +168,10 @@ const sum = (ranges: { length: number }[]): number => ranges.reduce((s, r) => s 
  * CBT layout reads partly lies within the parent's disk: resizedRange marks the slots past
  * the common part changed whole.
  */
-function changedSlotPlan(slot: number, length: number, reads: SlotRead[], blocks: Range[]): SlotPlan {
+function changedSlotPlan(slot: number, length: number, reads: SlotRead[], blocks: Range[], changedOnly: boolean): SlotPlan {
   const split = splitByChanges(reads, blocks);
   const spared = sum(reads) - sum(split.reads);
-  if (spared < length * MIN_SPARED_SHARE) return { slot, length, reads };
+  if (!changedOnly && spared < length * MIN_SPARED_SHARE) return { slot, length, reads };
   return { slot, length, reads: split.reads, keep: split.keep };
 }
 
@@ -205,7 +210,7 @@ export function* planSlots(layout: DiskLayout): Generator<SlotAction> {
       }
     }
     const reads = extentReads(extents, e, start, stop);
-    const plan = changed ? changedSlotPlan(slot, stop - start, reads, changedBlocks(changed, c, start, stop)) : { slot, length: stop - start, reads };
+    const plan = changed ? changedSlotPlan(slot, stop - start, reads, changedBlocks(changed, c, start, stop), layout.changedOnly === true) : { slot, length: stop - start, reads };
     yield { kind: 'read', plan };
     slot++;
   }

@@ -18,6 +18,7 @@ interface BackupFlags extends StoreOptions {
   maxRate?: number;
   force?: boolean;
   compression?: string;
+  fromSession?: string;
   json?: boolean;
 }
 
@@ -43,7 +44,7 @@ function describe(report: BackupReport): string[] {
 
 export function register(program: Command): void {
   withStore(program.command('backup').description('back up files or block devices as one restore point'))
-    .argument('<source...>', 'PATH or LABEL=PATH of a raw image or block device')
+    .argument('[source...]', 'PATH or LABEL=PATH of a raw image or block device')
     .option('--name <name>', 'group name of the machine (default: first label)')
     .option('--time <iso8601>', 'when the snapshot was taken (default: now)')
     .option('--threads <n>', 'worker threads (default: one per core)', threadCount)
@@ -56,6 +57,7 @@ export function register(program: Command): void {
     .option('--max-latency <ms>', 'slow reading down while source read latency is above this', positiveNumber('--max-latency'))
     .option('--max-rate <MB/s>', 'cap the source read rate', positiveNumber('--max-rate'))
     .option('--force', 'start even when the store may not have space for this backup')
+    .option('--from-session <dir>', "a stopped recovery session (chunkvault recover): back up only the blocks its guest wrote, on the session's restore point")
     .option('--compression <codec>', "new chunks: lz4, zstd[:LEVEL] (1-19, default 3) or none (default: the store's, see config)")
     .option('--json', 'machine-readable output')
     .action(async (sources: string[], options: BackupFlags) => {
@@ -75,6 +77,7 @@ export function register(program: Command): void {
         maxRateMBps: options.maxRate,
         force: options.force,
         compression: options.compression,
+        session: options.fromSession,
         onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `new ${formatBytes(p.bytesNew)}, dedup ${p.chunksTotal > 0 ? (p.chunksTotal / Math.max(p.chunksNew, 1)).toFixed(1) : '1.0'}x`),
       });
       bar.done();

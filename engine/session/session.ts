@@ -57,7 +57,7 @@ function blocksOf(size: number): number {
 }
 
 /** How sessions name their store: a local one by its real path (what mountpoints and states must stay out of), a remote one by its location. */
-async function storeRoot(store: Store): Promise<string> {
+export async function storeRoot(store: Store): Promise<string> {
   const dir = store.localDir;
   if (dir === null) return store.location;
   return fs.realpath(dir).catch((err: unknown) => {
@@ -171,7 +171,7 @@ export interface OpenSession {
   close(): Promise<void>;
 }
 
-async function openBitmap(record: SessionRecord, name: 'present' | 'dirty'): Promise<SavedBitmap> {
+export async function openBitmap(record: SessionRecord, name: 'present' | 'dirty'): Promise<SavedBitmap> {
   const path = sessionFile(record, name);
   const file = await fs.open(path, 'r+').catch((err: unknown) => {
     throw storeReadError(path, err);
@@ -186,7 +186,7 @@ async function openBitmap(record: SessionRecord, name: 'present' | 'dirty'): Pro
   return { bits: new BlockBitmap(blocks, bits), file };
 }
 
-async function sessionPoint(store: Store, record: SessionRecord): Promise<RestorePoint> {
+export async function sessionPoint(store: Store, record: SessionRecord): Promise<RestorePoint> {
   const { points, damaged } = await store.catalog.list();
   try {
     return resolveRef(points, record.point, damaged);

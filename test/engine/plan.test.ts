@@ -71,6 +71,13 @@ t.test('CBT: a slot a changed range touches reads its changed 4 KiB blocks and k
   t.same(show(planSlots(layout(4 * CS, [[0, 4 * CS]], []))), ['parent 0x4'], 'an empty CBT list reads nothing');
 });
 
+t.test('a source that holds only the changed blocks (a recovery session): a slot changed almost whole still keeps the rest from the parent', async (t) => {
+  const M = 1024 * 1024;
+  const disk = { ...layout(2 * M, [[0, 2 * M]], [[M, M - 4096]]), chunkSize: M };
+  t.same(show(planSlots(disk)), ['parent 0x1', `read 1/${M}: 0+${M}<-${M}`], 'from a whole disk, read whole: it spares too little');
+  t.same(show(planSlots({ ...disk, changedOnly: true })), ['parent 0x1', `read 1/${M}: 0+${M - 4096}<-${M} keep ${M - 4096}+4096`]);
+});
+
 t.test('CBT with holes: slots without data are zero, not the parent (the layout knows they are zero)', async (t) => {
   const plan = layout(8 * CS, [[CS, 2 * CS], [6 * CS, CS]], [[2 * CS, 10], [4 * CS, 10]]);
   t.same(show(planSlots(plan)), ['zero 0x1', 'parent 1x1', `read 2/${CS}: 0+4096<-${2 * CS} keep 4096+${CS - 4096}`, 'zero 3x3', 'parent 6x1', 'zero 7x1']);

@@ -135,12 +135,23 @@ t.test('qemu-io writes, an unaligned write across chunk boundaries, qemu-img com
   t.match(entry, { status: 'serving', restorePoint: id });
   // Blocks of 64 KiB: 1, 19 (1 MiB + 70 KB from the end of block 47 into block 65), 1, 4 (200 KB from the middle of block 142).
   t.equal(entry.bytesWritten, (1 + 19 + 1 + 4) * 64 * 1024, 'bytes written count whole 64 KiB blocks');
+  const serving = await sessions.run(['backup', '--store', store, '--from-session', mnt]);
+  t.equal(serving.code, 2, 'a serving session is not backed up: its bitmap is not final');
+  t.match(serving.stderr, /^chunkvault: the session on \S+ is serving \(pid \d+ on .+\): stop it with 'chunkvault recover --stop \S+' first, so that its changed-block bitmap is final; nothing was written\n$/);
   t.equal((await sessions.run(['recover', '--stop', mnt])).code, 0);
   await resumed.exited;
 
   const restored = join(dir, 'restored.img');
   await cliJson(['restore', '--store', store, id, restored]);
   t.equal(await sha256File(restored), await sha256File(image), 'the restore point never changes');
+
+  const clash = await sessions.run(['backup', '--store', store, '--from-session', mnt, image]);
+  t.equal(clash.stderr, 'chunkvault: --from-session takes its disk, parent and changed blocks from the session: drop SOURCE\n');
+  const backedUp = JSON.parse((await sessions.run(['backup', '--store', store, '--from-session', mnt, '--json'])).stdout) as { id: string; kind: string; parent: string; name: string; bytesRead: number };
+  t.match(backedUp, { kind: 'cbt', parent: id, bytesRead: entry.bytesWritten }, "a CBT incremental of the session's point that reads exactly the blocks the guest wrote");
+  const fromSession = join(dir, 'from-session.img');
+  await cliJson(['restore', '--store', store, backedUp.id, fromSession]);
+  t.equal(await sha256File(fromSession), await sha256File(expected), 'it restores to the disk the guest left');
 });
 
 t.test('a full state filesystem fails a write with ENOSPC; earlier writes and the rest of the disk are intact', async (t) => {
