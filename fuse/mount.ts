@@ -18,7 +18,7 @@ import { ImageFiles } from './image-file.js';
 import { operations, type Probe } from './operations.js';
 import { OpenPins } from './pins.js';
 import { SUBTYPE, prepareMountpoint } from './mountpoint.js';
-import { LiveTree } from './tree.js';
+import { LiveTree, type TimeNames } from './tree.js';
 import { ViewFiles } from './view-file.js';
 
 export { DEFAULT_CACHE_BYTES } from './chunk-cache.js';
@@ -30,6 +30,8 @@ export interface MountOptions {
   filesIdleMs?: number;
   /** Damage and errors met while serving: the mount stays up and says so here. */
   log?: (line: string) => void;
+  /** How by-name/ and files/ spell snapshot times (default: as restore points have them). */
+  timeNames?: TimeNames;
 }
 
 export interface MountSession {
@@ -123,6 +125,7 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
   const tree = new LiveTree(
     async () => (await store.catalog.list()).points,
     (points) => (images.keepOnly(points), views.keepOnly(points)),
+    options.timeNames,
   );
   const probe = new MountProbe(path);
   const ops = operations(tree, images, views, log, probe, new OpenPins(lock, (id) => images.forget(id)));

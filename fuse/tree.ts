@@ -67,12 +67,24 @@ export function addPartitionFiles(pointDir: DirNode, point: RestorePoint, label:
   }
 }
 
+/**
+ * How by-name/ (and files/) spell snapshot times: as restore points have them
+ * (`2026-12-01T21:00:00.000Z`), or colon-free in ISO 8601's basic format
+ * (`20261201T210000.000Z`), since qemu reads a relative backing path with a colon as a protocol.
+ */
+export type TimeNames = 'iso' | 'colon-free';
+
+export function timeEntryName(time: string, names: TimeNames): string {
+  return names === 'iso' ? time : time.replace(/[-:]/g, '');
+}
+
 /** by-name/<name>/: one directory per snapshot time (the id breaks ties), and `latest`. */
-function nameDir(points: RestorePoint[], dirs: Map<string, DirNode>): DirNode {
+function nameDir(points: RestorePoint[], dirs: Map<string, DirNode>, names: TimeNames): DirNode {
   const newest = new Date(points[0].time);
   const named = dir(newest);
   for (const point of points) {
-    const entry = named.entries.has(point.time) ? `${point.time}_${point.id}` : point.time;
+    const time = timeEntryName(point.time, names);
+    const entry = named.entries.has(time) ? `${time}_${point.id}` : time;
     named.entries.set(entry, dirs.get(point.id)!);
   }
   const [newestEntry] = named.entries.keys();
@@ -81,13 +93,13 @@ function nameDir(points: RestorePoint[], dirs: Map<string, DirNode>): DirNode {
 }
 
 /** points newest first, as Catalog.list returns them. */
-export function buildTree(points: RestorePoint[]): DirNode {
+export function buildTree(points: RestorePoint[], names: TimeNames = 'iso'): DirNode {
   const newest = points.length > 0 ? new Date(points[0].time) : new Date(0);
   const dirs = new Map(points.map((p) => [p.id, { ...pointDir(p), point: p }]));
   const byName = new Map<string, RestorePoint[]>();
   for (const point of points) byName.set(point.name, [...(byName.get(point.name) ?? []), point]);
-  const names = dir(newest, [...byName].map(([name, list]) => [name, nameDir(list, dirs)]));
-  return dir(newest, [...dirs, [BY_NAME, names], [DIFF, diffDir(points)]]);
+  const byNameDir = dir(newest, [...byName].map(([name, list]) => [name, nameDir(list, dirs, names)]));
+  return dir(newest, [...dirs, [BY_NAME, byNameDir], [DIFF, diffDir(points)]]);
 }
 
 export function lookup(root: DirNode, path: string, absent: Absence = () => undefined): Node | null {
@@ -115,6 +127,7 @@ export class LiveTree {
   constructor(
     private readonly listPoints: () => Promise<RestorePoint[]>,
     private readonly onChange: (points: RestorePoint[]) => void = () => undefined,
+    private readonly names: TimeNames = 'iso',
   ) {}
 
   get current(): DirNode {
@@ -146,7 +159,7 @@ export class LiveTree {
     const ids = points.map((p) => p.id).join(',');
     if (ids === this.ids) return;
     this.ids = ids;
-    this.root = buildTree(points);
+    this.root = buildTree(points, this.names);
     this.onChange(points);
   }
 }

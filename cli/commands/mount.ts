@@ -9,6 +9,7 @@ interface MountFlags extends StoreOptions {
   allowOther?: boolean;
   files?: boolean;
   filesIdle?: number;
+  colonFree?: boolean;
 }
 
 /** How long a filesystem behind files/ stays mounted unused (seconds). */
@@ -21,13 +22,14 @@ export function register(program: Command): void {
     .option('--allow-other', 'let other users read the mount')
     .option('--files', 'also show the filesystem inside each disk and partition as files/<name>/<time>/<label>[/pN]/')
     .option('--files-idle <seconds>', `release a filesystem under files/ after this long unused (default: ${DEFAULT_FILES_IDLE_SECONDS})`, positiveInt('--files-idle'))
+    .option('--colon-free', 'spell times under by-name/ and files/ without colons (20261201T210000.000Z), for relative qemu backing paths')
     .action(async (mountpoint: string, options: MountFlags) => {
       const cacheBytes = options.cache === undefined ? DEFAULT_CACHE_BYTES : parseSize(options.cache, '--cache');
       const store = await openStoreFrom(options);
       // fuse-native is loaded only by the command that serves FUSE.
       const { mount, serveUntilSignalled } = await import('../../fuse/mount.js');
       const filesIdleMs = options.files ? (options.filesIdle ?? DEFAULT_FILES_IDLE_SECONDS) * 1000 : undefined;
-      const session = await mount(store, mountpoint, { cacheBytes, allowOther: options.allowOther, filesIdleMs });
+      const session = await mount(store, mountpoint, { cacheBytes, allowOther: options.allowOther, filesIdleMs, timeNames: options.colonFree ? 'colon-free' : 'iso' });
       printLines([`mounted at ${mountpoint}`]);
       await serveUntilSignalled(session);
       // After an unmount from another shell fuse-native keeps a native handle referenced

@@ -28,3 +28,18 @@ t.test('qemu-img create -f qcow2 -b <mounted .img> -F raw: qemu-io writes, qemu-
   t.pass('qemu-img compare: the overlay reads as the restore point plus its writes');
   t.equal(await sha256File(base), await sha256File(image), 'the mounted image is unchanged');
 });
+
+t.test('--colon-free: an overlay beside the mount with a relative backing path into by-name/ opens (qemu reads a colon as a protocol)', async (t) => {
+  if (!canMount(t)) return;
+  if (!requireCapability(t, hasCommand('qemu-img'), 'needs qemu-utils')) return;
+  const { dir, store, image } = await backedUpStore(t);
+  const mnt = join(dir, 'mnt');
+  await fs.mkdir(mnt);
+  await startMount(t, store, mnt, ['--colon-free']);
+  const [time] = (await fs.readdir(join(mnt, 'by-name', 'disk'))).filter((n) => n !== 'latest');
+  t.match(time, /^\d{8}T\d{6}\.\d{3}Z$/, 'the time has no colon');
+  const overlay = join(mnt, '..', 'relative.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', `mnt/by-name/disk/${time}/disk.img`, '-F', 'raw', overlay]);
+  execFileSync('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', overlay, image], { stdio: 'pipe' });
+  t.pass('qemu-img compare through the relative backing path: identical to the image');
+});

@@ -1,7 +1,7 @@
 /** The mount's tree as plain objects: layout, by-name views, latest, live refresh. */
 import t from 'tap';
 import type { RestorePoint } from '../../store/catalog.js';
-import { BY_NAME, LATEST, LiveTree, addPartitionFiles, buildTree, isLiveDir, lookup, mayAppear, partitionFileName, type DirNode } from '../../fuse/tree.js';
+import { BY_NAME, LATEST, LiveTree, addPartitionFiles, buildTree, isLiveDir, lookup, mayAppear, partitionFileName, timeEntryName, type DirNode } from '../../fuse/tree.js';
 import { DIFF } from '../../fuse/view-tree.js';
 
 function point(id: string, name: string, time: string, disks: [string, number][] = [['disk', 4096]]): RestorePoint {
@@ -45,6 +45,14 @@ t.test('every restore point and disk, and the by-name views', async (t) => {
   t.same(lookup(root, `/${BY_NAME}/vm/${LATEST}`), { kind: 'link', mtime: new Date('2026-11-20T00:00:00.000Z'), target: '2026-11-20T00:00:00.000Z' });
   t.equal(lookup(root, `/${BY_NAME}/vm/2026-11-19T00:00:00.000Z/disk.img`), lookup(root, '/0000000000000002/disk.img'), 'the same node under both paths');
   t.equal(lookup(root, `/${BY_NAME}/vm/2026-11-19T00:00:00.000Z_0000000000000001/disk.img`), lookup(root, '/0000000000000001/disk.img'));
+});
+
+t.test('colon-free times: ISO 8601 basic format under by-name, ties still told apart', async (t) => {
+  const root = buildTree(POINTS, 'colon-free');
+  t.same(names(root, `/${BY_NAME}/vm`), ['20261119T000000.000Z', '20261119T000000.000Z_0000000000000001', '20261120T000000.000Z', LATEST]);
+  t.same(lookup(root, `/${BY_NAME}/vm/${LATEST}`), { kind: 'link', mtime: new Date('2026-11-20T00:00:00.000Z'), target: '20261120T000000.000Z' });
+  t.equal(lookup(root, `/${BY_NAME}/vm/20261119T000000.000Z/disk.img`), lookup(root, '/0000000000000002/disk.img'));
+  t.equal(timeEntryName('2026-12-01T21:00:00.000Z', 'iso'), '2026-12-01T21:00:00.000Z');
 });
 
 t.test('lookups that miss', async (t) => {
