@@ -171,6 +171,8 @@ class Lease implements HeldLock {
       if (this.released) return;
       // Gone means another process found it stale and removed it: writing it again would hide that.
       if ((await this.backend.get(this.key)) === null) throw new Error('the lock object was removed');
+      // Past its lease (a process stopped or starved that long), another may be removing it right now.
+      if (Date.now() - this.lastRenewed >= leaseMs()) throw new Error(`it was not renewed for ${leaseMs() / 1000} s, so others may take it for stale`);
       const now = new Date();
       this.info.refreshed = now.toISOString();
       await this.backend.put(this.key, encode(this.info));

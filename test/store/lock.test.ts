@@ -52,3 +52,18 @@ t.test("what a writer killed while creating its lock leaves is a temp file: neve
   t.match(await gc(store), { tmpFilesRemoved: 1 });
   t.same(await fs.readdir(join(store.location, 'locks')), []);
 });
+
+t.test('a holder stopped past its lease does not renew its lock when it runs again: the lease is lost', async (t) => {
+  const store = await tempDir(t);
+  process.env.CHUNKVAULT_LEASE_SECONDS = '0.5';
+  t.teardown(() => delete process.env.CHUNKVAULT_LEASE_SECONDS);
+  const lost = new Promise<Error>((resolve) => void acquireLock(new FsBackend(store), 'backup', { onLeaseLost: resolve }).then((lock) => t.teardown(() => lock.release())));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const written = (await fs.readdir(join(store, 'locks')))[0];
+  const before = await fs.readFile(join(store, 'locks', written), 'utf8');
+  // As a SIGSTOP would: no timer runs for longer than the lease.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 700);
+  const err = await lost;
+  t.match(err, { code: 'CV_LEASE_LOST', message: /could not be renewed for 0\.5 s \(it was not renewed for 0\.5 s, so others may take it for stale\)/ });
+  t.equal(await fs.readFile(join(store, 'locks', written), 'utf8'), before, 'the lock object was not written again');
+});
