@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, cliJson, hasCommand, requireCapability, sha256File, treeDigest } from '../helpers/index.js';
+import { HASH_READ_BYTES, MiB, cliJson, hasCommand, requireCapability, sha256File, treeDigest } from '../helpers/index.js';
 import { SECTOR, flipByte, writeAt } from '../helpers/disks.js';
 import { corruptChunk } from '../helpers/corrupt.js';
 import { canPartition, partitionedStore } from '../helpers/partitioned.js';
@@ -12,7 +12,7 @@ import { canMount, errorCode, isMountpoint, startMount } from './mounting.js';
 
 async function sha256Range(path: string, start: number, size: number): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { start, end: start + size - 1 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { start, end: start + size - 1, highWaterMark: HASH_READ_BYTES })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
