@@ -3,6 +3,7 @@ import { initStore } from '../../engine/index.js';
 import { printJson, printLines } from '../output.js';
 import { formatBytes } from '../../store/size.js';
 import { formatCompression } from '../../store/compression.js';
+import { initPasswordSource } from '../password.js';
 import { backendReport, storeAccess, storeDir, withStore, type StoreOptions } from '../store-option.js';
 
 export function register(program: Command): void {
@@ -12,7 +13,7 @@ export function register(program: Command): void {
     .option('--encryption <cipher>', 'aes-256-gcm, chacha20-poly1305 or none (default): seal everything with a master key wrapped by the passphrase', 'none')
     .option('--json', 'machine-readable output')
     .action(async (options: StoreOptions & { chunkSize: string; compression?: string; encryption: string; json?: boolean }) => {
-      const store = await initStore(storeDir(options), options.chunkSize, options.compression, storeAccess(options), options.encryption);
+      const store = await initStore(storeDir(options), options.chunkSize, options.compression, { ...storeAccess(options), password: initPasswordSource(options.passwordFile) }, options.encryption);
       if (options.json) printJson({ store: store.location, chunkSize: store.chunkSize, compression: formatCompression(store.compression), ...backendReport(store) });
       else printLines([`initialized store ${store.location} (chunk size ${formatBytes(store.chunkSize)}, compression ${formatCompression(store.compression)})`]);
     });
