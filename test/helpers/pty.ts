@@ -3,7 +3,7 @@
  * terminal sees, and what they type in answer to each prompt.
  */
 import { execFile } from 'node:child_process';
-import { CLI } from './index.js';
+import { CLI, childEnv } from './index.js';
 
 export interface PtyResult {
   code: number;
@@ -45,8 +45,7 @@ print(json.dumps({'code': code, 'screen': screen.decode(errors='replace'), 'cmdl
 `;
 
 export function cliOnPty(args: string[], answers: string[], env: Record<string, string | undefined> = {}, prompt = 'passphrase: '): Promise<PtyResult> {
-  const childEnv = Object.fromEntries(Object.entries({ ...process.env, ...env }).filter((e): e is [string, string] => e[1] !== undefined));
-  const spec = JSON.stringify([[process.execPath, CLI, ...args], childEnv, prompt, answers]);
+  const spec = JSON.stringify([[process.execPath, CLI, ...args], childEnv(env), prompt, answers]);
   return new Promise((resolve, reject) => {
     execFile('python3', ['-c', DRIVER, spec], { timeout: 30_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`pty driver failed: ${err.message} ${stderr}`));
