@@ -5,7 +5,7 @@
 import { Store } from '../store/store.js';
 import { backendAt, type S3Access } from '../store/backend/open.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
-import { CIPHERS, isCipher, type Cipher } from '../store/crypto.js';
+import { CIPHERS, DEFAULT_CIPHER, isCipher, type Cipher } from '../store/crypto.js';
 import { checkPassword } from '../store/keys.js';
 import { InvalidInputError, PasswordRequiredError } from './errors.js';
 import { DEFAULT_COMPRESSION, parseCompression } from '../store/compression.js';
@@ -49,8 +49,9 @@ export interface StoreAccess extends S3Access {
   password?: () => Promise<string>;
 }
 
-/** `--encryption`: a cipher, or `none`. */
-function parseEncryption(text: string): Cipher | null {
+/** `--encryption`: a cipher, `none`, or true for the flag without a value (DEFAULT_CIPHER). */
+function parseEncryption(text: string | true): Cipher | null {
+  if (text === true) return DEFAULT_CIPHER;
   if (text === 'none') return null;
   if (isCipher(text)) return text;
   throw new InvalidInputError(`--encryption: '${text}' is not one of ${[...CIPHERS, 'none'].join(', ')}`, { value: text });
@@ -64,8 +65,8 @@ async function initPassword(location: string, access: StoreAccess): Promise<stri
   return password;
 }
 
-/** `location` is a directory or `s3://BUCKET/PREFIX`; `encryption` a cipher or `none` (the default). */
-export async function initStore(location: string, chunkSize?: string, compression?: string, access: StoreAccess = {}, encryption = 'none'): Promise<Store> {
+/** `location` is a directory or `s3://BUCKET/PREFIX`; `encryption` a cipher, true for the default one, or `none` (the default). */
+export async function initStore(location: string, chunkSize?: string, compression?: string, access: StoreAccess = {}, encryption: string | true = 'none'): Promise<Store> {
   const size = chunkSize === undefined ? DEFAULT_CHUNK_SIZE : parseChunkSize(chunkSize);
   const codec = compression === undefined ? DEFAULT_COMPRESSION : parseCompression(compression, '--compression');
   const cipher = parseEncryption(encryption);

@@ -62,3 +62,13 @@ t.test('key passwd on a terminal asks for the old passphrase once and the new on
   t.equal((await cli(['list', '--store', store], { CHUNKVAULT_PASSWORD: 'new one' })).code, 0);
   t.equal((await cli(['list', '--store', store], { CHUNKVAULT_PASSWORD: SECRET })).code, 2, 'the old passphrase no longer opens it');
 });
+
+t.test('--encryption alone means chacha20-poly1305; without the flag a store is plain; an unknown cipher is refused', async (t) => {
+  const dir = await tempDir(t);
+  const env = { CHUNKVAULT_PASSWORD: SECRET };
+  t.match(await cliJson(['init', '--store', join(dir, 'default'), '--encryption'], env), { encryption: 'chacha20-poly1305' });
+  t.match(JSON.parse(await fs.readFile(join(dir, 'default', 'chunkvault.json'), 'utf8')), { version: 4, encryption: { cipher: 'chacha20-poly1305' } });
+  t.match(await cliJson(['init', '--store', join(dir, 'plain')], env), { encryption: 'none' });
+  t.same(await cli(['init', '--store', join(dir, 'bad'), '--encryption', 'rot13'], env), { code: 2, stdout: '', stderr: "chunkvault: --encryption: 'rot13' is not one of aes-256-gcm, chacha20-poly1305, none\n" });
+  t.same((await fs.readdir(dir)).sort(), ['default', 'plain']);
+});
