@@ -18,7 +18,7 @@ async function passwordFromFile(option: string, file: string): Promise<string> {
 const BACKSPACES = new Set(['\x7f', '\b']);
 
 /** Reads one line from the terminal on stdin without echoing it; the prompt goes to stderr. */
-export function promptHidden(prompt: string): Promise<string> {
+function promptHidden(prompt: string): Promise<string> {
   const input = process.stdin;
   return new Promise((resolve, reject) => {
     let typed: string[] = [];
