@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { compressBlock, compressBound, decompressBlock } from '../store/lz4.js';
 import { zstdCompress, zstdCompressBound, zstdDecompress } from '../store/zstd.js';
 import { chunkId, loadHasher } from '../store/chunk-id.js';
+import { CIPHERS, Sealer, type Cipher } from '../store/crypto.js';
 import { measureCommand } from './measure.js';
 import { MiB } from './workload.js';
 
@@ -34,6 +35,16 @@ export interface ZstdLimit {
   ratio: number;
 }
 
+/** One AEAD on one core sealing and opening records as an encrypted store does (store/crypto.ts's Sealer). */
+export interface AeadLimit {
+  cipher: Cipher;
+  recordBytes: number;
+  sealMBps: number;
+  openMBps: number;
+  /** `openssl speed -evp CIPHER -bytes recordBytes` in the same run: the library's own speed, without Node; null without openssl. */
+  opensslMBps: number | null;
+}
+
 export interface CpuLimits {
   sampleBytes: number;
   blake3MBps: number;
@@ -45,6 +56,8 @@ export interface CpuLimits {
   hashCompressMBps: number;
   /** Levels 1, 3, 9 and 19. */
   zstd: ZstdLimit[];
+  /** aes-256-gcm and chacha20-poly1305 on 1 MiB and 4 MiB records; results written before encryption have none. */
+  aead?: AeadLimit[];
 }
 
 export interface MachineInfo {
@@ -185,6 +198,39 @@ function zstdLimits(sample: Buffer[], minSeconds: number): ZstdLimit[] {
   });
 }
 
+const AEAD_RECORDS = [MiB, 4 * MiB];
+
+/** `openssl speed` of one AEAD on records of `bytes`, in MB/s; null where openssl is missing or says nothing parseable. */
+function opensslSpeed(cipher: Cipher, bytes: number): number | null {
+  try {
+    const out = execFileSync('openssl', ['speed', '-evp', cipher, '-bytes', String(bytes), '-seconds', '1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const kilobytes = /^\S+\s+([\d.]+)k\s*$/m.exec(out.trim().split('\n').at(-1) ?? '');
+    return kilobytes ? (Number(kilobytes[1]) * 1000) / 1e6 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Each AEAD sealing and opening the sample cut into records, with a throwaway key. */
+function aeadLimits(data: Buffer, minSeconds: number): AeadLimit[] {
+  const ad = Buffer.from('bench record');
+  return CIPHERS.flatMap((cipher) =>
+    AEAD_RECORDS.map((recordBytes) => {
+      const sealer = new Sealer(cipher, Buffer.alloc(32, 1));
+      const records = pieces(data, recordBytes);
+      const sealed = records.map((r) => sealer.seal(r, ad));
+      return {
+        cipher,
+        recordBytes,
+        sealMBps: rate(records, (r) => sealer.seal(r, ad), minSeconds),
+        // rate() counts the sealed bytes; the figure is in plain bytes, as the others.
+        openMBps: rate(sealed, (s) => sealer.open(s, ad), minSeconds) * (bytesOf(records) / bytesOf(sealed)),
+        opensslMBps: opensslSpeed(cipher, recordBytes),
+      };
+    }),
+  );
+}
+
 /** Single-core speeds on this thread, on the given bytes (the workload's non-zero data). */
 export async function measureCpu(data: Buffer, minSeconds = 0.5): Promise<CpuLimits> {
   await loadHasher();
@@ -199,5 +245,6 @@ export async function measureCpu(data: Buffer, minSeconds = 0.5): Promise<CpuLim
     lz4Ratio: lz4.ratio,
     hashCompressMBps: 1 / (1 / blake3MBps + 1 / lz4.compressMBps),
     zstd: zstdLimits(sample, minSeconds),
+    aead: aeadLimits(data, minSeconds),
   };
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initStore, restore, runBackup } from '../engine/index.js';
 import { defaultThreads } from '../engine/pool.js';
-import { measureCpu, type ZstdLimit } from './limits.js';
+import { measureCpu, type AeadLimit, type ZstdLimit } from './limits.js';
 import { mbps } from './report.js';
 import { buildWorkload, MiB, sampleData, type SyntheticSpec } from './workload.js';
 
@@ -22,6 +22,8 @@ export interface MachineBenchmark {
   lz4Ratio: number;
   /** zstd levels 1, 3, 9 and 19, one core each: what recompression can reach at best. */
   zstd: ZstdLimit[];
+  /** Each AEAD an encrypted store can use, sealing and opening 1 MiB and 4 MiB records on one core. */
+  aead: AeadLimit[];
   backupMBps: number;
   restoreMBps: number;
   seconds: number;
@@ -49,6 +51,7 @@ export async function machineBenchmark(options: { threads?: number } = {}): Prom
       lz4DecompressMBps: cpu.lz4DecompressMBps,
       lz4Ratio: cpu.lz4Ratio,
       zstd: cpu.zstd,
+      aead: cpu.aead ?? [],
       backupMBps: mbps(workload.size, backup.seconds),
       restoreMBps: mbps(workload.size, restored.seconds),
       seconds: (Date.now() - started) / 1000,

@@ -275,6 +275,10 @@ function limitsSection(limits: Limits): string[] {
         ['BLAKE3 + LZ4 compress, one core', `${rate(limits.hashCompressMBps)} MB/s`],
         // Results written before zstd was measured have none.
         ...(limits.zstd ?? []).map((z) => [`zstd level ${z.level}, one core (${formatBytes(z.sampleBytes)})`, `${rate(z.compressMBps)} MB/s compress, ${rate(z.decompressMBps)} MB/s decompress (ratio ${z.ratio.toFixed(2)})`]),
+        ...(limits.aead ?? []).map((a) => [
+          `${a.cipher} seal / open, one core (${formatBytes(a.recordBytes)} records)`,
+          `${rate(a.sealMBps)} / ${rate(a.openMBps)} MB/s (\`openssl speed\`: ${a.opensslMBps === null ? 'no openssl' : `${rate(a.opensslMBps)} MB/s`})`,
+        ]),
         ['sample', `${formatBytes(limits.sampleBytes)} of the workload's non-zero data`],
       ],
     ),

@@ -23,8 +23,9 @@ import { register as config } from './commands/config.js';
 import { register as ls } from './commands/ls.js';
 import { register as files } from './commands/files.js';
 import { register as recover } from './commands/recover.js';
+import { register as key } from './commands/key.js';
 
-const COMMANDS = [init, config, backup, list, ls, restore, verify, stats, mount, umount, prune, hold, release, gc, extents, bench, repair, files, recover];
+const COMMANDS = [init, config, backup, list, ls, restore, verify, stats, mount, umount, prune, hold, release, gc, extents, bench, repair, files, recover, key];
 
 function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(import.meta.url), 'package.json'), 'utf8')) as { version: string }).version;
@@ -38,8 +39,16 @@ export function buildProgram(): Command {
     .exitOverride()
     .showHelpAfterError();
   for (const register of COMMANDS) register(program);
-  for (const command of program.commands) command.exitOverride();
+  overrideExits(program.commands);
   return program;
+}
+
+/** Commander errors throw instead of exiting, in subcommands (key add...) too: main turns them into exit code 2. */
+function overrideExits(commands: readonly Command[]): void {
+  for (const command of commands) {
+    command.exitOverride();
+    overrideExits(command.commands);
+  }
 }
 
 /** Everything a command creates (store files, LevelDB's, restored disks) is private unless it says otherwise (invariant 7). */

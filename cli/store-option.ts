@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { promises as fs } from 'node:fs';
-import { InvalidInputError, errnoOf } from '../engine/errors.js';
+import { InvalidInputError } from '../engine/errors.js';
+import { passwordSource } from './password.js';
 import { openStore, type Store, type StoreAccess } from '../engine/index.js';
 import { S3Backend } from '../store/backend/s3.js';
 import type { S3Stats } from '../store/backend/s3-client.js';
@@ -19,23 +19,7 @@ export function withStore(command: Command): Command {
     .option('--s3-endpoint <url>', 'S3 endpoint of an s3:// store (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, ~/.aws/config)')
     .option('--s3-region <region>', 'S3 region of an s3:// store (default: $AWS_REGION, ~/.aws/config, us-east-1)')
     .option('--cache-dir <dir>', "this host's index cache of an s3:// store (default: ${XDG_CACHE_HOME:-~/.cache}/chunkvault/<store id>)")
-    .option('--password-file <file>', "an encrypted store's passphrase: the file's first line (default: $CHUNKVAULT_PASSWORD)");
-}
-
-/** The passphrase's first line, without its line ending: what `echo secret > file` wrote. */
-async function passwordFromFile(file: string): Promise<string> {
-  const text = await fs.readFile(file, 'utf8').catch((err: unknown) => {
-    throw new InvalidInputError(`--password-file: cannot read ${file} (${errnoOf(err) ?? String(err)})`, { file });
-  });
-  return text.split(/\r?\n/)[0];
-}
-
-/** Where an encrypted store's passphrase comes from: --password-file, else $CHUNKVAULT_PASSWORD; read only when the store asks. */
-function passwordSource(options: StoreOptions): (() => Promise<string>) | undefined {
-  if (options.passwordFile !== undefined) return () => passwordFromFile(options.passwordFile!);
-  const fromEnv = process.env.CHUNKVAULT_PASSWORD;
-  if (fromEnv !== undefined) return () => Promise.resolve(fromEnv);
-  return undefined;
+    .option('--password-file <file>', "an encrypted store's passphrase: the file's first line (default: $CHUNKVAULT_PASSWORD, else asked on a terminal)");
 }
 
 export function storeDir(options: StoreOptions): string {
@@ -45,7 +29,7 @@ export function storeDir(options: StoreOptions): string {
 }
 
 export function storeAccess(options: StoreOptions): StoreAccess {
-  return { endpoint: options.s3Endpoint, region: options.s3Region, cacheDir: options.cacheDir, password: passwordSource(options) };
+  return { endpoint: options.s3Endpoint, region: options.s3Region, cacheDir: options.cacheDir, password: passwordSource(options.passwordFile) };
 }
 
 export function openStoreFrom(options: StoreOptions): Promise<Store> {

@@ -5,7 +5,8 @@
 import { Store } from '../store/store.js';
 import { backendAt, type S3Access } from '../store/backend/open.js';
 import { DEFAULT_CHUNK_SIZE, parseChunkSize } from '../store/format.js';
-import { CIPHERS, isCipher, type Cipher } from '../store/crypto.js';
+import { CIPHERS, DEFAULT_CIPHER, isCipher, type Cipher } from '../store/crypto.js';
+import { checkPassword } from '../store/keys.js';
 import { InvalidInputError, PasswordRequiredError } from './errors.js';
 import { DEFAULT_COMPRESSION, parseCompression } from '../store/compression.js';
 import type { BackupKind, BackupStats, DamagedEntry, RestorePoint } from '../store/catalog.js';
@@ -39,6 +40,7 @@ export { readPartitionTable, type Partition, type PartitionTable } from './parti
 export type { RestorePoint, DamagedEntry } from '../store/catalog.js';
 export { listSessions, describeSession, sessionAt, SESSION_BLOCK_BYTES, type SessionListing, type SessionRecord, type SessionRequest } from './session/session.js';
 export type { HydrationProgress } from './session/hydrate.js';
+export { listKeys, addPassword, removeKey, changePassword, exportKey, addPasswordFromExport, type KeyInfo, type NewPassword } from './keys.js';
 export * from './errors.js';
 
 /** How to reach a store: its S3 endpoint and region (when it is s3://), and this host's cache directory for its index. */
@@ -48,8 +50,9 @@ export interface StoreAccess extends S3Access {
   password?: () => Promise<string>;
 }
 
-/** `--encryption`: a cipher, or `none`. */
-function parseEncryption(text: string): Cipher | null {
+/** `--encryption`: a cipher, `none`, or true for the flag without a value (DEFAULT_CIPHER). */
+function parseEncryption(text: string | true): Cipher | null {
+  if (text === true) return DEFAULT_CIPHER;
   if (text === 'none') return null;
   if (isCipher(text)) return text;
   throw new InvalidInputError(`--encryption: '${text}' is not one of ${[...CIPHERS, 'none'].join(', ')}`, { value: text });
@@ -58,11 +61,13 @@ function parseEncryption(text: string): Cipher | null {
 /** The passphrase an encrypted store is created with, from the caller; before anything is written. */
 async function initPassword(location: string, access: StoreAccess): Promise<string> {
   if (!access.password) throw new PasswordRequiredError(`init of an encrypted store ${location} needs a passphrase (CHUNKVAULT_PASSWORD, --password-file, or a terminal)`, { store: location });
-  return access.password();
+  const password = await access.password();
+  checkPassword(password);
+  return password;
 }
 
-/** `location` is a directory or `s3://BUCKET/PREFIX`; `encryption` a cipher or `none` (the default). */
-export async function initStore(location: string, chunkSize?: string, compression?: string, access: StoreAccess = {}, encryption = 'none'): Promise<Store> {
+/** `location` is a directory or `s3://BUCKET/PREFIX`; `encryption` a cipher, true for the default one, or `none` (the default). */
+export async function initStore(location: string, chunkSize?: string, compression?: string, access: StoreAccess = {}, encryption: string | true = 'none'): Promise<Store> {
   const size = chunkSize === undefined ? DEFAULT_CHUNK_SIZE : parseChunkSize(chunkSize);
   const codec = compression === undefined ? DEFAULT_COMPRESSION : parseCompression(compression, '--compression');
   const cipher = parseEncryption(encryption);

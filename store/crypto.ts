@@ -6,16 +6,37 @@
  * record moved to another place or another object fails to open rather than reading as the
  * other's contents.
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type CipherGCM, type DecipherGCM } from 'node:crypto';
 import { SealBrokenError } from './errors.js';
 
 export const CIPHERS = ['aes-256-gcm', 'chacha20-poly1305'] as const;
 export type Cipher = (typeof CIPHERS)[number];
+/**
+ * What `init --encryption` without a cipher means. Measured here through Node (bench/limits.ts,
+ * README "Encryption"), ChaCha20-Poly1305 seals 1 MiB records as fast as AES-256-GCM or a little
+ * faster, although this CPU has AES-NI and VAES; and it stays fast and constant-time in software
+ * on hosts without AES instructions (small ARM NAS boxes), where AES-GCM falls back to slow tables.
+ */
+export const DEFAULT_CIPHER: Cipher = 'chacha20-poly1305';
 export const MASTER_KEY_BYTES = 32;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 /** What sealing adds to an object's size. */
 export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
+/**
+ * update() returns a new buffer for its output. One of 128 KiB or more is above glibc's mmap
+ * threshold: fresh pages from the kernel each time, faulted in and zeroed, at a third of the
+ * AEAD's own speed here (bench/limits.ts measures it). Pieces below it reuse the heap's warm memory.
+ */
+const PIECE_BYTES = 64 * 1024;
+
+/** Runs `input` through `cipher` piece by piece into `output` at `at`; returns where it ended. */
+function transform(cipher: CipherGCM | DecipherGCM, input: Uint8Array, output: Buffer, at: number): number {
+  for (let from = 0; from < input.byteLength; from += PIECE_BYTES) {
+    at += cipher.update(input.subarray(from, Math.min(from + PIECE_BYTES, input.byteLength))).copy(output, at);
+  }
+  return at;
+}
 
 export function isCipher(value: unknown): value is Cipher {
   return typeof value === 'string' && (CIPHERS as readonly string[]).includes(value);
@@ -49,9 +70,12 @@ export class Sealer {
     // Node's types name only GCM's options; ChaCha20-Poly1305 takes the same nonce, tag length and AAD.
     const cipher = createCipheriv(this.cipher as 'aes-256-gcm', this.key, nonce, { authTagLength: TAG_BYTES });
     cipher.setAAD(ad, { plaintextLength: plain.byteLength });
-    const body = cipher.update(plain);
-    const rest = cipher.final();
-    return Buffer.concat([nonce, body, rest, cipher.getAuthTag()]);
+    const sealed = Buffer.allocUnsafe(plain.byteLength + SEAL_OVERHEAD);
+    nonce.copy(sealed, 0);
+    const end = transform(cipher, plain, sealed, NONCE_BYTES);
+    cipher.final().copy(sealed, end);
+    cipher.getAuthTag().copy(sealed, sealed.byteLength - TAG_BYTES);
+    return sealed;
   }
 
   /** Throws SealBrokenError unless `sealed` is exactly what seal(plain, ad) gave under this key. */
@@ -63,9 +87,11 @@ export class Sealer {
     const decipher = createDecipheriv(this.cipher as 'aes-256-gcm', this.key, nonce, { authTagLength: TAG_BYTES });
     decipher.setAAD(ad, { plaintextLength: bytes.byteLength - SEAL_OVERHEAD });
     decipher.setAuthTag(tag);
-    const body = decipher.update(bytes.subarray(NONCE_BYTES, bytes.byteLength - TAG_BYTES));
+    const plain = Buffer.allocUnsafe(bytes.byteLength - SEAL_OVERHEAD);
+    transform(decipher, bytes.subarray(NONCE_BYTES, bytes.byteLength - TAG_BYTES), plain, 0);
     try {
-      return Buffer.concat([body, decipher.final()]);
+      decipher.final();
+      return plain;
     } catch (err) {
       throw new SealBrokenError('a sealed object does not open: it is damaged, was moved, or was sealed with another key', {}, err);
     }

@@ -174,3 +174,15 @@ export class PasswordRequiredError extends ChunkvaultError {
 export class KeyFileError extends ChunkvaultError {
   override readonly code = 'CV_KEY_DAMAGED';
 }
+/** `key remove` of the store's only key: without it no passphrase opens the store. */
+export class LastKeyError extends ChunkvaultError {
+  override readonly code = 'CV_LAST_KEY';
+}
+/** `key remove` of the key the given passphrase opens, when that passphrase opens no other. */
+export class KeyInUseError extends ChunkvaultError {
+  override readonly code = 'CV_KEY_IN_USE';
+}
+/** A key id the store has no key object for. */
+export class UnknownKeyError extends ChunkvaultError {
+  override readonly code = 'CV_KEY_UNKNOWN';
+}

@@ -12,6 +12,7 @@ function describe(b: MachineBenchmark): string[] {
       ['LZ4 compression, one core', `${rate(b.lz4CompressMBps)} (ratio ${b.lz4Ratio.toFixed(2)})`],
       ['LZ4 decompression, one core', rate(b.lz4DecompressMBps)],
       ...b.zstd.map((z) => [`zstd:${z.level}, one core`, `${rate(z.compressMBps)} compression, ${rate(z.decompressMBps)} decompression (ratio ${z.ratio.toFixed(2)}${z.sampleBytes < b.dataBytes ? ` on ${formatBytes(z.sampleBytes)}` : ''})`]),
+      ...b.aead.map((a) => [`${a.cipher}, one core, ${formatBytes(a.recordBytes)} records`, `${rate(a.sealMBps)} seal, ${rate(a.openMBps)} open${a.opensslMBps === null ? '' : ` (openssl speed: ${rate(a.opensslMBps)})`}`]),
       [`backup pipeline, ${b.threads} workers`, rate(b.backupMBps)],
       [`restore pipeline, ${b.threads} workers`, rate(b.restoreMBps)],
     ]),

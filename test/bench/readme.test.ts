@@ -61,6 +61,7 @@ t.test('the section: goals with verdicts, limits, operations, bottlenecks and ch
   t.ok(lines.includes('![throughput against worker threads](bench/results/full/threads.svg)'));
   t.ok(lines.some((l) => l.startsWith('- 2 worker threads: backup ')));
   t.ok(lines.some((l) => l.startsWith('Physical limits in the same run: BLAKE3 1000 MB/s')));
+  t.ok(lines.some((l) => l.includes(', aes-256-gcm 1200/1300 MB/s seal/open, chacha20-poly1305 1000/1050 MB/s seal/open; `cat`')), 'the AEADs on 1 MiB records beside BLAKE3 and LZ4');
   t.notOk(lines.some((l) => l.startsWith('#')), 'no headings of its own: it goes under the README heading');
   t.ok(readmeSection(withPlugins(), '').includes('](ops-vm.svg)'), 'beside the report, charts are relative');
 });

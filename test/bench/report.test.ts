@@ -133,6 +133,8 @@ t.test('the Markdown report', async (t) => {
   t.ok(lines.includes('| restore (borg extract) at least 2x faster than borg | 1.67x (chunkvault 3.00 s, borg 5.00 s) | NOT met |'));
   t.ok(lines.includes('| `cat` of the source, cold | 200 MB/s |'));
   t.ok(lines.includes('| `cp --sparse=always` of the source + `sync` (restore target) | 1000 MB/s |'));
+  t.ok(lines.includes('| aes-256-gcm seal / open, one core (1.0 MiB records) | 1200 / 1300 MB/s (`openssl speed`: 4000 MB/s) |'));
+  t.ok(lines.includes('| aes-256-gcm seal / open, one core (4.0 MiB records) | 1100 / 1250 MB/s (`openssl speed`: no openssl) |'));
   // restore: 3 GB in 3 s = 1000 MB/s, the copy limit; CPU limit 2 x 1000.
   t.ok(lines.includes('| chunkvault | restore | 1000 | 3.00 | 3.00 | 95.4 MiB |  | 1.67x | 1.00x | 0.50x |'));
   t.ok(lines.includes('| tool | operation | MB/s | wall s | CPU s | peak RSS | repository | vs borg | vs I/O limit | vs CPU limit |'));

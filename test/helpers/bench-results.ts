@@ -19,6 +19,11 @@ export const limits: Limits = {
     { level: 9, sampleBytes: 16 * 1024 * 1024, compressMBps: 50, decompressMBps: 900, ratio: 2.6 },
     { level: 19, sampleBytes: 2 * 1024 * 1024, compressMBps: 4, decompressMBps: 800, ratio: 2.8 },
   ],
+  aead: [
+    { cipher: 'aes-256-gcm', recordBytes: 1024 * 1024, sealMBps: 1200, openMBps: 1300, opensslMBps: 4000 },
+    { cipher: 'aes-256-gcm', recordBytes: 4 * 1024 * 1024, sealMBps: 1100, openMBps: 1250, opensslMBps: null },
+    { cipher: 'chacha20-poly1305', recordBytes: 1024 * 1024, sealMBps: 1000, openMBps: 1050, opensslMBps: 3600 },
+  ],
 };
 
 export function op(tool: string, kind: OpResult['op'], wallSeconds: number, extra: Partial<OpResult> = {}): OpResult {

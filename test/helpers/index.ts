@@ -136,9 +136,14 @@ export function collect(child: ChildProcessByStdio<Writable | null, Readable, Re
   });
 }
 
-/** Runs the real CLI (compiled) in a child process. */
-export function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return collect(spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+/** Runs the real CLI (compiled) in a child process; a variable set to undefined in `env` is left out of its environment. */
+export function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  return collect(spawn(process.execPath, [CLI, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+/** This process's environment with `env` over it; undefined values remove a variable. */
+export function childEnv(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries({ ...process.env, ...env }).filter((e): e is [string, string] => e[1] !== undefined));
 }
 
 /** Runs the CLI and parses its --json output, failing loudly when it did not succeed. */

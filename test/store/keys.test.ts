@@ -7,7 +7,8 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../store/store.js';
 import { FsBackend } from '../../store/backend/fs.js';
-import { addKey, listKeyIds, unlockMaster, keyObject } from '../../store/keys.js';
+import { hostname } from 'node:os';
+import { addKey, listKeyIds, unlockMaster, keyObject, keysOpenedBy, readKeyFile, encodeKeyExport, decodeKeyExport } from '../../store/keys.js';
 import { Sealer, storeKeys } from '../../store/crypto.js';
 import { SealBrokenError } from '../../store/errors.js';
 import { tempDir } from '../helpers/index.js';
@@ -62,4 +63,31 @@ t.test('a sealed object opens only under its own associated data and key', async
     t.throws(() => sealer.open(flipped, Buffer.from('catalog/a')), { code: 'CV_SEAL_BROKEN' }, `${cipher}: a flipped bit`);
     t.throws(() => new Sealer(cipher, Buffer.alloc(32, 8)).open(sealed, Buffer.from('catalog/a')), { code: 'CV_SEAL_BROKEN' }, `${cipher}: another key`);
   }
+});
+
+t.test('keysOpenedBy names every key a passphrase opens; each key records its host and user', async (t) => {
+  const dir = await encryptedStore(t);
+  const backend = new FsBackend(dir);
+  const { master, keyId: first } = await unlockMaster(backend, 'correct horse');
+  const twin = await addKey(backend, master, 'correct horse', FAST);
+  const other = await addKey(backend, master, 'battery staple', FAST);
+  const opened = await keysOpenedBy(backend, 'correct horse');
+  t.same(opened.keyIds.sort(), [first, twin].sort());
+  t.ok(opened.master.equals(master));
+  t.same((await keysOpenedBy(backend, 'battery staple')).keyIds, [other]);
+  await t.rejects(keysOpenedBy(backend, 'wrong'), { code: 'CV_WRONG_PASSWORD', message: "wrong passphrase: it opens none of the store's 3 keys" });
+  t.match(await readKeyFile(backend, other), { host: hostname(), user: /./ });
+});
+
+t.test('a key export decodes to its master key, also typed back with spaces; a wrong digit is caught', async (t) => {
+  const master = Buffer.alloc(32, 0xab);
+  const text = encodeKeyExport('0'.repeat(32), 'aes-256-gcm', master);
+  t.same(decodeKeyExport(text, 'paper'), { store: '0'.repeat(32), cipher: 'aes-256-gcm', master });
+  const file = JSON.parse(text) as { master: string };
+  const spaced = JSON.stringify({ ...file, master: file.master.toUpperCase().replace(/(.{8})/g, '$1 ') });
+  t.ok(decodeKeyExport(spaced, 'paper').master.equals(master));
+  const typo = JSON.stringify({ ...file, master: `ac${file.master.slice(2)}` });
+  t.throws(() => decodeKeyExport(typo, 'paper'), { code: 'CV_INVALID_INPUT', message: /^paper: the master key does not match its check value '[0-9a-f]{8}': it was copied wrong$/ });
+  t.throws(() => decodeKeyExport('{}', 'paper'), { code: 'CV_INVALID_INPUT', message: 'paper is not a chunkvault key export' });
+  t.throws(() => decodeKeyExport('nope', 'paper'), { code: 'CV_INVALID_INPUT', message: 'paper is not a chunkvault key export (not JSON)' });
 });
