@@ -4,6 +4,9 @@
  * once, it fails the same way or retries to success. Either way nothing committed is lost,
  * nothing uncommitted is listed, and the next gc aborts the stale uploads (none remain in
  * ListMultipartUploads) and leaves nothing to reclaim.
+ * Two writers and gc racing: two hosts (own --cache-dir) back up different images into one store
+ * while a third loops prune and gc; only outcomes that must hold whatever the interleaving are
+ * asserted (gc and backups may be refused as busy, exit 3, and are counted).
  */
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
@@ -92,5 +95,67 @@ if (requireCapability(t, hasRgw(), 'needs radosgw, radosgw-admin, ceph-mon, ceph
 
   t.test('radosgw killed during a backup and restarted at once: the backup fails cleanly or retries to success', async (t) => {
     await killDuringBackup(t, `s3://${BUCKET}/restart`, (rgw) => rgw.start());
+  });
+
+  t.test('two writers and gc racing: every point of both hosts restores identical, and each host dedups against the other', async (t) => {
+    const s = ['--store', `s3://${BUCKET}/race`];
+    await cliJson(['init', ...s]);
+    const host = async (name: string): Promise<string[]> => ['--cache-dir', join(await tempDir(t), name)];
+    const [hostA, hostB, hostC] = [await host('a'), await host('b'), await host('c')];
+    const images = new Map<string, string[]>();
+    for (const [name, seeds] of [['a', [10, 11]], ['b', [20, 21]], ['scratch', [30, 31]]] as const) {
+      const paths: string[] = [];
+      for (const seed of seeds) {
+        const path = join(dir, `${name}-${seed}.img`);
+        await fs.writeFile(path, seededBytes(seed, 6 * MiB));
+        shas.set(path, await sha256File(path));
+        paths.push(path);
+      }
+      images.set(name, paths);
+    }
+    for (const image of images.get('scratch')!) await cliJson(['backup', ...s, ...hostC, `disk=${image}`, '--name', 'scratch']);
+    const outcomes = new Map<string, number>();
+    const count = (what: string, code: number): void => void outcomes.set(`${what} exit ${code}`, (outcomes.get(`${what} exit ${code}`) ?? 0) + 1);
+    const imageOf = new Map<string, string>();
+    const writer = async (name: string, cache: string[]): Promise<void> => {
+      for (const image of images.get(name)!) {
+        for (;;) {
+          const result = await cli(['backup', ...s, ...cache, `disk=${image}`, '--name', name, '--json']);
+          count('backup', result.code);
+          if (result.code === 0) {
+            imageOf.set((JSON.parse(result.stdout) as BackupReport).id, image);
+            break;
+          }
+          if (result.code !== 3) throw new Error(`backup exited ${result.code}: ${result.stderr}`);
+        }
+      }
+    };
+    let writing = true;
+    const racer = async (): Promise<void> => {
+      while (writing) {
+        for (const args of [['prune', '--name', 'scratch', '--keep-last', '1'], ['gc', '--max-unused', '0']]) {
+          const result = await cli([...args, ...s, ...hostC]);
+          count(args[0]!, result.code);
+          if (result.code !== 0 && result.code !== 3) throw new Error(`${args[0]} exited ${result.code}: ${result.stderr}`);
+        }
+      }
+    };
+    const race = racer();
+    await Promise.all([writer('a', hostA), writer('b', hostB)]).finally(() => (writing = false));
+    await race;
+    t.comment([...outcomes].map(([what, n]) => `${what}: ${n}`).join(', '));
+    t.equal(outcomes.get('backup exit 0'), 4, 'four backups committed');
+    const list = await cliJson<{ id: string; name: string }[]>(['list', ...s, ...hostC]);
+    t.same(list.filter((p) => p.name !== 'scratch').map((p) => p.id).sort(), [...imageOf.keys()].sort(), 'the catalog lists every committed point of both hosts');
+    t.match(await cliJson(['verify', ...s, ...hostC, '--read-data']), { clean: true });
+    for (const [id, image] of imageOf) {
+      const out = join(await tempDir(t), 'out.img');
+      await cliJson(['restore', ...s, ...hostC, id, out]);
+      t.equal(await sha256File(out), shas.get(image), `${id} restores byte-identical`);
+    }
+    const fromA = await cliJson<BackupReport>(['backup', ...s, ...hostA, `disk=${images.get('b')![1]!}`, '--name', 'copy']);
+    t.equal(fromA.bytesNew, 0, "host A stores nothing new for host B's image");
+    const fromB = await cliJson<BackupReport>(['backup', ...s, ...hostB, `disk=${images.get('a')![0]!}`, '--name', 'copy']);
+    t.equal(fromB.bytesNew, 0, "host B stores nothing new for host A's image");
   });
 }
