@@ -46,7 +46,7 @@ const EXCLUDES_GC = 'backup';
 /** Temp files younger than this may belong to a write in progress (a hold, say). */
 const TMP_GRACE_MS = 60_000;
 /** Multipart uploads and staged files younger than this may belong to a write in progress on another host. */
-export const STALE_WRITE_MARGIN_MS = 60 * 60 * 1000;
+const STALE_WRITE_MARGIN_SECONDS = 3600;
 /** Live bytes copied per compaction group: bounds the extra space compaction needs. */
 const GROUP_BYTES = 256 * 1024 * 1024;
 /** The reserve is set aside again only where it leaves room for this many more of its size. */
@@ -254,7 +254,13 @@ async function oldestRunningBackup(store: Store): Promise<number> {
  */
 async function staleWrites(store: Store, oldestBackup: number): Promise<StaleWrite[]> {
   if (store.backend.staleWrites === undefined) return [];
-  return (await store.backend.staleWrites(STALE_WRITE_MARGIN_MS)).filter((w) => w.startedMs < oldestBackup);
+  return (await store.backend.staleWrites(staleWriteMarginMs())).filter((w) => w.startedMs < oldestBackup);
+}
+
+/** The margin in ms: CHUNKVAULT_STALE_WRITE_SECONDS (for tests: a killed upload is not an hour old), else an hour. */
+function staleWriteMarginMs(): number {
+  const seconds = Number(process.env.CHUNKVAULT_STALE_WRITE_SECONDS || NaN);
+  return (Number.isFinite(seconds) && seconds >= 0 ? seconds : STALE_WRITE_MARGIN_SECONDS) * 1000;
 }
 
 /**

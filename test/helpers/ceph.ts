@@ -78,10 +78,13 @@ async function gone(pid: number): Promise<boolean> {
   return stat === '' || / Z /.test(stat.slice(stat.lastIndexOf(')')));
 }
 
-export async function stopDaemon(pidFile: string): Promise<void> {
+type Signals = readonly (readonly [NodeJS.Signals, number])[];
+
+/** Sends each signal in turn until the daemon of `pidFile` is gone, waiting up to its ms after each. */
+async function endDaemon(pidFile: string, signals: Signals): Promise<void> {
   const pid = Number((await fs.readFile(pidFile, 'utf8')).trim());
   if (!Number.isInteger(pid) || pid <= 1) return;
-  for (const [signal, waitMs] of [['SIGTERM', 10_000], ['SIGKILL', 5_000]] as const) {
+  for (const [signal, waitMs] of signals) {
     if (await gone(pid)) return;
     process.kill(pid, signal);
     for (const until = Date.now() + waitMs; Date.now() < until; ) {
@@ -90,6 +93,15 @@ export async function stopDaemon(pidFile: string): Promise<void> {
     }
   }
   throw new Error(`ceph daemon ${pid} (${pidFile}) survived SIGKILL`);
+}
+
+export function stopDaemon(pidFile: string): Promise<void> {
+  return endDaemon(pidFile, [['SIGTERM', 10_000], ['SIGKILL', 5_000]]);
+}
+
+/** A crash: SIGKILL at once, no chance to close connections or flush anything. */
+export function killDaemon(pidFile: string): Promise<void> {
+  return endDaemon(pidFile, [['SIGKILL', 5_000]]);
 }
 
 async function stopAll(runDir: string): Promise<void> {
