@@ -122,7 +122,7 @@ export function backupReport(point: RestorePoint, warnings: string[]): BackupRep
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {
   const time = request.time === undefined ? new Date().toISOString() : parseTime(request.time);
   // Workers take ~50 ms to load their native modules: let that overlap the planning below.
-  const pool = new WorkerPool(store.backend, request.threads);
+  const pool = new WorkerPool(store.backend, request.threads, store.keys);
   try {
     const sources = await openSources(request.sources);
     const name = checkName(request.name ?? sources[0].label);
