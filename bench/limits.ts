@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { compressBlock, compressBound, decompressBlock } from '../store/lz4.js';
 import { zstdCompress, zstdCompressBound, zstdDecompress } from '../store/zstd.js';
 import { chunkId, loadHasher } from '../store/chunk-id.js';
+import { CIPHERS, newMasterKey, storeKeys, type Cipher } from '../store/crypto.js';
 import { measureCommand } from './measure.js';
 import { MiB } from './workload.js';
 
@@ -45,6 +46,9 @@ export interface CpuLimits {
   hashCompressMBps: number;
   /** Levels 1, 3, 9 and 19. */
   zstd: ZstdLimit[];
+  /** An encrypted store's work per chunk, one core: BLAKE3 keyed with the chunk-id key, and sealing with each AEAD (results before issue 19 have neither). */
+  blake3KeyedMBps?: number;
+  sealMBps?: Record<Cipher, number>;
 }
 
 export interface MachineInfo {
@@ -186,10 +190,23 @@ function zstdLimits(sample: Buffer[], minSeconds: number): ZstdLimit[] {
 }
 
 /** Single-core speeds on this thread, on the given bytes (the workload's non-zero data). */
+function encryptionLimits(sample: Buffer[], minSeconds: number): Pick<CpuLimits, 'blake3KeyedMBps' | 'sealMBps'> {
+  const ad = Buffer.alloc(64);
+  const seal = (cipher: Cipher): number => {
+    const { sealer } = storeKeys(cipher, newMasterKey());
+    return rate(sample, (piece) => sealer.seal(piece, ad), minSeconds);
+  };
+  const { chunkIdKey } = storeKeys('chacha20-poly1305', newMasterKey());
+  return {
+    blake3KeyedMBps: rate(sample, (piece) => chunkId(piece, chunkIdKey), minSeconds),
+    sealMBps: Object.fromEntries(CIPHERS.map((cipher) => [cipher, seal(cipher)])) as Record<Cipher, number>,
+  };
+}
+
 export async function measureCpu(data: Buffer, minSeconds = 0.5): Promise<CpuLimits> {
   await loadHasher();
   const sample = pieces(data);
-  const blake3MBps = rate(sample, chunkId, minSeconds);
+  const blake3MBps = rate(sample, (piece) => chunkId(piece), minSeconds);
   const lz4 = codecSpeed(sample, LZ4, minSeconds);
   return {
     sampleBytes: data.byteLength,
@@ -199,5 +216,6 @@ export async function measureCpu(data: Buffer, minSeconds = 0.5): Promise<CpuLim
     lz4Ratio: lz4.ratio,
     hashCompressMBps: 1 / (1 / blake3MBps + 1 / lz4.compressMBps),
     zstd: zstdLimits(sample, minSeconds),
+    ...encryptionLimits(sample, minSeconds),
   };
 }
