@@ -30,6 +30,7 @@ interface Range {
 }
 interface VerifyJson {
   clean: boolean;
+  damagedCatalog: string[];
   damaged: { restorePoint: string; disk: string; ranges: Range[] }[];
 }
 
@@ -128,7 +129,9 @@ t.test('a flipped bit in a sealed record: verify names the range, restore refuse
 
 t.test('two sealed payloads of equal length swapped in a pack: both are damage', async (t) => {
   const { store, id } = await encryptedBackup(t);
-  const [a, b] = await Promise.all([chunkLocation(store, id, 'disk', 2, OPEN), chunkLocation(store, id, 'disk', 3, OPEN)]);
+  // One after the other: each opens the index, which one process at a time may hold.
+  const a = await chunkLocation(store, id, 'disk', 2, OPEN);
+  const b = await chunkLocation(store, id, 'disk', 3, OPEN);
   t.equal(a.pack, b.pack);
   t.equal(a.storedLength, b.storedLength, 'two raw random chunks seal to the same length');
   const path = packFile(await Store.open(store, OPEN), a.pack);
@@ -140,6 +143,23 @@ t.test('two sealed payloads of equal length swapped in a pack: both are damage',
   await fs.writeFile(path, pack);
   const report = await verifyJson(t, store, 1);
   t.same(report.damaged[0].ranges, [{ offset: 2 * MiB, length: 2 * MiB, problem: 'seal' }], 'each payload is bound to its own chunk id');
+});
+
+t.test('catalog entries are sealed: a flipped bit, or an entry copied over another, is a damaged entry', async (t) => {
+  const { dir, store, image, id } = await encryptedBackup(t);
+  const { id: second } = await cliJson<BackupJson>(['backup', '--store', store, image]);
+  const entry = (point: string): string => join(store, 'catalog', `${point}.json`);
+  t.equal((await fs.readFile(entry(id))).indexOf('"disks"'), -1, 'no JSON in the clear');
+  const bytes = await fs.readFile(entry(id));
+  bytes[bytes.byteLength >> 1] ^= 1;
+  await fs.writeFile(entry(id), bytes);
+  t.same((await verifyJson(t, store, 1)).damagedCatalog, [id], 'a flipped bit');
+  t.match((await cli(['verify', '--store', store])).stdout, `DAMAGED catalog entry ${id}: sealed entry does not open`);
+  const restore = await cli(['restore', '--store', store, id, join(dir, 'out.img')]);
+  t.equal(restore.code, 1);
+  t.match(restore.stderr, `restore point ${id}: its catalog entry is damaged`);
+  await fs.copyFile(entry(second), entry(id));
+  t.same((await verifyJson(t, store, 1)).damagedCatalog, [id], "another point's entry in its place");
 });
 
 t.test('the store holds nothing of a known chunk: not its bytes, not their start, not its unkeyed id', async (t) => {
