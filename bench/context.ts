@@ -22,4 +22,4 @@ export interface BenchContext {
   log(message: string): void;
 }
 
-export const PLUGIN_MODULES = ['mount', 'incremental', 'retention', 'rollback', 'files', 'views', 'recover'] as const;
+export const PLUGIN_MODULES = ['mount', 'incremental', 'retention', 'rollback', 'files', 'views', 'recover', 'encryption'] as const;

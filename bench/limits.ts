@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { compressBlock, compressBound, decompressBlock } from '../store/lz4.js';
 import { zstdCompress, zstdCompressBound, zstdDecompress } from '../store/zstd.js';
 import { chunkId, loadHasher } from '../store/chunk-id.js';
-import { CIPHERS, Sealer, type Cipher } from '../store/crypto.js';
+import { CIPHERS, Sealer, newMasterKey, storeKeys, type Cipher } from '../store/crypto.js';
 import { measureCommand } from './measure.js';
 import { MiB } from './workload.js';
 
@@ -58,6 +58,8 @@ export interface CpuLimits {
   zstd: ZstdLimit[];
   /** aes-256-gcm and chacha20-poly1305 on 1 MiB and 4 MiB records; results written before encryption have none. */
   aead?: AeadLimit[];
+  /** BLAKE3 keyed with an encrypted store's chunk-id key, one core (results before issue 19 have none). */
+  blake3KeyedMBps?: number;
 }
 
 export interface MachineInfo {
@@ -232,10 +234,15 @@ function aeadLimits(data: Buffer, minSeconds: number): AeadLimit[] {
 }
 
 /** Single-core speeds on this thread, on the given bytes (the workload's non-zero data). */
+function keyedBlake3MBps(sample: Buffer[], minSeconds: number): number {
+  const { chunkIdKey } = storeKeys('chacha20-poly1305', newMasterKey());
+  return rate(sample, (piece) => chunkId(piece, chunkIdKey), minSeconds);
+}
+
 export async function measureCpu(data: Buffer, minSeconds = 0.5): Promise<CpuLimits> {
   await loadHasher();
   const sample = pieces(data);
-  const blake3MBps = rate(sample, chunkId, minSeconds);
+  const blake3MBps = rate(sample, (piece) => chunkId(piece), minSeconds);
   const lz4 = codecSpeed(sample, LZ4, minSeconds);
   return {
     sampleBytes: data.byteLength,
@@ -246,5 +253,6 @@ export async function measureCpu(data: Buffer, minSeconds = 0.5): Promise<CpuLim
     hashCompressMBps: 1 / (1 / blake3MBps + 1 / lz4.compressMBps),
     zstd: zstdLimits(sample, minSeconds),
     aead: aeadLimits(data, minSeconds),
+    blake3KeyedMBps: keyedBlake3MBps(sample, minSeconds),
   };
 }

@@ -273,6 +273,7 @@ function limitsSection(limits: Limits): string[] {
         ['LZ4 compress, one core', `${rate(limits.lz4CompressMBps)} MB/s (ratio ${limits.lz4Ratio.toFixed(2)})`],
         ['LZ4 decompress, one core', `${rate(limits.lz4DecompressMBps)} MB/s`],
         ['BLAKE3 + LZ4 compress, one core', `${rate(limits.hashCompressMBps)} MB/s`],
+        ...(limits.blake3KeyedMBps === undefined ? [] : [['BLAKE3 keyed (encrypted store\'s chunk ids), one core', `${rate(limits.blake3KeyedMBps)} MB/s`]]),
         // Results written before zstd was measured have none.
         ...(limits.zstd ?? []).map((z) => [`zstd level ${z.level}, one core (${formatBytes(z.sampleBytes)})`, `${rate(z.compressMBps)} MB/s compress, ${rate(z.decompressMBps)} MB/s decompress (ratio ${z.ratio.toFixed(2)})`]),
         ...(limits.aead ?? []).map((a) => [

@@ -5,7 +5,7 @@
  * README's performance section (bench/readme.ts).
  *
  *   node dist/bench/run.js [--profile quick|default|full] [--out DIR] [--work DIR]
- *                          [--only limits,paired,ops,peers,scaling,chunks,large,mount,incremental,retention]
+ *                          [--only limits,paired,ops,peers,scaling,chunks,large,mount,incremental,retention,encryption]
  *                          [--rounds N] [--cpu-prof DIR]
  *   node dist/bench/run.js --render results.json [--out DIR] [--readme]   (the report again, from saved results;
  *                                                                         --readme: and the README section)

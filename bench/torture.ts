@@ -637,7 +637,7 @@ const READ_BYTES = 4 * MiB;
  * decode, re-hash: what restore and the mount do), on one worker pool for all of them.
  */
 async function readPoints(store: Store, points: RestorePoint[]): Promise<[RestorePoint, Buffer][]> {
-  const pool = new WorkerPool(store.backend, 1);
+  const pool = new WorkerPool(store.backend, 1, store.keys);
   const fetcher = new ChunkFetcher(pool, NO_CACHE);
   try {
     const read: [RestorePoint, Buffer][] = [];

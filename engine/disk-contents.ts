@@ -76,7 +76,7 @@ export async function listContents(store: Store, ref: string, label?: string): P
   const point: RestorePoint = resolveRef(points, ref, damaged);
   const labels = label === undefined ? point.disks.map((d) => d.label) : [pickDisk(point, label).label];
   const lock = await store.lock(`ls ${point.id}`, { pins: [point.id] });
-  const pool = new WorkerPool(store.backend, 1);
+  const pool = new WorkerPool(store.backend, 1, store.keys);
   try {
     const fetcher = new ChunkFetcher(pool, NO_CACHE);
     const disks: DiskContents[] = [];

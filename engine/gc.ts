@@ -415,7 +415,7 @@ class Recompressor {
   /** The store is upgraded first: settled flags and zstd records need format version 2. */
   static async start(store: Store, compression: Compression): Promise<Recompressor> {
     await store.allowVersion2Records();
-    return new Recompressor(new WorkerPool(store.backend), compression);
+    return new Recompressor(new WorkerPool(store.backend, undefined, store.keys), compression);
   }
 
   /**

@@ -154,7 +154,7 @@ function checkSessionRequest(request: BackupRequest): void {
 export async function runBackup(store: Store, request: BackupRequest): Promise<BackupReport> {
   const time = request.time === undefined ? new Date().toISOString() : parseTime(request.time);
   // Workers take ~50 ms to load their native modules: let that overlap the planning below.
-  const pool = new WorkerPool(store.backend, request.threads);
+  const pool = new WorkerPool(store.backend, request.threads, store.keys);
   try {
     const throttle = throttleLimits(request.maxLatencyMs, request.maxRateMBps);
     const compression = request.compression === undefined ? store.compression : parseCompression(request.compression, '--compression');

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { packageRoot } from './package-root.js';
 import type { Backend, BackendSpec, BackendStats } from '../store/backend/backend.js';
+import type { StoreKeys } from '../store/crypto.js';
 import type {
   BackupResult,
   BackupTask,
@@ -18,6 +19,7 @@ import type {
   RecompressTask,
   RestoreResult,
   RestoreTask,
+  KeySpec,
   Task,
   VerifyResult,
   VerifyTask,
@@ -41,8 +43,12 @@ export class WorkerPool {
   /** Where the threads' requests are counted, when the pool was given the backend itself. */
   private readonly counted: Backend | null;
 
-  constructor(backend: Backend | BackendSpec, readonly threads = defaultThreads()) {
+  /** An encrypted store's cipher and master key, from which each thread derives its keys; null for a plain store. */
+  private readonly keys: KeySpec | null;
+
+  constructor(backend: Backend | BackendSpec, readonly threads = defaultThreads(), keys: StoreKeys | null = null) {
     this.backend = 'spec' in backend ? backend.spec : backend;
+    this.keys = keys && { cipher: keys.cipher, master: keys.master };
     this.counted = 'spec' in backend ? backend : null;
     this.piscina = new Piscina({
       filename: workerPath(),
@@ -69,7 +75,7 @@ export class WorkerPool {
   }
 
   private async run<R>(task: Task, transferList?: ArrayBuffer[]): Promise<R> {
-    const { result, stats } = (await this.piscina.run({ task, backend: this.backend }, { transferList })) as { result: R; stats: BackendStats | null };
+    const { result, stats } = (await this.piscina.run({ task, backend: this.backend, keys: this.keys }, { transferList })) as { result: R; stats: BackendStats | null };
     if (stats !== null) this.counted?.addStats?.(stats);
     return result;
   }

@@ -84,7 +84,7 @@ async function scanPacks(store: Store, report: RepairReport): Promise<Map<string
   const found = new Map<string, FoundChunk>();
   const packs = (await store.listPacks()).sort((a, b) => a.name.localeCompare(b.name));
   for (const pack of packs) {
-    const recovery = await recoverPack(store.backend, pack.name);
+    const recovery = await recoverPack(store.backend, pack.name, store.keys);
     report.packsScanned++;
     report.packBytes += recovery.size;
     for (const range of recovery.damaged) report.damagedRanges.push({ pack: pack.name, ...range });

@@ -23,7 +23,7 @@ export const RESTORE_COMMAND = 'restore';
  * each) while this one checks the input, takes the lock and reads the maps, instead of after.
  */
 export async function withPool<T>(store: Store, threads: number | undefined, use: (pool: WorkerPool) => Promise<T>): Promise<T> {
-  const pool = new WorkerPool(store.backend, threads);
+  const pool = new WorkerPool(store.backend, threads, store.keys);
   try {
     return await use(pool);
   } finally {

@@ -1,5 +1,9 @@
 /** Messages between the main thread and pool workers. Pure data: structured-cloned or transferred. */
 import type { Compression } from '../store/compression.js';
+import type { StoreKeys } from '../store/crypto.js';
+
+/** What a worker derives an encrypted store's keys from: sent with every task, as the backend is. */
+export type KeySpec = Pick<StoreKeys, 'cipher' | 'master'>;
 
 /** Bytes [at, at+length) of a chunk slot come from source offset `from`; the rest of the slot is zero. */
 export interface SlotRead {

@@ -72,7 +72,7 @@ async function checkChunks(store: Store, ids: Map<string, Buffer>, locations: Ma
   for (const hex of ids.keys()) if (!locations.has(hex)) problems.set(hex, 'chunk missing from the index');
   const present = Array.from(locations, ([hex, location]) => ({ hex, ref: chunkRef(ids.get(hex)!, location), rawLength: location.rawLength }));
   if (options.readData) {
-    const pool = new WorkerPool(store.backend, options.threads);
+    const pool = new WorkerPool(store.backend, options.threads, store.keys);
     let done = 0;
     try {
       await pipeline(

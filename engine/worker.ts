@@ -12,6 +12,7 @@ import { MAX_CHUNK_SIZE } from '../store/format.js';
 import { alignedBuffer, isBlockAligned, refusedDirect } from '../store/direct-io.js';
 import { Codec, decodeRecord, decodeRecordHeader, encodeRecordHeader, packKey, packReadProblem, recordBound, writeRecord, RECORD_HEADER_BYTES } from '../store/pack.js';
 import { openBackend } from '../store/backend/open.js';
+import { storeKeys, type StoreKeys } from '../store/crypto.js';
 import { statsSince, type Backend, type BackendSpec, type BackendStats } from '../store/backend/backend.js';
 import {
   RecordOutcome,
@@ -33,6 +34,7 @@ import {
   type RestoreResult,
   type RestoreSlot,
   type RestoreTask,
+  type KeySpec,
   type Task,
   type VerifyResult,
   type VerifyTask,
@@ -73,6 +75,18 @@ function backendOf(spec: BackendSpec): Backend {
     reported = null;
   }
   return opened.backend;
+}
+
+/**
+ * The keys of the store this thread's tasks read and write (null for a plain store), derived
+ * once from the master key the pool sends: like the backend, the same for every task of a pool,
+ * and piscina runs one task per thread at a time.
+ */
+let keys: StoreKeys | null = null;
+
+function useKeys(spec: KeySpec | null): void {
+  if (spec === null) keys = null;
+  else if (!keys || !keys.master.equals(spec.master) || keys.cipher !== spec.cipher) keys = storeKeys(spec.cipher, Buffer.from(spec.master));
 }
 
 /** A file that ended before the bytes a read needed: a short read is never taken for zeros. */
@@ -170,7 +184,7 @@ function backup(task: BackupTask, backend: Backend): Promise<unknown> {
       const data = scratchOf(plan.length);
       fillSlot(fd, plan, parent.data, data, task.path, stats);
       if (isAllZero(data)) continue;
-      const id = chunkId(data);
+      const id = chunkId(data, keys?.chunkIdKey);
       id.copy(out, i * ID_BYTES);
       const parentId = task.parentIds?.subarray(i * ID_BYTES, (i + 1) * ID_BYTES);
       if (parentId && id.equals(parentId)) {
@@ -179,7 +193,7 @@ function backup(task: BackupTask, backend: Backend): Promise<unknown> {
       }
       result.outcome = SlotOutcome.Record;
       result.recordOffset = at;
-      result.recordLength = writeRecord(data, id, out, at, task.compression);
+      result.recordLength = writeRecord(data, id, out, at, task.compression, keys);
       at += result.recordLength;
     }
     const result: BackupResult = { buffer: out.buffer as ArrayBuffer, slots: results, problems, ...stats };
@@ -196,7 +210,7 @@ async function readChunk(chunk: ChunkRef, backend: Backend, into?: Buffer): Prom
   try {
     const record = scratchOf(RECORD_HEADER_BYTES + chunk.storedLength, 'record');
     if ((await backend.readInto(packKey(chunk.pack), chunk.offset, record)) !== record.byteLength) return { problem: 'pack truncated' };
-    const read = decodeRecord(record, Buffer.from(chunk.id), into ?? scratchOf(MAX_CHUNK_SIZE));
+    const read = decodeRecord(record, Buffer.from(chunk.id), into ?? scratchOf(MAX_CHUNK_SIZE), keys);
     if ('problem' in read) return read;
     if (!into || read.data.buffer === into.buffer) return { data: read.data, record };
     return { data: into.subarray(0, read.data.copy(into)), record };
@@ -297,7 +311,7 @@ async function openForCompare(path: string): Promise<{ direct: FileHandle | null
 /** Whether a slot's bytes are its chunk's: hashed as a backup hashes them, or checked for zeros. */
 function holdsChunk(slot: RestoreSlot, data: Buffer): boolean {
   if (slot.chunk === null) return isAllZero(data);
-  return chunkId(data).equals(slot.chunk.id);
+  return chunkId(data, keys?.chunkIdKey).equals(slot.chunk.id);
 }
 
 /**
@@ -393,7 +407,7 @@ async function decode(task: DecodeTask, backend: Backend): Promise<unknown> {
 function recompressRecord(data: Buffer, record: Buffer, out: Buffer, at: number, task: RecompressTask): RecompressedRecord {
   const header = decodeRecordHeader(record)!;
   if (header.codec === Codec.Zstd || header.settled) return { outcome: RecordOutcome.Copied, recordOffset: at, recordLength: record.copy(out, at) };
-  const length = writeRecord(data, header.id, out, at, task.compression);
+  const length = writeRecord(data, header.id, out, at, task.compression, keys);
   if (length - RECORD_HEADER_BYTES <= header.storedLength * (1 - task.minGain)) return { outcome: RecordOutcome.Recompressed, recordOffset: at, recordLength: length };
   record.copy(out, at);
   encodeRecordHeader({ ...header, settled: true }, out, at);
@@ -431,9 +445,10 @@ function withStats(result: unknown, backend: Backend): unknown {
   return transfer({ result: movable[VALUE_OF], stats }, movable[TRANSFERABLE] as ArrayBuffer[]);
 }
 
-export default async function run(message: { task: Task; backend: BackendSpec }): Promise<unknown> {
+export default async function run(message: { task: Task; backend: BackendSpec; keys: KeySpec | null }): Promise<unknown> {
   await ready;
   const backend = backendOf(message.backend);
+  useKeys(message.keys);
   return withStats(await runTask(message.task, backend), backend);
 }
 

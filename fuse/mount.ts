@@ -118,7 +118,7 @@ export async function mount(store: Store, mountpoint: string, options: MountOpti
       stop().catch((closeErr: Error) => log(`unmount: ${closeErr.message}`));
     },
   });
-  const pool = new WorkerPool(store.backend);
+  const pool = new WorkerPool(store.backend, undefined, store.keys);
   const fetcher = new ChunkFetcher(pool, new LruChunkCache(options.cacheBytes));
   const images = new ImageFiles(store, fetcher, { readAheadChunks: readAheadChunks(options.cacheBytes, store.chunkSize), indexWaitMs: INDEX_WAIT_MS });
   const views = new ViewFiles(store, images);

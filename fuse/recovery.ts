@@ -97,7 +97,7 @@ async function serve(store: Store, record: SessionRecord, options: ServeOptions)
       close().catch((closeErr: Error) => log(`unmount: ${closeErr.message}`));
     },
   });
-  const pool = new WorkerPool(store.backend);
+  const pool = new WorkerPool(store.backend, undefined, store.keys);
   const releaseStore = async (): Promise<void> => {
     await pool.close();
     await lock.release();

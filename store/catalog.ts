@@ -2,11 +2,13 @@
  * The catalog of restore points: one small JSON file per restore point, written last
  * (after packs, index and maps are durable), so a restore point that is listed is complete.
  * Plain files, not LevelDB, so a mount can watch for new restore points while a backup
- * holds the index.
+ * holds the index. In an encrypted store each file is its JSON sealed (crypto.ts), bound to
+ * the restore point's id.
  */
 import { randomBytes } from 'node:crypto';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from './format.js';
-import { RestorePointExistsError, storeReadError, type StoreReadError } from './errors.js';
+import { RestorePointExistsError, SealBrokenError, storeReadError, type StoreReadError } from './errors.js';
+import type { Sealer } from './crypto.js';
 import { objectName, type Backend } from './backend/backend.js';
 
 export type BackupKind = 'full' | 'cbt' | 'extents';
@@ -141,12 +143,38 @@ export interface DamagedEntry {
   problem: string;
 }
 
+/** What a sealed entry is bound to: its kind and its restore point's id. */
+function entryAd(id: string): Buffer {
+  return Buffer.from(`chunkvault catalog ${id}`);
+}
+
 /** Read at most this many entries at once: thousands list quickly, and a low descriptor limit is not hit. */
 const READ_CONCURRENCY = 16;
 const PREFIX = 'catalog/';
 
 export class Catalog {
-  constructor(private readonly backend: Backend) {}
+  constructor(
+    private readonly backend: Backend,
+    /** An encrypted store's sealer: each entry is sealed, bound to its restore point's id, so one copied over another does not open. */
+    private readonly sealer: Sealer | null = null,
+  ) {}
+
+  /** An entry's stored bytes: its JSON, sealed in an encrypted store. */
+  private encode(point: RestorePoint): Buffer {
+    const text = Buffer.from(encodeRestorePoint(point));
+    return this.sealer ? this.sealer.seal(text, entryAd(point.id)) : text;
+  }
+
+  /** The entry stored as `<id>.json`, or why it cannot be trusted. */
+  private decode(bytes: Buffer, id: string): RestorePoint | { problem: string } {
+    if (!this.sealer) return decodeRestorePoint(bytes.toString('utf8'), id);
+    try {
+      return decodeRestorePoint(this.sealer.open(bytes, entryAd(id)).toString('utf8'), id);
+    } catch (err) {
+      if (err instanceof SealBrokenError) return { problem: 'sealed entry does not open' };
+      throw err;
+    }
+  }
 
   private keyOf(id: string): string {
     return PREFIX + id + SUFFIX;
@@ -164,9 +192,9 @@ export class Catalog {
     return objects.map((o) => o.key.slice(PREFIX.length)).filter((n) => n.endsWith(SUFFIX) && !n.startsWith('.') && !n.includes('/'));
   }
 
-  /** The texts of entries `names`; null for one removed meanwhile (absent); any other error stops the listing. */
-  private async readAll(names: string[]): Promise<(string | null)[]> {
-    const texts: (string | null)[] = new Array(names.length).fill(null);
+  /** The bytes of entries `names`; null for one removed meanwhile (absent); any other error stops the listing. */
+  private async readAll(names: string[]): Promise<(Buffer | null)[]> {
+    const texts: (Buffer | null)[] = new Array(names.length).fill(null);
     let next = 0;
     const reader = async (): Promise<void> => {
       for (let i = next++; i < names.length; i = next++) {
@@ -174,7 +202,7 @@ export class Catalog {
         const bytes = await this.backend.get(key).catch((err: unknown) => {
           throw this.readError(key, err);
         });
-        texts[i] = bytes && bytes.toString('utf8');
+        texts[i] = bytes;
       }
     };
     await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, names.length) }, reader));
@@ -193,7 +221,7 @@ export class Catalog {
     texts.forEach((text, i) => {
       if (text === null) return; // removed while listing
       const id = names[i].slice(0, -SUFFIX.length);
-      const point = decodeRestorePoint(text, id);
+      const point = this.decode(text, id);
       if ('problem' in point) problems.push({ id, problem: point.problem });
       else points.push(point);
     });
@@ -216,14 +244,14 @@ export class Catalog {
    * cannot overwrite each other; the entry already there is left as it is.
    */
   async commit(point: RestorePoint): Promise<void> {
-    if (!(await this.backend.create(this.keyOf(point.id), Buffer.from(encodeRestorePoint(point))))) {
+    if (!(await this.backend.create(this.keyOf(point.id), this.encode(point)))) {
       throw new RestorePointExistsError(`restore point ${point.id} already exists in ${objectName(this.backend, PREFIX)}; nothing was overwritten: run the backup again`, { restorePoint: point.id });
     }
   }
 
   /** Replaces the entry of an existing restore point (a hold, a release). */
   async put(point: RestorePoint): Promise<void> {
-    await this.backend.put(this.keyOf(point.id), Buffer.from(encodeRestorePoint(point)));
+    await this.backend.put(this.keyOf(point.id), this.encode(point));
   }
 
   async remove(id: string): Promise<void> {

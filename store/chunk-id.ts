@@ -5,6 +5,7 @@ export const ID_BYTES = 32;
 export const ZERO_ID = Buffer.alloc(ID_BYTES);
 
 let hash: ((data: Uint8Array) => Buffer) | null = null;
+let keyedHash: ((key: Buffer, data: Uint8Array) => Buffer) | null = null;
 
 /**
  * Loads BLAKE3 for this thread; chunkId needs it first. Loaded on demand because the main
@@ -21,11 +22,13 @@ export async function loadHasher(): Promise<void> {
     process.emitWarning(`blake3 native backend is not loaded (${require.resolve('blake3')}); hashing runs on WebAssembly`);
   }
   hash = (data) => blake3.hash(data) as Buffer;
+  keyedHash = (key, data) => blake3.keyedHash(key, data) as Buffer;
 }
 
-export function chunkId(data: Uint8Array): Buffer {
-  if (!hash) throw new Error('chunkId before loadHasher()');
-  return hash(data);
+/** BLAKE3 of a chunk; keyed (an encrypted store's chunk-id key) so that an id says nothing about known plaintext. */
+export function chunkId(data: Uint8Array, key: Buffer | null = null): Buffer {
+  if (!hash || !keyedHash) throw new Error('chunkId before loadHasher()');
+  return key ? keyedHash(key, data) : hash(data);
 }
 
 export function isZeroId(id: Uint8Array): boolean {

@@ -8,13 +8,16 @@
  * recompression tried zstd on this chunk and kept it as it is (format version 2; version 1
  * wrote zeros in all three).
  * Packs written by format version 3 end in a record table (pack-table.ts) after their last record.
+ * In an encrypted store (version 4) the payload is the compressed bytes sealed (crypto.ts),
+ * bound to the chunk id, codec, level and raw length, and storedLen counts the seal's overhead.
  */
 import { randomBytes } from 'node:crypto';
 import { compressBlock, compressBound, decompressBlock } from './lz4.js';
 import { MAX_ZSTD_LEVEL, MIN_ZSTD_LEVEL, zstdCompress, zstdCompressBound, zstdDecompress } from './zstd.js';
 import { Codec, DEFAULT_COMPRESSION, type Compression } from './compression.js';
 import { chunkId, ID_BYTES } from './chunk-id.js';
-import { StoreReadError, absentObject, errnoOf, isAbsent, storeReadError } from './errors.js';
+import { SEAL_OVERHEAD, type StoreKeys } from './crypto.js';
+import { SealBrokenError, StoreReadError, absentObject, errnoOf, isAbsent, storeReadError } from './errors.js';
 import { TRAILER_BYTES, decodeTrailer, encodeTable, encodeTableEntry, tableEntries, tableEntryBytes } from './pack-table.js';
 import type { Backend, Upload } from './backend/backend.js';
 
@@ -88,7 +91,17 @@ export function decodeRecordHeader(bytes: Buffer, at = 0): RecordHeader | null {
 /** Room for the record of a chunk of `rawLength` bytes, compressed with `compression` or not. */
 export function recordBound(rawLength: number, compression: Compression = DEFAULT_COMPRESSION): number {
   const bound = compression.codec === 'zstd' ? zstdCompressBound(rawLength) : compression.codec === 'lz4' ? compressBound(rawLength) : rawLength;
-  return RECORD_HEADER_BYTES + Math.max(rawLength, bound);
+  // Room for a seal too: a few bytes more than a plain record needs, never written there.
+  return RECORD_HEADER_BYTES + Math.max(rawLength, bound) + SEAL_OVERHEAD;
+}
+
+/** What a sealed payload is bound to: the chunk and the header fields that say how to decode it (not the settled hint, which gc sets later). */
+function recordAd(id: Buffer, codec: Codec, level: number, rawLength: number): Buffer {
+  const fields = Buffer.alloc(6);
+  fields.writeUInt8(codec, 0);
+  fields.writeUInt8(level, 1);
+  fields.writeUInt32BE(rawLength, 2);
+  return Buffer.concat([Buffer.from('chunkvault record'), id, fields]);
 }
 
 /** Compresses `data` into `payload` (recordBound room): the codec, level and length stored, raw where compressing does not save space. */
@@ -105,9 +118,10 @@ function encodeInto(data: Buffer, payload: Buffer, compression: Compression): { 
  * Writes the whole record of `data` into `into` at `at` (which needs recordBound bytes),
  * compressed with `compression` when that saves space, raw otherwise. Returns the record's length.
  */
-export function writeRecord(data: Buffer, id: Buffer, into: Buffer, at: number, compression: Compression = DEFAULT_COMPRESSION): number {
+export function writeRecord(data: Buffer, id: Buffer, into: Buffer, at: number, compression: Compression = DEFAULT_COMPRESSION, keys: StoreKeys | null = null): number {
   const payload = into.subarray(at + RECORD_HEADER_BYTES, at + recordBound(data.byteLength, compression));
-  const { codec, level, storedLength } = encodeInto(data, payload, compression);
+  const { codec, level, storedLength: encodedLength } = encodeInto(data, payload, compression);
+  const storedLength = keys ? keys.sealer.seal(payload.subarray(0, encodedLength), recordAd(id, codec, level, data.byteLength)).copy(payload) : encodedLength;
   encodeRecordHeader({ codec, level, settled: false, rawLength: data.byteLength, storedLength, id }, into, at);
   return RECORD_HEADER_BYTES + storedLength;
 }
@@ -119,18 +133,21 @@ export function encodePayload(raw: Buffer, compression: Compression = DEFAULT_CO
   return { codec: record.readUInt8(4), payload: record.subarray(RECORD_HEADER_BYTES, length) };
 }
 
-export type RecordProblem = 'header' | 'decode' | 'length' | 'hash';
+/** 'seal': an encrypted record that does not open (damaged, moved, or another chunk's), damage as a hash mismatch is. */
+export type RecordProblem = 'header' | 'seal' | 'decode' | 'length' | 'hash';
 
 /**
  * Decodes one record read from a pack (into `into` when given, which needs rawLength bytes)
  * and re-hashes it against the id it must have. Returns the raw chunk, or why it cannot be trusted.
  */
-export function decodeRecord(record: Buffer, expectedId: Buffer, into?: Buffer): { data: Buffer } | { problem: RecordProblem } {
+export function decodeRecord(record: Buffer, expectedId: Buffer, into?: Buffer, keys: StoreKeys | null = null): { data: Buffer } | { problem: RecordProblem } {
   const header = decodeRecordHeader(record);
   if (!header || !header.id.equals(expectedId) || record.byteLength < RECORD_HEADER_BYTES + header.storedLength) {
     return { problem: 'header' };
   }
-  const payload = record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.storedLength);
+  const stored = record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.storedLength);
+  const payload = keys ? openPayload(stored, header, keys) : stored;
+  if (!payload) return { problem: 'seal' };
   let data = payload;
   if (header.codec !== Codec.Raw) {
     data = (into ?? Buffer.allocUnsafe(header.rawLength)).subarray(0, header.rawLength);
@@ -139,8 +156,18 @@ export function decodeRecord(record: Buffer, expectedId: Buffer, into?: Buffer):
     if (decoded !== header.rawLength) return { problem: 'length' };
   }
   if (data.byteLength !== header.rawLength) return { problem: 'length' };
-  if (!chunkId(data).equals(expectedId)) return { problem: 'hash' };
+  if (!chunkId(data, keys?.chunkIdKey).equals(expectedId)) return { problem: 'hash' };
   return { data };
+}
+
+/** A sealed payload opened, or null where it does not open. */
+function openPayload(stored: Buffer, header: RecordHeader, keys: StoreKeys): Buffer | null {
+  try {
+    return keys.sealer.open(stored, recordAd(header.id, header.codec, header.level, header.rawLength));
+  } catch (err) {
+    if (err instanceof SealBrokenError) return null;
+    throw err;
+  }
 }
 
 export function newPackName(): string {
@@ -502,7 +529,7 @@ export interface PackRecovery {
  * window at a time. A bad record costs only itself: the scan resumes at the next record magic
  * after it. A valid table ends the records; a damaged one is damage, as any bytes that are no record.
  */
-export function recoverPack(backend: Backend, pack: string): Promise<PackRecovery> {
+export function recoverPack(backend: Backend, pack: string, keys: StoreKeys | null = null): Promise<PackRecovery> {
   return onPack(packWhere(backend, pack), (async () => {
     const size = await packSize(backend, pack);
     const table = await readPackTable(backend, pack, size);
@@ -514,7 +541,7 @@ export function recoverPack(backend: Backend, pack: string): Promise<PackRecover
     while (offset < reader.end) {
       const header = decodeRecordHeader(await reader.at(offset, RECORD_HEADER_BYTES));
       const end = header ? offset + RECORD_HEADER_BYTES + header.storedLength : -1;
-      if (header && end <= reader.end && 'data' in decodeRecord(await reader.at(offset, end - offset), header.id)) {
+      if (header && end <= reader.end && 'data' in decodeRecord(await reader.at(offset, end - offset), header.id, undefined, keys)) {
         if (badFrom >= 0) damaged.push({ offset: badFrom, length: offset - badFrom });
         badFrom = -1;
         records.push({ offset, header });

@@ -89,7 +89,7 @@ export class Store {
     /** An encrypted store's keys, null for a plain store. */
     readonly keys: StoreKeys | null,
   ) {
-    this.catalog = new Catalog(backend);
+    this.catalog = new Catalog(backend, keys?.sealer ?? null);
   }
 
   /** Where the store is, for messages: a directory, or s3://bucket/prefix. */

@@ -1,6 +1,6 @@
 /** Damage on purpose: flip a byte inside the stored payload of the chunk at a disk slot. */
 import { promises as fs } from 'node:fs';
-import { Store } from '../../store/store.js';
+import { Store, type StoreOptions } from '../../store/store.js';
 import { ID_BYTES } from '../../store/chunk-id.js';
 import { RECORD_HEADER_BYTES, packKey, type ChunkLocation } from '../../store/pack.js';
 import type { FsBackend } from '../../store/backend/fs.js';
@@ -10,9 +10,9 @@ export function packFile(store: Store, pack: string): string {
   return (store.backend as FsBackend).pathOf(packKey(pack));
 }
 
-/** Where the chunk of a slot is stored; opens the index briefly. */
-export async function chunkLocation(storeDir: string, pointId: string, label: string, slot: number): Promise<ChunkLocation> {
-  const store = await Store.open(storeDir);
+/** Where the chunk of a slot is stored; opens the index briefly (`open`: an encrypted store's passphrase). */
+export async function chunkLocation(storeDir: string, pointId: string, label: string, slot: number, open: StoreOptions = {}): Promise<ChunkLocation> {
+  const store = await Store.open(storeDir, open);
   const map = await store.readMap(pointId, label);
   const index = await store.openIndex();
   try {
@@ -24,9 +24,9 @@ export async function chunkLocation(storeDir: string, pointId: string, label: st
   }
 }
 
-export async function corruptChunk(storeDir: string, pointId: string, label: string, slot: number): Promise<ChunkLocation> {
-  const location = await chunkLocation(storeDir, pointId, label, slot);
-  const store = await Store.open(storeDir);
+export async function corruptChunk(storeDir: string, pointId: string, label: string, slot: number, open: StoreOptions = {}): Promise<ChunkLocation> {
+  const location = await chunkLocation(storeDir, pointId, label, slot, open);
+  const store = await Store.open(storeDir, open);
   const handle = await fs.open(packFile(store, location.pack), 'r+');
   try {
     const at = location.offset + RECORD_HEADER_BYTES + Math.floor(location.storedLength / 2);
