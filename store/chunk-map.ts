@@ -1,12 +1,15 @@
 /**
  * Chunk maps: one flat file per (restore point, disk), 32 bytes per chunk slot; slot i
  * covers disk bytes [i*chunkSize, (i+1)*chunkSize). Unwritten slots read as the zero id,
- * so a map of a sparse disk is itself sparse.
+ * so a map of a sparse disk is itself sparse. In an encrypted store the object is the whole map
+ * sealed (crypto.ts), bound to its key (restore point and label), so a map copied over another
+ * does not open; its staged file is sealed in place on commit.
  */
 import { promises as fs } from 'node:fs';
 import { ID_BYTES } from './chunk-id.js';
-import { DamagedDataError } from './errors.js';
+import { DamagedDataError, SealBrokenError } from './errors.js';
 import { objectName, type Backend, type Staged } from './backend/backend.js';
+import { SEAL_OVERHEAD, type Sealer } from './crypto.js';
 
 export const MAP_SUFFIX = '.map';
 
@@ -37,14 +40,16 @@ export class ChunkMapWriter {
   private constructor(
     private readonly handle: fs.FileHandle,
     private readonly staged: Staged,
+    private readonly key: string,
+    private readonly sealer: Sealer | null,
   ) {}
 
-  /** A writer of the map object `key` with `slots` slots, all the zero id until written. */
-  static async create(backend: Backend, key: string, slots: number): Promise<ChunkMapWriter> {
+  /** A writer of the map object `key` with `slots` slots, all the zero id until written; sealed on commit when `sealer` is given. */
+  static async create(backend: Backend, key: string, slots: number, sealer: Sealer | null = null): Promise<ChunkMapWriter> {
     const staged = await backend.stage(key);
     const handle = await fs.open(staged.path, 'r+');
     await handle.truncate(slots * ID_BYTES);
-    return new ChunkMapWriter(handle, staged);
+    return new ChunkMapWriter(handle, staged, key, sealer);
   }
 
   /** ids holds consecutive slots starting at firstSlot; they are copied, and may change once this returns. */
@@ -83,8 +88,17 @@ export class ChunkMapWriter {
     this.flush();
     await this.pending;
     if (this.failure) throw this.failure;
+    if (this.sealer) await this.sealInPlace(this.sealer);
     await this.handle.close();
     await this.staged.commit();
+  }
+
+  private async sealInPlace(sealer: Sealer): Promise<void> {
+    const { size } = await this.handle.stat();
+    const plain = Buffer.alloc(size);
+    await this.handle.read(plain, 0, size, 0);
+    const sealed = sealer.seal(plain, mapAd(this.key));
+    await this.handle.write(sealed, 0, sealed.byteLength, 0);
   }
 
   async abort(): Promise<void> {
@@ -118,12 +132,13 @@ function addRange(ranges: [number, number][], start: number, end: number): void 
  * before a byte is read, so a hostile entry cannot make it read gigabytes. An absent map
  * throws ENOENT, as reading it would.
  */
-export async function readChunkMap(backend: Backend, key: string, slots?: number): Promise<Buffer> {
+export async function readChunkMap(backend: Backend, key: string, slots?: number, sealer: Sealer | null = null): Promise<Buffer> {
   const name = objectName(backend, key);
   const info = await backend.stat(key);
   if (!info) throw Object.assign(new Error(`ENOENT: no such chunk map ${name}`), { code: 'ENOENT' });
   const size = info.size;
-  const expected = slots === undefined ? size : slots * ID_BYTES;
+  const overhead = sealer ? SEAL_OVERHEAD : 0;
+  const expected = slots === undefined ? size : slots * ID_BYTES + overhead;
   if (size !== expected) {
     const what = size < expected ? 'truncated' : 'too long';
     throw new DamagedDataError(`chunk map ${name} has ${size} bytes, ${expected} expected (${what})`, { object: name, bytes: size, expected, problem: `chunk map ${what} (${size} bytes, ${expected} expected)` });
@@ -131,5 +146,21 @@ export async function readChunkMap(backend: Backend, key: string, slots?: number
   const map = Buffer.allocUnsafe(size);
   const done = await backend.readInto(key, 0, map);
   if (done < size) throw new DamagedDataError(`chunk map ${name} ended at byte ${done} of ${size}`, { object: name, problem: 'chunk map truncated' });
-  return map;
+  return sealer ? openMap(sealer, map, key, name) : map;
+}
+
+/** What a sealed map is bound to: its kind and its key (restore point and label). */
+function mapAd(key: string): Buffer {
+  return Buffer.from(`chunkvault map ${key}`);
+}
+
+function openMap(sealer: Sealer, sealed: Buffer, key: string, name: string): Buffer {
+  try {
+    const map = sealer.open(sealed, mapAd(key));
+    if (map.byteLength % ID_BYTES !== 0) throw new DamagedDataError(`chunk map ${name} holds ${map.byteLength} bytes, not whole slots`, { object: name, problem: 'chunk map not whole slots' });
+    return map;
+  } catch (err) {
+    if (!(err instanceof SealBrokenError)) throw err;
+    throw new DamagedDataError(`chunk map ${name} does not open: it is damaged, was moved, or was sealed with another key`, { object: name, problem: 'sealed chunk map does not open' }, err);
+  }
 }

@@ -198,12 +198,12 @@ export class Store {
   }
 
   createMapWriter(pointId: string, label: string, slots: number): Promise<ChunkMapWriter> {
-    return ChunkMapWriter.create(this.backend, mapsPrefix(pointId) + label + MAP_SUFFIX, slots);
+    return ChunkMapWriter.create(this.backend, mapsPrefix(pointId) + label + MAP_SUFFIX, slots, this.keys?.sealer ?? null);
   }
 
   /** A disk's map; with `slots`, a map of any other length is damage (DamagedDataError). */
   readMap(pointId: string, label: string, slots?: number): Promise<Buffer> {
-    return readChunkMap(this.backend, mapsPrefix(pointId) + label + MAP_SUFFIX, slots);
+    return readChunkMap(this.backend, mapsPrefix(pointId) + label + MAP_SUFFIX, slots, this.keys?.sealer ?? null);
   }
 
   /** Deletes every object of a restore point's maps, temp files of its writers too. */

@@ -162,6 +162,21 @@ t.test('catalog entries are sealed: a flipped bit, or an entry copied over anoth
   t.same((await verifyJson(t, store, 1)).damagedCatalog, [id], "another point's entry in its place");
 });
 
+t.test('chunk maps are sealed: a flipped bit, or a map copied over another, is damage of that disk', async (t) => {
+  const { store, image, id } = await encryptedBackup(t);
+  const { id: second } = await cliJson<BackupJson>(['backup', '--store', store, image]);
+  const map = (point: string): string => join(store, 'maps', point, 'disk.map');
+  const size = (await fs.stat(image)).size;
+  const bytes = await fs.readFile(map(id));
+  t.equal(bytes.byteLength, Math.ceil(size / MiB) * 32 + 28, 'the slots and the seal');
+  bytes[bytes.byteLength >> 1] ^= 1;
+  await fs.writeFile(map(id), bytes);
+  const whole = [{ offset: 0, length: size, problem: 'sealed chunk map does not open' }];
+  t.same((await verifyJson(t, store, 1)).damaged, [{ restorePoint: id, name: 'disk', disk: 'disk', ranges: whole }], 'a flipped bit');
+  await fs.copyFile(map(second), map(id));
+  t.same((await verifyJson(t, store, 1)).damaged, [{ restorePoint: id, name: 'disk', disk: 'disk', ranges: whole }], "another point's map in its place");
+});
+
 t.test('the store holds nothing of a known chunk: not its bytes, not their start, not its unkeyed id', async (t) => {
   const { dir, store, image } = await encryptedBackup(t);
   const known = (await fs.readFile(image)).subarray(0, MiB);
