@@ -304,7 +304,7 @@ export async function backup(store: Store, disks: BackupDisk[], options: BackupO
  */
 async function recordNewChunks(store: Store, index: ChunkIndex, entries: [Buffer, ChunkLocation][]): Promise<void> {
   if (entries.length === 0) return;
-  const segment = await writeSegment(store.backend, { entries, supersedes: [] });
+  const segment = await writeSegment(store.backend, { entries, supersedes: [] }, store.keys?.sealer ?? null);
   crashPoint('backup-after-segment');
   await index.putMany(entries, segment);
 }

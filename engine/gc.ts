@@ -489,7 +489,7 @@ async function compact(store: Store, index: ChunkIndex, plan: GcPlan, onProgress
     await writer.sync();
     crashPoint('gc-after-copy');
     // Segments still name the old packs: the new places must be in one before those go.
-    const segment = await writeSegment(store.backend, { entries: group.moved, supersedes: [] });
+    const segment = await writeSegment(store.backend, { entries: group.moved, supersedes: [] }, store.keys?.sealer ?? null);
     crashPoint('gc-after-segment');
     await index.putMany(group.moved, segment);
     crashPoint('gc-after-index');
@@ -538,7 +538,7 @@ export async function executeGc(store: Store, index: ChunkIndex, plan: GcPlan, o
   const dead = plan.packs.filter((p) => p.action === 'delete').map((p) => p.pack);
   // Segments name the dead chunks too: a cache built from them must not find a chunk in a
   // pack that is gone, so one segment of what is live replaces them before any pack goes.
-  if (plan.deadChunks.length > 0 || dead.length > 0) await consolidateSegments(index, store.backend);
+  if (plan.deadChunks.length > 0 || dead.length > 0) await consolidateSegments(index, store.backend, store.keys?.sealer ?? null);
   crashPoint('gc-after-consolidation');
   for (const [i, pack] of dead.entries()) {
     await store.deletePacks([pack]);
@@ -546,7 +546,7 @@ export async function executeGc(store: Store, index: ChunkIndex, plan: GcPlan, o
   }
   const compaction = await compact(store, index, plan, onProgress);
   // Fold the segments of moved records into one, so that segments do not pile up gc after gc.
-  if (compaction.packsRewritten > 0) await consolidateSegments(index, store.backend);
+  if (compaction.packsRewritten > 0) await consolidateSegments(index, store.backend, store.keys?.sealer ?? null);
   return compaction;
 }
 

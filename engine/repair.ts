@@ -143,7 +143,7 @@ export async function repair(store: Store): Promise<RepairReport> {
       await index.replace(stale, writes.map(([, chunk]) => [chunk.id, chunk.copies[0]]));
       report.indexEntriesAfter = found.size;
       // What the packs hold is the truth now: one segment of it replaces every segment there is.
-      await consolidateSegments(index, store.backend, await listSegments(store.backend));
+      await consolidateSegments(index, store.backend, store.keys?.sealer ?? null, await listSegments(store.backend));
     } finally {
       await index.close();
     }

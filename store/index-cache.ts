@@ -8,12 +8,15 @@
  * would come back); a cache that applied one, or whose applied segment is gone without a
  * successor it knows, may hold entries of chunks gc has deleted since: it is rebuilt from the
  * live segments, in one atomic batch.
+ *
+ * In an encrypted store (`sealer` given) a segment is sealed whole, bound to its id.
  */
 import type { Backend } from './backend/backend.js';
-import { storeReadError } from './errors.js';
+import { SealBrokenError, storeReadError } from './errors.js';
+import type { Sealer } from './crypto.js';
 import type { ChunkIndex } from './index-db.js';
 import type { SegmentMark } from './index-keys.js';
-import { SEGMENTS_PREFIX, decodeSegment, encodeSegment, newSegmentId, segmentIdOf, segmentKey, type Segment, type SegmentEntry } from './index-segment.js';
+import { SEGMENTS_PREFIX, damagedSegment, decodeSegment, encodeSegment, newSegmentId, segmentIdOf, segmentKey, type Segment, type SegmentEntry } from './index-segment.js';
 
 export interface IndexSync {
   /** Segments applied now. */
@@ -31,33 +34,47 @@ export async function listSegments(backend: Backend): Promise<string[]> {
 }
 
 /** A listed segment; absent now (a gc deleted it meanwhile) is an error too: the command is run again. */
-export async function readSegment(backend: Backend, id: string): Promise<Segment> {
+export async function readSegment(backend: Backend, id: string, sealer: Sealer | null = null): Promise<Segment> {
   const key = segmentKey(id);
   const bytes = await backend.get(key).catch((err: unknown) => {
     throw storeReadError(key, err);
   });
   if (bytes === null) throw storeReadError(key, Object.assign(new Error('removed while the index was brought up to date'), { code: 'ENOENT' }));
-  return decodeSegment(bytes, key);
+  return decodeSegment(sealer ? openSegment(sealer, bytes, id, key) : bytes, key);
+}
+
+function segmentAd(id: string): Buffer {
+  return Buffer.from(`chunkvault segment ${id}`);
+}
+
+function openSegment(sealer: Sealer, sealed: Buffer, id: string, key: string): Buffer {
+  try {
+    return sealer.open(sealed, segmentAd(id));
+  } catch (err) {
+    if (!(err instanceof SealBrokenError)) throw err;
+    throw damagedSegment(key, 'sealed segment does not open');
+  }
 }
 
 /** Writes an immutable segment; returns its id, to be marked applied with its entries. */
-export async function writeSegment(backend: Backend, segment: Segment): Promise<string> {
+export async function writeSegment(backend: Backend, segment: Segment, sealer: Sealer | null = null): Promise<string> {
   for (;;) {
     const id = newSegmentId();
-    if (await backend.create(segmentKey(id), encodeSegment(segment))) return id;
+    const plain = encodeSegment(segment);
+    if (await backend.create(segmentKey(id), sealer ? sealer.seal(plain, segmentAd(id)) : plain)) return id;
   }
 }
 
 /** Brings the cache up to date with the store's segments (see the module comment). */
-export async function syncIndex(index: ChunkIndex, backend: Backend): Promise<IndexSync> {
+export async function syncIndex(index: ChunkIndex, backend: Backend, sealer: Sealer | null = null): Promise<IndexSync> {
   const listed = await listSegments(backend);
   const marks = await index.segmentMarks();
   const unseen = new Map<string, Segment>();
-  for (const id of listed.filter((id) => !marks.has(id))) unseen.set(id, await readSegment(backend, id));
+  for (const id of listed.filter((id) => !marks.has(id))) unseen.set(id, await readSegment(backend, id, sealer));
   const superseded = new Set([...unseen.values()].flatMap((s) => s.supersedes));
   const present = new Set(listed);
   const stale = [...marks].some(([id, mark]) => mark === 'applied' && (superseded.has(id) || !present.has(id)));
-  if (stale) return rebuildIndex(index, backend, listed, unseen);
+  if (stale) return rebuildIndex(index, backend, listed, unseen, sealer);
   let applied = 0;
   for (const [id, segment] of unseen) {
     if (superseded.has(id)) continue;
@@ -70,8 +87,8 @@ export async function syncIndex(index: ChunkIndex, backend: Backend): Promise<In
 }
 
 /** The cache from scratch: every entry of every live segment, in id order, and marks for all listed. */
-async function rebuildIndex(index: ChunkIndex, backend: Backend, listed: string[], read: Map<string, Segment>): Promise<IndexSync> {
-  for (const id of listed) if (!read.has(id)) read.set(id, await readSegment(backend, id));
+async function rebuildIndex(index: ChunkIndex, backend: Backend, listed: string[], read: Map<string, Segment>, sealer: Sealer | null): Promise<IndexSync> {
+  for (const id of listed) if (!read.has(id)) read.set(id, await readSegment(backend, id, sealer));
   const superseded = new Set([...read.values()].flatMap((s) => s.supersedes));
   const live = listed.filter((id) => !superseded.has(id));
   const entries: SegmentEntry[] = [];
@@ -87,12 +104,12 @@ async function rebuildIndex(index: ChunkIndex, backend: Backend, listed: string[
  * the packs is the truth, supersedes all there are), which are then deleted. Segments other
  * hosts wrote since this cache last caught up are neither superseded nor deleted by gc.
  */
-export async function consolidateSegments(index: ChunkIndex, backend: Backend, supersede?: string[]): Promise<string> {
+export async function consolidateSegments(index: ChunkIndex, backend: Backend, sealer: Sealer | null, supersede?: string[]): Promise<string> {
   const marks = await index.segmentMarks();
   const seen = supersede ?? [...marks.keys()];
   const entries: SegmentEntry[] = [];
   for await (const entry of index.entries()) entries.push(entry);
-  const id = await writeSegment(backend, { entries, supersedes: seen });
+  const id = await writeSegment(backend, { entries, supersedes: seen }, sealer);
   await index.markSegments([[id, 'applied'], ...seen.map((s): [string, SegmentMark] => [s, 'superseded'])]);
   await backend.delete(seen.map(segmentKey));
   await index.markSegments([], [...new Set([...seen, ...marks.keys()])]);

@@ -69,22 +69,22 @@ export function encodeSegment({ entries, supersedes }: Segment): Buffer {
   return Buffer.concat([body, sha256(body)]);
 }
 
-function damaged(key: string, problem: string): DamagedDataError {
+export function damagedSegment(key: string, problem: string): DamagedDataError {
   return new DamagedDataError(`index segment ${key} is damaged (${problem}); run 'chunkvault repair'`, { object: key, problem });
 }
 
 /** The segment stored under `key`; DamagedDataError when any check fails. */
 export function decodeSegment(bytes: Buffer, key: string): Segment {
-  if (bytes.byteLength < HEAD_BYTES + SUM_BYTES || bytes.readUInt32BE(0) !== MAGIC) throw damaged(key, 'not a segment');
+  if (bytes.byteLength < HEAD_BYTES + SUM_BYTES || bytes.readUInt32BE(0) !== MAGIC) throw damagedSegment(key, 'not a segment');
   const count = bytes.readUInt32BE(4);
   const entriesAt = HEAD_BYTES + bytes.readUInt32BE(8) * SEGMENT_ID_BYTES;
   const bodyBytes = entriesAt + count * ENTRY_BYTES;
-  if (bytes.byteLength !== bodyBytes + SUM_BYTES) throw damaged(key, `${bytes.byteLength} bytes for its ${count} entries`);
-  if (!sha256(bytes.subarray(0, bodyBytes)).equals(bytes.subarray(bodyBytes))) throw damaged(key, 'checksum');
+  if (bytes.byteLength !== bodyBytes + SUM_BYTES) throw damagedSegment(key, `${bytes.byteLength} bytes for its ${count} entries`);
+  if (!sha256(bytes.subarray(0, bodyBytes)).equals(bytes.subarray(bodyBytes))) throw damagedSegment(key, 'checksum');
   const supersedes: string[] = [];
   for (let at = HEAD_BYTES; at < entriesAt; at += SEGMENT_ID_BYTES) {
     const id = bytes.toString('latin1', at, at + SEGMENT_ID_BYTES);
-    if (!ID_PATTERN.test(id)) throw damaged(key, 'superseded segment id');
+    if (!ID_PATTERN.test(id)) throw damagedSegment(key, 'superseded segment id');
     supersedes.push(id);
   }
   const entries: SegmentEntry[] = [];

@@ -292,7 +292,7 @@ export class Store {
     const index = await ChunkIndex.open(this.indexDir, { waitMs, describeHolder: async () => describeLocks(await this.locks()) });
     if (!sync) return index;
     try {
-      await syncIndex(index, this.backend);
+      await syncIndex(index, this.backend, this.keys?.sealer ?? null);
       return index;
     } catch (err) {
       await index.close();

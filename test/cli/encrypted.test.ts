@@ -177,6 +177,23 @@ t.test('chunk maps are sealed: a flipped bit, or a map copied over another, is d
   t.same((await verifyJson(t, store, 1)).damaged, [{ restorePoint: id, name: 'disk', disk: 'disk', ranges: whole }], "another point's map in its place");
 });
 
+t.test('index segments are sealed: a flipped bit stops a command that needs it, and repair rebuilds from the packs', async (t) => {
+  const { dir, store, image, id } = await encryptedBackup(t);
+  const [segment] = await fs.readdir(join(store, 'segments'));
+  const path = join(store, 'segments', segment);
+  const bytes = await fs.readFile(path);
+  t.equal(bytes.indexOf('CVS1'), -1, 'no segment header in the clear');
+  bytes[bytes.byteLength >> 1] ^= 1;
+  await fs.writeFile(path, bytes);
+  // A host without the cache reads every segment.
+  await fs.rm(join(store, 'index'), { recursive: true });
+  const restore = await cli(['restore', '--store', store, id, join(dir, 'out.img')]);
+  t.not(restore.code, 0);
+  t.match(restore.stderr, /^chunkvault: index segment \S+ is damaged \(sealed segment does not open\); run 'chunkvault repair'\n$/);
+  t.equal((await cli(['repair', '--store', store])).code, 0, 'repair rebuilds the index from the packs');
+  await restoresAs(t, store, id, join(dir, 'again.img'), await sha256File(image));
+});
+
 t.test('the store holds nothing of a known chunk: not its bytes, not their start, not its unkeyed id', async (t) => {
   const { dir, store, image } = await encryptedBackup(t);
   const known = (await fs.readFile(image)).subarray(0, MiB);

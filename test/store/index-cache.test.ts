@@ -66,7 +66,7 @@ t.test('consolidation: the host that did it changes nothing, one that applied th
   await syncIndex(gcHost, backend);
   await syncIndex(otherHost, backend);
   await gcHost.deleteMany([idOf(1)]); // gc found chunk 1 dead
-  const consolidated = await consolidateSegments(gcHost, backend);
+  const consolidated = await consolidateSegments(gcHost, backend, null);
   t.same(await listSegments(backend), [consolidated], 'the superseded segments are deleted');
   t.same(await syncIndex(gcHost, backend), { applied: 0, rebuilt: false });
   t.same(await syncIndex(otherHost, backend), { applied: 1, rebuilt: true });
