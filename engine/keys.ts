@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import { backendAt } from '../store/backend/open.js';
 import { readFormat, type StoreFormat } from '../store/format.js';
-import { checkPassword, decodeKeyExport, deleteKey, encodeKeyExport, keysOpenedBy, listKeyIds, readKeyFile, unlockMaster, addKey, type ScryptParams } from '../store/keys.js';
+import { checkPassword, decodeKeyExport, deleteKey, encodeKeyExport, keysOpenedBy, readKeyFile, unlockMaster, addKey, type ScryptParams } from '../store/keys.js';
 import type { Backend } from '../store/backend/backend.js';
 import { InvalidInputError, KeyFileError, KeyInUseError, LastKeyError, PasswordRequiredError, UnknownKeyError, errnoOf } from './errors.js';
 import type { StoreAccess } from './index.js';
@@ -70,8 +70,8 @@ async function describeKey(backend: Backend, id: string, opened: string[]): Prom
 /** Every key object, marked where the passphrase opens it; oldest first. */
 export async function listKeys(location: string, access: StoreAccess): Promise<KeyInfo[]> {
   return withEncryptedStore(location, access, async (store) => {
-    const { keyIds } = await keysOpenedBy(store.backend, await currentPassword(store, access));
-    const keys = await Promise.all((await listKeyIds(store.backend)).map((id) => describeKey(store.backend, id, keyIds)));
+    const { keyIds, allIds } = await keysOpenedBy(store.backend, await currentPassword(store, access));
+    const keys = await Promise.all(allIds.map((id) => describeKey(store.backend, id, keyIds)));
     return keys.sort((a, b) => (a.created ?? '').localeCompare(b.created ?? '') || a.id.localeCompare(b.id));
   });
 }
@@ -90,8 +90,7 @@ export async function addPassword(location: string, access: StoreAccess, newPass
  */
 export async function removeKey(location: string, access: StoreAccess, id: string): Promise<void> {
   return withEncryptedStore(location, access, async (store) => {
-    const { keyIds } = await keysOpenedBy(store.backend, await currentPassword(store, access));
-    const ids = await listKeyIds(store.backend);
+    const { keyIds, allIds: ids } = await keysOpenedBy(store.backend, await currentPassword(store, access));
     if (!ids.includes(id)) throw new UnknownKeyError(`no key ${id} in ${store.backend.location} (key list shows its keys)`, { key: id });
     if (ids.length === 1) throw new LastKeyError(`key ${id} is the store's only key: without it nothing opens the store (key add another first)`, { key: id });
     if (keyIds.every((k) => k === id)) {

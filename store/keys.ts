@@ -134,12 +134,12 @@ export async function unlockMaster(backend: Backend, password: string): Promise<
 }
 
 /** The master key and every key object `password` opens: `key remove` needs to know whether it opens more than one. */
-export async function keysOpenedBy(backend: Backend, password: string): Promise<{ master: Buffer; keyIds: string[] }> {
+export async function keysOpenedBy(backend: Backend, password: string): Promise<{ master: Buffer; keyIds: string[]; allIds: string[] }> {
   const { ids, intact, damaged } = await readableKeys(backend);
   const opened = await Promise.all(intact.map(async ({ id, file }) => ({ id, master: await openKey(file, id, password) })));
   const hits = opened.filter((o): o is { id: string; master: Buffer } => o.master !== null);
   if (hits.length === 0) throw wrongPassword(ids, damaged);
-  return { master: hits[0].master, keyIds: hits.map((h) => h.id) };
+  return { master: hits[0].master, keyIds: hits.map((h) => h.id), allIds: ids };
 }
 
 /** Deletes one key object; the callers have checked that another key still opens the store. */
