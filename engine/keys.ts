@@ -2,11 +2,13 @@
  * Key management of an encrypted store: the passphrases that wrap its one master key. Every
  * change asks for what it needs (the current passphrase, the new one) and checks it before it
  * writes, so a refusal leaves the store as it was. These commands read only the format file and
- * keys/: they need neither the index nor a lock.
+ * keys/: they need neither the index nor the store's data locks. A change holds a `keys` lock,
+ * which only another change waits for, from before it lists the keys until it has written.
  */
 import { promises as fs } from 'node:fs';
 import { backendAt } from '../store/backend/open.js';
 import { readFormat, type StoreFormat } from '../store/format.js';
+import { acquireLock } from '../store/lock.js';
 import { checkPassword, decodeKeyExport, deleteKey, encodeKeyExport, keysOpenedBy, readKeyFile, unlockMaster, addKey, type ScryptParams } from '../store/keys.js';
 import type { Backend } from '../store/backend/backend.js';
 import { InvalidInputError, KeyFileError, KeyInUseError, LastKeyError, PasswordRequiredError, UnknownKeyError, errnoOf } from './errors.js';
@@ -44,6 +46,18 @@ async function withEncryptedStore<T>(location: string, access: StoreAccess, work
   }
 }
 
+/** As withEncryptedStore, for `command`, which changes the keys: under the store's keys lock. */
+function changingKeys<T>(command: string, location: string, access: StoreAccess, work: (store: EncryptedStore) => Promise<T>): Promise<T> {
+  return withEncryptedStore(location, access, async (store) => {
+    const lock = await acquireLock(store.backend, command, { kind: 'keys' });
+    try {
+      return await work(store);
+    } finally {
+      await lock.release();
+    }
+  });
+}
+
 async function currentPassword(store: EncryptedStore, access: StoreAccess): Promise<string> {
   if (!access.password) throw new PasswordRequiredError(`${store.backend.location} is encrypted: give its passphrase (CHUNKVAULT_PASSWORD, --password-file, or a terminal)`, { store: store.backend.location });
   const password = await access.password();
@@ -78,7 +92,7 @@ export async function listKeys(location: string, access: StoreAccess): Promise<K
 
 /** A new key for the master key the current passphrase opens; returns its id. */
 export async function addPassword(location: string, access: StoreAccess, newPassword: NewPassword, scrypt?: ScryptParams): Promise<string> {
-  return withEncryptedStore(location, access, async (store) => {
+  return changingKeys('key add', location, access, async (store) => {
     const { master } = await unlockMaster(store.backend, await currentPassword(store, access));
     return addKey(store.backend, master, await checkedNewPassword(newPassword), scrypt);
   });
@@ -89,7 +103,7 @@ export async function addPassword(location: string, access: StoreAccess, newPass
  * removes a key shows they keep a way in; the store's only key is never removed.
  */
 export async function removeKey(location: string, access: StoreAccess, id: string): Promise<void> {
-  return withEncryptedStore(location, access, async (store) => {
+  return changingKeys(`key remove ${id}`, location, access, async (store) => {
     const { keyIds, allIds: ids } = await keysOpenedBy(store.backend, await currentPassword(store, access));
     if (!ids.includes(id)) throw new UnknownKeyError(`no key ${id} in ${store.backend.location} (key list shows its keys)`, { key: id });
     if (ids.length === 1) throw new LastKeyError(`key ${id} is the store's only key: without it nothing opens the store (key add another first)`, { key: id });
@@ -105,7 +119,7 @@ export async function removeKey(location: string, access: StoreAccess, id: strin
  * written first and the old one deleted after, so a crash between leaves both, each opening the store.
  */
 export async function changePassword(location: string, access: StoreAccess, newPassword: NewPassword, scrypt?: ScryptParams): Promise<{ added: string; removed: string }> {
-  return withEncryptedStore(location, access, async (store) => {
+  return changingKeys('key passwd', location, access, async (store) => {
     const { master, keyId } = await unlockMaster(store.backend, await currentPassword(store, access));
     const added = await addKey(store.backend, master, await checkedNewPassword(newPassword), scrypt);
     await deleteKey(store.backend, keyId);
@@ -132,7 +146,7 @@ export async function exportKey(location: string, access: StoreAccess, to: strin
 
 /** A new key from an export file: the way back in when every passphrase is lost. Needs no current passphrase. */
 export async function addPasswordFromExport(location: string, access: StoreAccess, exportFile: string, newPassword: NewPassword, scrypt?: ScryptParams): Promise<string> {
-  return withEncryptedStore(location, access, async (store) => {
+  return changingKeys('key add --from-export', location, access, async (store) => {
     const text = await fs.readFile(exportFile, 'utf8').catch((err: unknown) => {
       throw new InvalidInputError(`--from-export: cannot read ${exportFile} (${errnoOf(err) ?? String(err)})`, { file: exportFile });
     });

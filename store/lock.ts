@@ -14,7 +14,12 @@ import { randomBytes } from 'node:crypto';
 import { LeaseLostError, StoreBusyError, storeReadError } from './errors.js';
 import { objectName, type Backend } from './backend/backend.js';
 
-export type LockKind = 'shared' | 'exclusive';
+/**
+ * shared and exclusive coordinate the store's data (gc against readers and writers); `keys` is
+ * a change of the key objects, which excludes only another such change (two removals that each
+ * see a second key left could otherwise remove both).
+ */
+export type LockKind = 'shared' | 'exclusive' | 'keys';
 
 export interface LockInfo {
   kind: LockKind;
@@ -98,11 +103,13 @@ export async function acquireLock(backend: Backend, command: string, options: Lo
 
 function busyMessage(mine: LockInfo, holder: string): string {
   const name = mine.command.split(' ')[0];
+  if (mine.kind === 'keys') return `'${mine.command}' cannot run while ${holder} changes the store's keys; run it when that has finished`;
   if (mine.kind === 'exclusive') return `${name} cannot run while ${holder} may use chunks it would delete; run ${name} when that has finished`;
   return `'${name}' cannot run while ${holder} holds the store exclusively; run '${name}' when that has finished`;
 }
 
 function conflicts(mine: LockInfo, other: LockInfo, tolerates: LockOptions['tolerates']): boolean {
+  if (mine.kind === 'keys' || other.kind === 'keys') return mine.kind === other.kind;
   if (mine.kind === 'shared') return other.kind === 'exclusive';
   return other.kind === 'exclusive' || !(tolerates?.(other) ?? false);
 }
@@ -193,7 +200,7 @@ function isStale(lock: LockInfo): boolean {
   return !Number.isNaN(refreshed) && Date.now() - refreshed > leaseMs();
 }
 
-const isKind = (kind: unknown): kind is LockKind => kind === 'shared' || kind === 'exclusive';
+const isKind = (kind: unknown): kind is LockKind => kind === 'shared' || kind === 'exclusive' || kind === 'keys';
 
 /**
  * A lock object of any version: one written before kinds, pins and leases is a shared lock of

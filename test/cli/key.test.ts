@@ -6,6 +6,8 @@
 import t, { type Test } from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { FsBackend } from '../../store/backend/fs.js';
+import { acquireLock } from '../../store/lock.js';
 import { cli, cliJson, mixedImage, sha256File, tempDir, treeDigest } from '../helpers/index.js';
 
 const OLD = { CHUNKVAULT_PASSWORD: 'first phrase' };
@@ -62,6 +64,30 @@ t.test('key passwd adds the new key, then removes the one the old passphrase ope
   t.equal(change.removed, first.id);
   t.same((await keys(store, { CHUNKVAULT_PASSWORD: 'new phrase' })).map((k) => k.id).sort(), [other, change.added].sort());
   t.same(await cli(['list', '--store', store], OLD), { code: 2, stdout: '', stderr: "chunkvault: wrong passphrase: it opens none of the store's 2 keys\n" });
+});
+
+t.test('a key change refuses while another runs (two removals could leave no key); backups and gc run beside it', async (t) => {
+  const { dir, store } = await encryptedStore(t);
+  const second = await addKey(store, 'second phrase');
+  const other = await acquireLock(new FsBackend(store), 'key remove 0123456789abcdef', { kind: 'keys' });
+  t.teardown(() => other.release());
+  const before = await treeDigest(join(store, 'keys'));
+  for (const [args, env, command] of [
+    [['key', 'remove', second], OLD, `key remove ${second}`],
+    [['key', 'add'], { ...OLD, CHUNKVAULT_NEW_PASSWORD: 'third phrase' }, 'key add'],
+    [['key', 'passwd'], { ...OLD, CHUNKVAULT_NEW_PASSWORD: 'third phrase' }, 'key passwd'],
+  ] as const) {
+    const run = await cli([...args, '--store', store], env);
+    t.same([run.code, run.stdout], [3, ''], command);
+    t.match(run.stderr, new RegExp(`^chunkvault: '${command}' cannot run while 'key remove 0123456789abcdef' \\(pid ${process.pid} on .*\\) changes the store's keys; run it when that has finished\n$`), command);
+  }
+  t.equal(await treeDigest(join(store, 'keys')), before, 'no key was added or removed');
+  const image = join(dir, 'disk.img');
+  await mixedImage(image);
+  await cliJson(['backup', '--store', store, image], OLD);
+  t.equal((await cli(['gc', '--store', store], OLD)).code, 0, 'gc runs beside a key change');
+  await other.release();
+  t.same(await cliJson(['key', 'remove', '--store', store, second], OLD), { removed: second }, 'once it has finished, the change runs');
 });
 
 t.test('export, lose every key, get back in from the export with a new passphrase: the backup restores identically', async (t) => {
