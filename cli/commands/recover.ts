@@ -6,7 +6,7 @@ import type { ServeOptions, ServingSession } from '../../fuse/recovery.js';
 import { formatBytes, parseSize } from '../../store/size.js';
 import { printJson, printLines, table } from '../output.js';
 import { progress } from '../progress.js';
-import { openStoreFrom, withStore, type StoreOptions } from '../store-option.js';
+import { openStoreFrom, storeAccess, withStore, type StoreOptions } from '../store-option.js';
 
 interface RecoverFlags extends StoreOptions {
   disk?: string;
@@ -49,7 +49,7 @@ async function storeOf(record: SessionRecord, options: StoreOptions): Promise<St
   if (given !== undefined && (await fs.realpath(given).catch(() => given)) !== record.store) {
     throw new InvalidInputError(`the session on ${record.mountpoint} belongs to the store ${record.store}, not ${given}`, { store: given });
   }
-  return openStore(record.store);
+  return openStore(record.store, storeAccess(options));
 }
 
 function describeListing(s: SessionListing): string[] {

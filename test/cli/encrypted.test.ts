@@ -7,11 +7,12 @@ import t, { type Test } from 'tap';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { MiB, cli, cliJson, seededBytes, sha256File, tempDir, writeImage } from '../helpers/index.js';
+import { MiB, cli, cliJson, compressibleText, ext4Image, seededBytes, sha256File, tempDir, writeImage, writeSynced } from '../helpers/index.js';
 import { chunkLocation, corruptChunk, packFile } from '../helpers/corrupt.js';
 import { Store } from '../../store/store.js';
 import { RECORD_HEADER_BYTES } from '../../store/pack.js';
 import { canMount, startMount } from '../fuse/mounting.js';
+import { sessionEnv } from '../fuse/recovering.js';
 
 const PASSWORD = 'correct horse battery staple';
 // Every CLI child (the mount's too) opens the store with it.
@@ -104,6 +105,44 @@ t.test('every command on an encrypted store, as on a plain one', async (t) => {
   await fs.rm(join(store, 'segments'), { recursive: true, force: true });
   t.match(await cliJson(['repair', '--store', store]), { damagedRanges: [], duplicates: 0 }, 'repair opens every record of the packs');
   await restoresAs(t, store, incremental.id, out, shaEdited);
+});
+
+t.test('files inside an image, a recovery session and the backup of it, on an encrypted store', async (t) => {
+  const dir = await tempDir(t);
+  const tree = join(dir, 'tree');
+  await fs.mkdir(join(tree, 'etc'), { recursive: true });
+  const conf = compressibleText(70_000, 3);
+  await fs.writeFile(join(tree, 'etc', 'app.conf'), conf);
+  const image = join(dir, 'root.img');
+  ext4Image(image, 16, tree);
+  const store = join(dir, 'store');
+  await cliJson(['init', '--store', store, '--encryption', 'aes-256-gcm']);
+  const { id } = await cliJson<BackupJson>(['backup', '--store', store, image]);
+
+  const listing = await cliJson<{ entries: { name: string; size: number }[] }>(['files', '--store', store, id, '/etc']);
+  t.same(listing.entries.map((e) => [e.name, e.size]), [['app.conf', conf.byteLength]], 'files lists a directory inside the image');
+  const got = join(dir, 'got');
+  await cliJson(['files', '--store', store, id, '--get', '/etc/app.conf', '--to', got]);
+  t.same(await fs.readFile(join(got, 'app.conf')), conf, 'files --get extracts it');
+
+  if (!canMount(t)) return;
+  const sessions = await sessionEnv(t);
+  const mnt = join(dir, 'mnt');
+  await fs.mkdir(mnt);
+  const session = await sessions.start(['--store', store, id, '--disk', 'root', mnt], mnt);
+  t.equal(await sha256File(session.image), await sha256File(image), 'the session serves the disk');
+  const written = seededBytes(5, 300_001);
+  const expected = join(dir, 'expected.img');
+  await fs.copyFile(image, expected);
+  for (const target of [session.image, expected]) await writeSynced(target, written, 5 * MiB - 1234);
+  const stop = await sessions.run(['recover', '--stop', mnt]);
+  t.equal(stop.code, 0, stop.stderr);
+  await session.exited;
+  const backedUp = JSON.parse((await sessions.run(['backup', '--store', store, '--from-session', mnt, '--json'])).stdout) as BackupJson & { parent: string };
+  t.equal(backedUp.parent, id);
+  await restoresAs(t, store, backedUp.id, join(dir, 'out.img'), await sha256File(expected));
+  await restoresAs(t, store, id, join(dir, 'out.img'), await sha256File(image));
+  t.equal((await sessions.run(['recover', '--discard', mnt])).code, 0);
 });
 
 t.test('a flipped bit in a sealed record: verify names the range, restore refuses, the mount gives EIO there only', async (t) => {

@@ -3,7 +3,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { backedUpInto, MiB, cliJson, compressibleText, ext4Image, hasCommand, mixedImage, mounted, requireCapability, seededBytes, sha256File, tempDir, treeDigest } from '../helpers/index.js';
+import { backedUpInto, MiB, cliJson, compressibleText, ext4Image, hasCommand, mixedImage, mounted, requireCapability, writeSynced, seededBytes, sha256File, tempDir, treeDigest } from '../helpers/index.js';
 import { canMount, isMountpoint } from './mounting.js';
 import { sessionEnv } from './recovering.js';
 
@@ -13,17 +13,6 @@ import { sessionEnv } from './recovering.js';
  */
 async function pointsDigest(store: string): Promise<string[]> {
   return Promise.all(['packs', 'catalog', 'maps'].map((part) => treeDigest(join(store, part))));
-}
-
-/** Writes `data` at `offset` of `path` and fsyncs it, as a guest flushing its disk does. */
-async function writeSynced(path: string, data: Buffer, offset: number): Promise<void> {
-  const file = await fs.open(path, 'r+');
-  try {
-    await file.write(data, 0, data.length, offset);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
 }
 
 function qemuIo(image: string, command: string): void {

@@ -97,6 +97,17 @@ export function mixedImage(path: string, seed = 1, sparse = false): Promise<numb
   ]);
 }
 
+/** Writes `data` at `offset` of `path` and fsyncs it, as a guest flushing its disk does. */
+export async function writeSynced(path: string, data: Buffer, offset: number): Promise<void> {
+  const file = await fs.open(path, 'r+');
+  try {
+    await file.write(data, 0, data.length, offset);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+}
+
 /** A real ext4 image built from a directory tree with mkfs.ext4 -d. */
 export function ext4Image(path: string, sizeMiB: number, fromDir: string): void {
   execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', '-d', fromDir, path, `${sizeMiB}M`], { stdio: 'pipe' });
