@@ -8,7 +8,7 @@ import type { Store } from '../store/store.js';
 import type { RestorePoint, DiskEntry } from '../store/catalog.js';
 import { ID_BYTES, isZeroId } from '../store/chunk-id.js';
 import { slotCount } from '../store/chunk-map.js';
-import type { ChunkRef } from './tasks.js';
+import type { ChunkRef, RestoreSlot, RestoreTask, RestoreResult } from './tasks.js';
 import type { WorkerPool } from './pool.js';
 import { chunkRef, locateChunks, readMapOrDamage, uniqueIds } from './locate.js';
 import { damageAt } from './damage.js';
@@ -66,6 +66,11 @@ export class ChunkFetcher {
     private readonly cache: ChunkCache,
     private readonly taskBytes = DEFAULT_TASK_BYTES,
   ) {}
+
+  /** Chunks written into a file by the workers themselves, past the cache: nothing comes back to copy. */
+  restore(task: RestoreTask): Promise<RestoreResult> {
+    return this.pool.restore(task);
+  }
 
   isUnderWay(chunk: LocatedChunk): boolean {
     return this.pending.has(chunk.hex) || this.cache.has(chunk.hex);
@@ -225,6 +230,26 @@ export class DiskReader {
   isZero(offset: number, length: number): boolean {
     for (let slot = this.slotOf(offset); slot <= this.slotOf(offset + length - 1); slot++) if (this.slots[slot] !== null) return false;
     return true;
+  }
+
+  /**
+   * Writes whole slots [first, first + count) into the file `target` at their disk offsets, as
+   * restore does: decoded, checked and written by a worker, so the main thread copies nothing.
+   * Zero slots are left alone when `skipZeros` (the file reads zero there), else written.
+   * Rejects with DamagedDataError naming the first damaged chunk.
+   */
+  async writeSlots(target: string, first: number, count: number, skipZeros: boolean): Promise<void> {
+    const slots: RestoreSlot[] = [];
+    for (let slot = first; slot < Math.min(first + count, this.slots.length); slot++) {
+      const chunk = this.slots[slot];
+      const diskOffset = slot * this.chunkSize;
+      if (chunk !== null && 'missing' in chunk) throw damageAt(this.point, this.disk.label, diskOffset, chunk.missing);
+      if (chunk === null && skipZeros) continue;
+      slots.push({ diskOffset, length: Math.min(this.chunkSize, this.size - diskOffset), chunk: chunk?.ref ?? null });
+    }
+    if (slots.length === 0) return;
+    const [problem] = (await this.fetcher.restore({ op: 'restore', target, slots })).problems;
+    if (problem) throw damageAt(this.point, this.disk.label, slots[problem.index].diskOffset, problem.problem);
   }
 
   /** Starts decoding the chunks of slots [first, first + count) that are neither cached nor under way. */

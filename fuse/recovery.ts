@@ -15,7 +15,7 @@ import { Hydration, type HydrationProgress } from '../engine/session/hydrate.js'
 import { createSession, discardSession, imageName, openSession, planSession, servingLock, sessionLockCommand, type SessionRecord, type SessionRequest } from '../engine/session/session.js';
 import { LruChunkCache } from './chunk-cache.js';
 import { createFuse } from './fuse-native.js';
-import { INDEX_WAIT_MS, MountProbe, POLL_MS, mountFuse, readAheadChunks, unmountFuse } from './mount.js';
+import { INDEX_WAIT_MS, MountProbe, POLL_MS, mountFuse, unmountFuse } from './mount.js';
 import { SUBTYPE, clearStaleMount, prepareMountpoint, unmountChunkvault } from './mountpoint.js';
 import { recoveryOperations } from './recovery-operations.js';
 
@@ -47,8 +47,8 @@ export interface ServingSession {
 const MOUNT_OPTIONS = ['direct_io', 'big_writes'];
 /** How long --stop waits for the serving process to save and leave. */
 const STOP_WAIT_MS = 30_000;
-/** Chunks hydration keeps decoding ahead: enough to keep two workers busy, few enough to yield to a guest soon. */
-const HYDRATION_AHEAD_CHUNKS = 8;
+/** Chunks hydration copies at once: enough to keep two workers busy, few enough that a guest read soon gets one. */
+const HYDRATION_PARALLEL_CHUNKS = 4;
 
 function limitsFor(hasTarget: boolean, maxRateMBps: number | undefined): ThrottleLimits | null {
   const limits = throttleLimits(undefined, maxRateMBps);
@@ -126,7 +126,7 @@ async function serve(store: Store, record: SessionRecord, options: ServeOptions)
           limits,
           skipZeros: record.targetCreated,
           stepBytes: chunkSize,
-          aheadSteps: Math.min(HYDRATION_AHEAD_CHUNKS, readAheadChunks(options.cacheBytes, chunkSize)),
+          parallelSteps: HYDRATION_PARALLEL_CHUNKS,
           onProgress: options.onProgress ?? (() => undefined),
         });
   hydration?.finished.catch((err: unknown) => (options.onHydrationError ?? ((e) => log(`hydration stopped: ${e instanceof Error ? e.message : String(e)}`)))(err));

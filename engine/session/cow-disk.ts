@@ -17,8 +17,8 @@ export interface BaseDisk {
   read(into: Buffer, length: number, offset: number): Promise<number>;
   /** The bytes are all in zero slots (no chunk to read). */
   isZero(offset: number, length: number): boolean;
-  /** Starts decoding the chunks of slots [first, first + count) into the cache. */
-  prefetch(first: number, count: number): void;
+  /** Writes whole slots [first, first + count) into the file `target` at their offsets, past the cache; zero slots only unless `skipZeros`. */
+  writeSlots(target: string, first: number, count: number, skipZeros: boolean): Promise<void>;
 }
 
 export interface SavedBitmap {
@@ -28,6 +28,8 @@ export interface SavedBitmap {
 
 export interface CowDiskFiles {
   content: FileHandle;
+  /** The content file's path: workers write whole chunks of hydration into it themselves. */
+  contentPath: string;
   present: SavedBitmap;
   dirty: SavedBitmap;
 }
@@ -75,14 +77,6 @@ export class CowDisk {
     return this.base.isZero(first * this.blockSize, this.bytesOf(first, last));
   }
 
-  /** Starts decoding the restore point's chunks under blocks [first, last], for a hydration about to copy them. */
-  prefetch(first: number, last: number): void {
-    const chunk = this.base.chunkSize;
-    const firstSlot = Math.floor((first * this.blockSize) / chunk);
-    const end = Math.ceil(Math.min(this.size, (last + 1) * this.blockSize) / chunk);
-    this.base.prefetch(firstSlot, end - firstSlot);
-  }
-
   /** Resolves once no guest read or write is under way: hydration goes only then. */
   guestIdle(): Promise<void> {
     if (this.guestOps === 0) return Promise.resolve();
@@ -110,19 +104,36 @@ export class CowDisk {
       let copied = 0;
       for (const [from, to] of this.missingRuns(first, last)) {
         const offset = from * this.blockSize;
-        const length = this.bytesOf(from, to);
-        if (this.base.isZero(offset, length)) {
-          if (!skipZeros) await writeFully(this.files.content, zeros(length), offset);
+        const end = offset + this.bytesOf(from, to);
+        // Whole chunks go from a worker straight into the file; the bytes of a chunk the guest wrote part of come here.
+        const chunk = this.base.chunkSize;
+        const wholeFrom = Math.ceil(offset / chunk) * chunk;
+        const wholeEnd = end === this.size ? end : Math.floor(end / chunk) * chunk;
+        if (wholeFrom < wholeEnd) {
+          await this.copyHere(offset, wholeFrom, skipZeros);
+          await this.base.writeSlots(this.files.contentPath, wholeFrom / chunk, Math.ceil((wholeEnd - wholeFrom) / chunk), skipZeros);
+          await this.copyHere(wholeEnd, end, skipZeros);
         } else {
-          const bytes = Buffer.allocUnsafe(length);
-          await this.base.read(bytes, length, offset);
-          await writeFully(this.files.content, bytes, offset);
+          await this.copyHere(offset, end, skipZeros);
         }
         this.present.setRange(from, to);
-        copied += length;
+        copied += end - offset;
       }
       return copied;
     });
+  }
+
+  /** Copies the restore point's bytes [offset, end) into the content file through the cache. */
+  private async copyHere(offset: number, end: number, skipZeros: boolean): Promise<void> {
+    const length = end - offset;
+    if (length <= 0) return;
+    if (this.base.isZero(offset, length)) {
+      if (!skipZeros) await writeFully(this.files.content, zeros(length), offset);
+      return;
+    }
+    const bytes = Buffer.allocUnsafe(length);
+    await this.base.read(bytes, length, offset);
+    await writeFully(this.files.content, bytes, offset);
   }
 
   private async asGuest<T>(work: () => Promise<T>): Promise<T> {

@@ -1,7 +1,8 @@
 /**
  * Hydration: copies the restore point's blocks the TARGET lacks into it, in disk order, one
- * chunk's worth at a time. Guest I/O goes first: a step starts only while no guest read or
- * write is under way, and `--max-rate` paces the steps (engine/throttle.ts). The bitmap is
+ * chunk's worth per step, a few steps at once so that every worker writes (a worker decodes a
+ * whole chunk straight into TARGET, as restore does). Guest I/O goes first: a step starts only
+ * while no guest read or write is under way, and `--max-rate` paces the steps (engine/throttle.ts). The bitmap is
  * saved every SYNC_BYTES or SYNC_MS, whichever comes first, so a kill -9 costs at most that
  * much copying again on --resume.
  */
@@ -29,11 +30,8 @@ export interface HydrationOptions {
   skipZeros: boolean;
   /** Bytes per step: the store's chunk size, so a step decodes one chunk. */
   stepBytes: number;
-  /**
-   * Steps decoded ahead of the one copied, so that the pool's workers decode in parallel;
-   * bounded by the chunk cache, which must hold them until they are copied.
-   */
-  aheadSteps: number;
+  /** Steps under way at once: enough to keep the pool's workers busy, few enough that a guest read queues behind little. */
+  parallelSteps: number;
   onProgress(progress: HydrationProgress): void;
 }
 
@@ -68,23 +66,34 @@ export class Hydration {
     const stepBlocks = Math.max(1, Math.ceil(this.options.stepBytes / disk.blockSize));
     let unsaved = 0;
     let savedAt = performance.now();
-    // One save at a time runs beside the copying: it covers what was copied before it began.
+    // One save at a time runs beside the copying: it covers the steps finished before it began.
     let saving: Promise<void> | null = null;
-    for (let first = 0; first < disk.blocks && !this.stopping; first += stepBlocks) {
+    const copying = new Set<Promise<void>>();
+    let failed: { err: unknown } | null = null;
+    for (let first = 0; first < disk.blocks && !this.stopping && !failed; first += stepBlocks) {
       const last = Math.min(disk.blocks, first + stepBlocks) - 1;
       if (disk.present.hasAll(first, last)) continue;
       // Zero slots onto a file that reads zero are only marked: no I/O to pace or to yield for.
       if (!(this.options.skipZeros && disk.baseIsZero(first, last))) {
-        // Chunks cached or under way already are skipped: each step adds the one at the window's end.
-        disk.prefetch(first, Math.min(disk.blocks, first + (this.options.aheadSteps + 1) * stepBlocks) - 1);
         await throttle?.admit(disk.bytesOf(first, last));
         // Requests the kernel has queued are dispatched before the next step is looked at.
         await yieldToIo();
         await disk.guestIdle();
       }
-      const copied = await disk.hydrate(first, last, this.options.skipZeros);
-      this.bytesHydrated += copied;
-      unsaved += copied;
+      while (copying.size >= this.options.parallelSteps) await Promise.race(copying);
+      const step: Promise<void> = disk
+        .hydrate(first, last, this.options.skipZeros)
+        .then(
+          (copied) => {
+            this.bytesHydrated += copied;
+            unsaved += copied;
+          },
+          (err: unknown) => {
+            failed ??= { err };
+          },
+        )
+        .finally(() => copying.delete(step));
+      copying.add(step);
       if (!saving && (unsaved >= SYNC_BYTES || performance.now() - savedAt >= SYNC_MS)) {
         unsaved = 0;
         savedAt = performance.now();
@@ -95,7 +104,9 @@ export class Hydration {
       if (saving && unsaved >= SYNC_BYTES) await saving;
       this.options.onProgress(this.progress());
     }
+    await Promise.all(copying);
     await saving;
+    if (failed) throw (failed as { err: unknown }).err;
     await disk.sync();
     const done = this.progress();
     this.options.onProgress(done);

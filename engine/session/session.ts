@@ -203,13 +203,14 @@ export async function openSession(store: Store, record: SessionRecord, fetcher: 
   const claim = record.target === null ? null : await checkTarget(store, record.target, record.size, record.mountpoint, record);
   const opened: FileHandle[] = [];
   try {
-    const content = await fs.open(contentPath(record), 'r+');
+    const contentFile = contentPath(record);
+    const content = await fs.open(contentFile, 'r+');
     opened.push(content);
     const present = await openBitmap(record, 'present');
     opened.push(present.file);
     const dirty = await openBitmap(record, 'dirty');
     opened.push(dirty.file);
-    const disk = new CowDisk(base, { content, present, dirty }, record.size, record.blockSize);
+    const disk = new CowDisk(base, { content, contentPath: contentFile, present, dirty }, record.size, record.blockSize);
     const close = async (): Promise<void> => {
       for (const file of opened) await file.close();
       await claim?.release();

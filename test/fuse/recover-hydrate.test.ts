@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { backedUpInto, MiB, hasCommand, mixedImage, requireCapability, sha256File, sha256Head, tempDir, writeImage } from '../helpers/index.js';
+import { corruptChunk } from '../helpers/corrupt.js';
 import { canMount, eventually } from './mounting.js';
 import { sessionEnv, type RunningSession } from './recovering.js';
 
@@ -81,6 +82,36 @@ t.test('kill -9 during hydration: --resume continues where the bitmap says, copy
   t.equal((await sessions.run(['recover', '--stop', mnt])).code, 0);
   await second.exited;
   t.equal(await sha256File(target), await sha256File(image), 'TARGET equals the restore point');
+});
+
+t.test('a damaged chunk stops hydration with its restore point, disk and offset; the guest still reads the rest', async (t) => {
+  if (!canMount(t)) return;
+  const dir = await tempDir(t);
+  const image = join(dir, 'disk.img');
+  await writeImage(image, [{ kind: 'random', bytes: 12 * MiB, seed: 8 }]);
+  const { store, id } = await backedUpInto(dir, image);
+  await corruptChunk(store, id, 'disk', 7);
+  const target = join(dir, 'target.img');
+  const sessions = await sessionEnv(t);
+  const mnt = join(dir, 'mnt');
+  await fs.mkdir(mnt);
+  const session = await sessions.start(['--store', store, id, mnt, '--to', target, '--json'], mnt);
+  await eventually(() => session.stderr().includes('hydration stopped'), 30_000, 'hydration to stop');
+  t.match(session.stderr(), new RegExp(`^chunkvault: hydration stopped: restore point ${id} disk disk at offset ${7 * MiB}: `, 'm'));
+  t.notOk(session.events().some((e) => e.event === 'hydrated'), 'TARGET is not reported whole');
+  const listed = JSON.parse((await sessions.run(['recover', '--list', '--store', store, '--json'])).stdout) as { hydrated: boolean }[];
+  t.match(listed, [{ hydrated: false }]);
+  const served = await fs.open(session.image, 'r');
+  try {
+    const head = Buffer.alloc(7 * MiB);
+    await served.read(head, 0, head.length, 0);
+    t.same(head, (await fs.readFile(image)).subarray(0, 7 * MiB), 'the chunks before the damaged one read back');
+    await t.rejects(served.read(Buffer.alloc(4096), 0, 4096, 7 * MiB + 8192), { code: 'EIO' }, 'the damaged chunk is EIO to the guest');
+  } finally {
+    await served.close();
+  }
+  t.equal((await sessions.run(['recover', '--stop', mnt])).code, 0);
+  await session.exited;
 });
 
 t.test('--to BLOCKDEV: a loop device larger than the disk holds the disk after hydration', async (t) => {
