@@ -13,6 +13,8 @@ import type { CowDisk } from './cow-disk.js';
 
 const SYNC_BYTES = 64 * 1024 * 1024;
 const SYNC_MS = 1000;
+/** Blocks of zero slots one step marks at most: a guest write there waits for no longer than a step. */
+const ZERO_RUN_BLOCKS = 16 * 1024;
 
 export interface HydrationProgress {
   /** Bytes of disk this run copied (or found zero) into TARGET. */
@@ -60,6 +62,18 @@ export class Hydration {
     return { bytesHydrated: this.bytesHydrated, bytesPresent: present, size: disk.size, seconds: (performance.now() - this.started) / 1000, complete: disk.present.complete };
   }
 
+  /** The last block of the run of zero steps after the one ending at `last`, at most ZERO_RUN_BLOCKS long. */
+  private zeroRunEnd(last: number, stepBlocks: number): number {
+    const { disk } = this;
+    const limit = Math.min(disk.blocks - 1, last + ZERO_RUN_BLOCKS);
+    while (last < limit) {
+      const next = Math.min(limit, last + stepBlocks);
+      if (!disk.baseIsZero(last + 1, next)) break;
+      last = next;
+    }
+    return last;
+  }
+
   private async run(): Promise<HydrationProgress> {
     const { disk } = this;
     const throttle = this.options.limits ? new Throttle(this.options.limits) : null;
@@ -70,11 +84,13 @@ export class Hydration {
     let saving: Promise<void> | null = null;
     const copying = new Set<Promise<void>>();
     let failed: { err: unknown } | null = null;
-    for (let first = 0; first < disk.blocks && !this.stopping && !failed; first += stepBlocks) {
-      const last = Math.min(disk.blocks, first + stepBlocks) - 1;
+    for (let first = 0, last = -1; first < disk.blocks && !this.stopping && !failed; first = last + 1) {
+      last = Math.min(disk.blocks, first + stepBlocks) - 1;
       if (disk.present.hasAll(first, last)) continue;
-      // Zero slots onto a file that reads zero are only marked: no I/O to pace or to yield for.
-      if (!(this.options.skipZeros && disk.baseIsZero(first, last))) {
+      // Zero slots onto a file that reads zero are only marked, a run of them in one step: no I/O to pace or to yield for.
+      const zeros = this.options.skipZeros && disk.baseIsZero(first, last);
+      if (zeros) last = this.zeroRunEnd(last, stepBlocks);
+      else {
         await throttle?.admit(disk.bytesOf(first, last));
         // Requests the kernel has queued are dispatched before the next step is looked at.
         await yieldToIo();
